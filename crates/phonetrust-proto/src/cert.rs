@@ -1,0 +1,195 @@
+//! Certificate facts that trust-list records and signed headers carry, read with OpenSSL:
+//! names in the text form the vectors use, minimal serial bytes, the record's public-key
+//! encoding, fingerprints, and PEM/DER loading of certificates and keys.
+
+use openssl::bn::BigNumContext;
+use openssl::ec::PointConversionForm;
+use openssl::hash::{MessageDigest, hash};
+use openssl::pkey::{Id, PKey, Private, Public};
+use openssl::x509::{X509, X509NameRef, X509Ref};
+
+/// Why a certificate or key could not be loaded or used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertError {
+    /// The input holds no certificate.
+    #[error("no certificate found (expected PEM \"BEGIN CERTIFICATE\" or DER)")]
+    NoCertificate,
+    /// The input holds no private key.
+    #[error("no private key found (expected a PEM \"PRIVATE KEY\" block beside the certificate)")]
+    NoPrivateKey,
+    /// The private key does not belong to the certificate.
+    #[error("the private key does not match the certificate's public key")]
+    KeyMismatch,
+    /// The key type is not usable for this purpose.
+    #[error("unsupported key: {0}")]
+    UnsupportedKey(String),
+    /// OpenSSL refused the input.
+    #[error("OpenSSL: {0}")]
+    OpenSsl(#[from] openssl::error::ErrorStack),
+}
+
+/// A certificate with its private key (a signer, a phone, a CA).
+#[derive(Clone)]
+pub struct CertAndKey {
+    /// The certificate.
+    pub cert: X509,
+    /// Its private key.
+    pub key: PKey<Private>,
+}
+
+impl std::fmt::Debug for CertAndKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertAndKey")
+            .field("subject", &name_string(self.cert.subject_name()))
+            .field("key", &"<private>")
+            .finish()
+    }
+}
+
+impl CertAndKey {
+    /// Load a PEM bundle holding the certificate (first one) and its private key, in any
+    /// order; the key must match the certificate.
+    pub fn from_pem(pem: &[u8]) -> Result<Self, CertError> {
+        let cert = load_certs(pem)?
+            .into_iter()
+            .next()
+            .ok_or(CertError::NoCertificate)?;
+        let key = PKey::private_key_from_pem(pem).map_err(|_| CertError::NoPrivateKey)?;
+        Self::new(cert, key)
+    }
+
+    /// Pair a certificate with its key, checking that they match.
+    pub fn new(cert: X509, key: PKey<Private>) -> Result<Self, CertError> {
+        let public = cert.public_key()?;
+        if !key.public_eq(&public) {
+            return Err(CertError::KeyMismatch);
+        }
+        Ok(Self { cert, key })
+    }
+}
+
+/// Every certificate in a PEM bundle, or the one certificate of a DER input.
+pub fn load_certs(input: &[u8]) -> Result<Vec<X509>, CertError> {
+    if input.windows(10).any(|w| w == b"-----BEGIN") {
+        let certs = X509::stack_from_pem(input).unwrap_or_default();
+        if certs.is_empty() {
+            return Err(CertError::NoCertificate);
+        }
+        Ok(certs)
+    } else {
+        X509::from_der(input)
+            .map(|c| vec![c])
+            .map_err(|_| CertError::NoCertificate)
+    }
+}
+
+/// A private key from PEM (PKCS#8 or traditional) or DER.
+pub fn load_private_key(input: &[u8]) -> Result<PKey<Private>, CertError> {
+    PKey::private_key_from_pem(input)
+        .or_else(|_| PKey::private_key_from_der(input))
+        .map_err(|_| CertError::NoPrivateKey)
+}
+
+/// A name as the trust-list files write it: `type=value` pairs in certificate (DER)
+/// order joined with `,` (e.g. `C=NZ,ST=WGN,L=Wellington,O=Example Corp,OU=VOICE,CN=pub`).
+pub fn name_string(name: &X509NameRef) -> String {
+    name.entries()
+        .map(|e| {
+            let key = e.object().nid().short_name().unwrap_or("UNKNOWN");
+            let value = e
+                .data()
+                .to_string()
+                .unwrap_or_else(|_| String::from_utf8_lossy(e.data().as_slice()).into_owned());
+            format!("{key}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The serial number as minimal big-endian bytes (no sign byte), as headers and records
+/// carry it.
+pub fn serial_bytes(cert: &X509Ref) -> Result<Vec<u8>, CertError> {
+    let bn = cert.serial_number().to_bn()?;
+    let v = bn.to_vec();
+    Ok(if v.is_empty() { vec![0] } else { v })
+}
+
+/// The public key as a trust-list record carries it: PKCS#1 `RSAPublicKey` DER for RSA,
+/// the uncompressed point for EC.
+pub fn record_public_key(key: &PKey<Public>) -> Result<Vec<u8>, CertError> {
+    match key.id() {
+        Id::RSA => Ok(key.rsa()?.public_key_to_der_pkcs1()?),
+        Id::EC => {
+            let ec = key.ec_key()?;
+            let mut ctx = BigNumContext::new()?;
+            Ok(ec
+                .public_key()
+                .to_bytes(ec.group(), PointConversionForm::UNCOMPRESSED, &mut ctx)?)
+        }
+        other => Err(CertError::UnsupportedKey(format!("key type {other:?}"))),
+    }
+}
+
+/// MD5 of a DER certificate (the `certHash` phones compare), lower-case hex.
+pub fn md5_hex(der: &[u8]) -> String {
+    digest_hex(MessageDigest::md5(), der)
+}
+
+/// SHA-1 of `data`.
+pub fn sha1(data: &[u8]) -> Vec<u8> {
+    digest(MessageDigest::sha1(), data)
+}
+
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> Vec<u8> {
+    digest(MessageDigest::sha256(), data)
+}
+
+/// MD5 of `data`.
+pub fn md5(data: &[u8]) -> Vec<u8> {
+    digest(MessageDigest::md5(), data)
+}
+
+fn digest(md: MessageDigest, data: &[u8]) -> Vec<u8> {
+    // Hashing in-memory data with a built-in digest only fails when OpenSSL itself is
+    // broken; an empty result then makes every comparison fail safely.
+    hash(md, data).map(|d| d.to_vec()).unwrap_or_default()
+}
+
+fn digest_hex(md: MessageDigest, data: &[u8]) -> String {
+    crate::codec::hex(&digest(md, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_and_serial_match_the_vectors_layout() {
+        let ck = CertAndKey::from_pem(&crate::testutil::vector("pki/callmanager.pem")).unwrap();
+        assert_eq!(
+            name_string(ck.cert.subject_name()),
+            "C=NZ,ST=WGN,L=Wellington,O=Example Corp,OU=VOICE,CN=pub.example.test"
+        );
+        assert_eq!(
+            crate::codec::hex(&serial_bytes(&ck.cert).unwrap()),
+            "05a01f30e59f16e4966f8ebedc5f63b81fdf3377"
+        );
+        let pk = record_public_key(&ck.cert.public_key().unwrap()).unwrap();
+        assert_eq!(pk.len(), 270);
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        assert!(matches!(
+            load_certs(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+            Err(CertError::NoCertificate)
+        ));
+        assert!(matches!(
+            load_certs(b"\x30\x03abc"),
+            Err(CertError::NoCertificate)
+        ));
+        assert!(CertAndKey::from_pem(b"nothing").is_err());
+    }
+}

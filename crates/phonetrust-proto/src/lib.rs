@@ -1,0 +1,48 @@
+//! Phone-facing formats and protocols of phonetrust, with no sockets and no async runtime.
+//!
+//! - [`codec`]: the borrowing reader, capped lengths and back-filled length prefixes
+//!   every format below is built on.
+//! - [`tlv`]: the signed header shared by every file a phone downloads.
+//! - [`trustlist`]: ITL and CTL files.
+//! - [`sgn`]: signed files (`.sgn`).
+//! - [`enccnf`]: encrypted configuration (`.enc.sgn`) and the partial `.cnf.xml.sgn`.
+//! - [`capf`] and [`tvs`]: the CAPF and TVS messages.
+//! - [`show`]: the `show itl` / `show ctl` text administrators know.
+//! - [`cert`]: certificate facts these formats carry, read with OpenSSL.
+//!
+//! Everything decoded from a peer or a file is untrusted until its signature and fields
+//! are checked; parsers never panic and never allocate more than their input allows.
+
+#![forbid(unsafe_code)]
+
+pub mod capf;
+pub mod cert;
+pub mod codec;
+pub mod element;
+pub mod enccnf;
+pub mod rand;
+pub mod sgn;
+pub mod show;
+pub mod tlv;
+pub mod trustlist;
+pub mod tvs;
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    //! Access to the shared reference vectors from unit tests.
+    use std::path::PathBuf;
+
+    /// Directory of `../shared/vectors` (or `$PHONETRUST_VECTORS`).
+    pub(crate) fn vectors_dir() -> PathBuf {
+        if let Ok(d) = std::env::var("PHONETRUST_VECTORS") {
+            return PathBuf::from(d);
+        }
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
+    }
+
+    /// The bytes of a vector file.
+    pub(crate) fn vector(rel: &str) -> Vec<u8> {
+        let p = vectors_dir().join(rel);
+        std::fs::read(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+    }
+}
