@@ -42,9 +42,6 @@ pub enum DecryptError {
         "the private key cannot unwrap the file's AES key (encrypted to another phone's certificate?)"
     )]
     WrongKey,
-    /// The wrapped key is not an AES-128 key.
-    #[error("unwrapped key is {0} bytes; AES-128 needs 16")]
-    BadKeyLength(usize),
     /// The ciphertext is not whole blocks.
     #[error("ciphertext of {0} bytes is not a multiple of the 16-byte AES block")]
     BadCiphertextLength(usize),
@@ -57,7 +54,9 @@ pub enum DecryptError {
         len: usize,
     },
     /// The digest of the plaintext does not match tag 27.
-    #[error("decrypted content does not match the file's {0} digest (tag 27)")]
+    #[error(
+        "decrypted content does not match the file's {0} digest (tag 27): wrong key, or the file was altered"
+    )]
     DigestMismatch(String),
     /// The digest algorithm is not known.
     #[error("unsupported digest code {0} in tag 26")]
@@ -158,8 +157,10 @@ pub fn decrypt(file: &[u8], key: &PKeyRef<Private>) -> Result<Vec<u8>, DecryptEr
         .private_decrypt(&enc.wrapped_key, &mut aes_key, Padding::PKCS1)
         .map_err(|_| DecryptError::WrongKey)?;
     aes_key.truncate(n);
+    // OpenSSL 3 answers a wrong key with a random unwrapped value (implicit rejection)
+    // rather than an error; anything but 16 bytes means the key is not the phone's.
     if aes_key.len() != 16 {
-        return Err(DecryptError::BadKeyLength(aes_key.len()));
+        return Err(DecryptError::WrongKey);
     }
     let body = header.body(file);
     if body.len() % 16 != 0 {

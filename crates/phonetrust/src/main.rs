@@ -1,1 +1,92 @@
-fn main() {}
+//! `phonetrust`: the security services an IP-phone call-control cluster gives its phones
+//! (CAPF, trust lists, TVS, provisioning), and the tools to inspect and build the files
+//! phones download.
+//!
+//! This binary is a thin shell: argument parsing and file I/O here, formats and protocols
+//! in `phonetrust-proto`.
+
+#![forbid(unsafe_code)]
+
+mod bench;
+mod files;
+mod fsutil;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Security services for IP-phone fleets: CAPF, ITL/CTL trust lists, TVS, signed and
+/// encrypted provisioning.
+#[derive(Debug, Parser)]
+#[command(name = "phonetrust", version, propagate_version = true)]
+#[command(
+    after_help = "Exit status: 0 on success (for `show` commands: only when the signature verifies), 1 on failure, 2 on a usage error."
+)]
+struct Cli {
+    /// Data directory (identity, trust stores, database).
+    #[arg(
+        long,
+        global = true,
+        env = "PHONETRUST_DATA",
+        default_value = "./phonetrust-data"
+    )]
+    data: PathBuf,
+
+    /// More log output (-v info, -vv debug); `RUST_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Trust lists (ITL, CTL): show and build `.tlv` files.
+    #[command(subcommand)]
+    Tlv(files::TlvCmd),
+    /// Signed files (`.sgn`): sign, show and verify, strip the header.
+    #[command(subcommand)]
+    Sgn(files::SgnCmd),
+    /// Device configuration: encrypt to a phone's certificate, decrypt with its key.
+    #[command(subcommand)]
+    Cnf(files::CnfCmd),
+    /// Measure speed (per-operation times, throughput).
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    tracing::debug!(data = %cli.data.display(), "starting");
+    let result = match cli.command {
+        Command::Tlv(c) => files::tlv(c),
+        Command::Sgn(c) => files::sgn(c),
+        Command::Cnf(c) => files::cnf(c),
+        Command::Bench(c) => bench::run(c),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: the chain of causes, never a backtrace.
+            eprintln!("phonetrust: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! `phonetrust bench`: speed figures measured on this machine (never timed assertions
+//! in tests).
+//!
+//! `bench files` times the file operations a TFTP node performs per phone or per
+//! certificate change: build + sign an ITL, parse + verify it, sign a config, encrypt a
+//! config to a phone key, and decrypt it as the phone does. Keys are generated in
+//! memory, so the command needs no data directory.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use clap::Subcommand;
+use openssl::asn1::Asn1Time;
+use openssl::bn::{BigNum, MsbOption};
+use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use openssl::rsa::Rsa;
+use openssl::x509::{X509, X509NameBuilder};
+use phonetrust_proto::cert::CertAndKey;
+use phonetrust_proto::enccnf;
+use phonetrust_proto::rand::OsRandom;
+use phonetrust_proto::sgn;
+use phonetrust_proto::tlv::HashAlg;
+use phonetrust_proto::trustlist::{self, CertForm, Record, Role, TrustListParams};
+
+/// `phonetrust bench ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCmd {
+    /// File operations: ITL build/sign, parse/verify, config sign, encrypt, decrypt.
+    Files {
+        /// Repetitions of each operation.
+        #[arg(long, default_value_t = 200)]
+        iterations: u32,
+    },
+}
+
+/// Run a benchmark.
+pub(crate) fn run(cmd: BenchCmd) -> Result<ExitCode> {
+    match cmd {
+        BenchCmd::Files { iterations } => files(iterations.max(1)),
+    }
+}
+
+fn self_signed(cn: &str, key: PKey<Private>) -> Result<CertAndKey> {
+    let mut name = X509NameBuilder::new()?;
+    name.append_entry_by_nid(Nid::COUNTRYNAME, "NZ")?;
+    name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "phonetrust bench")?;
+    name.append_entry_by_nid(Nid::COMMONNAME, cn)?;
+    let name = name.build();
+    let mut b = X509::builder()?;
+    b.set_version(2)?;
+    let mut serial = BigNum::new()?;
+    serial.rand(127, MsbOption::MAYBE_ZERO, false)?;
+    let serial = serial.to_asn1_integer()?;
+    b.set_serial_number(&serial)?;
+    b.set_subject_name(&name)?;
+    b.set_issuer_name(&name)?;
+    b.set_pubkey(&key)?;
+    let (from, to) = (Asn1Time::days_from_now(0)?, Asn1Time::days_from_now(365)?);
+    b.set_not_before(&from)?;
+    b.set_not_after(&to)?;
+    b.sign(&key, MessageDigest::sha256())?;
+    Ok(CertAndKey::new(b.build(), key)?)
+}
+
+fn rsa(bits: u32) -> Result<PKey<Private>> {
+    Ok(PKey::from_rsa(Rsa::generate(bits)?)?)
+}
+
+fn time<T>(n: u32, mut f: impl FnMut() -> Result<T>) -> Result<Duration> {
+    // One untimed run to warm caches.
+    f()?;
+    let start = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(f()?);
+    }
+    Ok(start.elapsed() / n)
+}
+
+fn report(name: &str, per_op: Duration) {
+    let us = per_op.as_secs_f64() * 1e6;
+    let rate = if us > 0.0 { 1e6 / us } else { f64::INFINITY };
+    println!("{name:<38} {us:>10.1} µs/op {rate:>12.0} ops/s");
+}
+
+fn files(n: u32) -> Result<ExitCode> {
+    println!("Generating keys (RSA 2048 signer and phone, P-256 TFTP)...");
+    let signer = self_signed("bench-tftp", rsa(2048)?)?;
+    let recovery = self_signed("ITLRECOVERY_bench", rsa(2048)?)?;
+    let capf = self_signed("CAPF-bench", rsa(2048)?)?;
+    let tvs = self_signed("bench-tvs", rsa(2048)?)?;
+    let ec = self_signed(
+        "bench-EC",
+        PKey::from_ec_key(EcKey::generate(
+            EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?.as_ref(),
+        )?)?,
+    )?;
+    let phone = self_signed("SEP001122334455", rsa(2048)?)?;
+    let records = vec![
+        Record::from_cert(Role::Sast, &recovery.cert, CertForm::Full)?,
+        Record::from_cert(Role::CcmTftp, &signer.cert, CertForm::Full)?,
+        Record::from_cert(Role::Capf, &capf.cert, CertForm::Hash)?,
+        Record::from_cert(Role::Tvs, &tvs.cert, CertForm::Hash)?,
+        Record::from_cert(Role::Tftp, &ec.cert, CertForm::Full)?,
+    ];
+    let params = TrustListParams::new("ITLFile.tlv", HashAlg::Sha1, 1_800_000_000);
+    let itl = trustlist::build(&params, &signer, &records)?;
+    let config = {
+        let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<device>\n");
+        while x.len() < 4000 {
+            x.push_str("  <line><featureLabel>bench</featureLabel></line>\n");
+        }
+        x.push_str("</device>\n");
+        x.into_bytes()
+    };
+    let enc = enccnf::encrypt(
+        "SEP001122334455.cnf.xml",
+        &config,
+        &phone.cert,
+        &signer,
+        HashAlg::Sha1,
+        1,
+        &OsRandom,
+    )?;
+
+    println!(
+        "\n{n} iterations each; ITL of {} bytes (6 records), config of {} bytes\n",
+        itl.len(),
+        config.len()
+    );
+    report(
+        "ITL build + sign (SHA-1, RSA 2048)",
+        time(n, || Ok(trustlist::build(&params, &signer, &records)?))?,
+    );
+    report(
+        "ITL parse + verify",
+        time(n, || {
+            let t = trustlist::parse(&itl)?;
+            Ok(t.verify(&itl)?)
+        })?,
+    );
+    report(
+        "config sign (.cnf.xml.sgn)",
+        time(n, || {
+            Ok(sgn::sign("SEP001122334455.cnf.xml", &config, &signer, HashAlg::Sha1, 1)?)
+        })?,
+    );
+    report(
+        "config encrypt + sign (.enc.sgn)",
+        time(n, || {
+            Ok(enccnf::encrypt(
+                "SEP001122334455.cnf.xml",
+                &config,
+                &phone.cert,
+                &signer,
+                HashAlg::Sha1,
+                1,
+                &OsRandom,
+            )?)
+        })?,
+    );
+    report(
+        "config decrypt + digest check (phone)",
+        time(n, || Ok(enccnf::decrypt(&enc, &phone.key)?))?,
+    );
+    Ok(ExitCode::SUCCESS)
+}
