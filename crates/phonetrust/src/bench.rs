@@ -145,7 +145,13 @@ fn files(n: u32) -> Result<ExitCode> {
     report(
         "config sign (.cnf.xml.sgn)",
         time(n, || {
-            Ok(sgn::sign("SEP001122334455.cnf.xml", &config, &signer, HashAlg::Sha1, 1)?)
+            Ok(sgn::sign(
+                "SEP001122334455.cnf.xml",
+                &config,
+                &signer,
+                HashAlg::Sha1,
+                1,
+            )?)
         })?,
     );
     report(

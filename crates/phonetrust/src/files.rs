@@ -49,7 +49,10 @@ pub(crate) struct BuildArgs {
     /// A record: ROLE=CERT.pem, ROLE one of SAST, CCM, CCM+TFTP, TFTP, CAPF, APP-SERVER,
     /// TVS. Options after commas: `hash` (carry the SHA-1 hash instead of the
     /// certificate), `dns=NAME`, `ip=A.B.C.D`. Repeat for each record.
-    #[arg(long = "record", value_name = "ROLE=CERT.pem[,hash][,dns=NAME][,ip=ADDR]")]
+    #[arg(
+        long = "record",
+        value_name = "ROLE=CERT.pem[,hash][,dns=NAME][,ip=ADDR]"
+    )]
     records: Vec<String>,
     /// SIGNER_VERSION (default 1.0 with sha1, 1.1 otherwise).
     #[arg(long, value_parser = parse_version)]
@@ -209,8 +212,7 @@ fn tlv_show(file: &Path) -> Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     let bytes = read(file)?;
-    let header =
-        tlv::parse_header(&bytes).with_context(|| format!("{}", file.display()))?;
+    let header = tlv::parse_header(&bytes).with_context(|| format!("{}", file.display()))?;
     if header.version != Version::TRUST_LIST {
         bail!(
             "{}: header version {} is a signed file, not a trust list (1.2); use `phonetrust sgn show`",
@@ -236,7 +238,9 @@ fn parse_record_spec(s: &str) -> Result<RecordSpec> {
     let (role, rest) = s
         .split_once('=')
         .ok_or_else(|| anyhow!("--record '{s}': expected ROLE=CERT.pem"))?;
-    let role: Role = role.parse().map_err(|e: String| anyhow!("--record '{s}': {e}"))?;
+    let role: Role = role
+        .parse()
+        .map_err(|e: String| anyhow!("--record '{s}': {e}"))?;
     let mut parts = rest.split(',');
     let cert = PathBuf::from(parts.next().unwrap_or_default());
     let mut spec = RecordSpec {
@@ -320,7 +324,12 @@ pub(crate) fn sgn(cmd: SgnCmd) -> Result<ExitCode> {
             .context("signing")?;
             let out = out.unwrap_or_else(|| PathBuf::from(format!("{}.sgn", file.display())));
             write_atomic(&out, &bytes, false)?;
-            println!("Signed {} -> {} ({} bytes)", file.display(), out.display(), bytes.len());
+            println!(
+                "Signed {} -> {} ({} bytes)",
+                file.display(),
+                out.display(),
+                bytes.len()
+            );
             Ok(ExitCode::SUCCESS)
         }
         SgnCmd::Show { cert, itl, file } => sgn_show(&file, cert.as_deref(), itl.as_deref()),
@@ -361,9 +370,14 @@ fn write_out(out: &Path, bytes: &[u8]) -> Result<()> {
 /// whose serial matches the header.
 fn signer_from_itl(itl_path: &Path, serial: &[u8]) -> Result<X509> {
     let itl_bytes = read(itl_path)?;
-    let itl: TrustList = trustlist::parse(&itl_bytes).with_context(|| itl_path.display().to_string())?;
-    itl.verify(&itl_bytes)
-        .with_context(|| format!("{}: the trust list itself does not verify", itl_path.display()))?;
+    let itl: TrustList =
+        trustlist::parse(&itl_bytes).with_context(|| itl_path.display().to_string())?;
+    itl.verify(&itl_bytes).with_context(|| {
+        format!(
+            "{}: the trust list itself does not verify",
+            itl_path.display()
+        )
+    })?;
     itl.plain_records()
         .filter(|r| r.serial.as_deref() == Some(serial))
         .find_map(Record::x509)
@@ -388,7 +402,11 @@ fn sgn_show(file: &Path, cert: Option<&Path>, itl: Option<&Path>) -> Result<Exit
     } else {
         "content"
     };
-    println!("Body: {} bytes of {what} (MD5 {})\n", body.len(), md5_hex(body));
+    println!(
+        "Body: {} bytes of {what} (MD5 {})\n",
+        body.len(),
+        md5_hex(body)
+    );
     let signer = match (cert, itl) {
         (Some(c), _) => load_cert(c)?,
         (None, Some(i)) => signer_from_itl(i, &s.header.serial)?,
@@ -443,8 +461,14 @@ pub(crate) fn cnf(cmd: CnfCmd) -> Result<ExitCode> {
                 .with_context(|| file.display().to_string())?;
             let enc = enccnf::encrypt(&name, &plain, &phone, &signer, digest, ts, &OsRandom)
                 .context("encrypting")?;
-            let partial_sgn = sgn::sign(&name, partial.to_xml().as_bytes(), &signer, HashAlg::Sha1, ts)
-                .context("signing the partial config")?;
+            let partial_sgn = sgn::sign(
+                &name,
+                partial.to_xml().as_bytes(),
+                &signer,
+                HashAlg::Sha1,
+                ts,
+            )
+            .context("signing the partial config")?;
             let enc_path = dir.join(enccnf::enc_name(&name));
             let sgn_path = dir.join(sgn::sgn_name(&name));
             write_atomic(&enc_path, &enc, false)?;
@@ -466,15 +490,16 @@ pub(crate) fn cnf(cmd: CnfCmd) -> Result<ExitCode> {
             file,
         } => {
             let bytes = read(&file)?;
-            let key = load_private_key(&read(&key)?)
-                .with_context(|| format!("{}", key.display()))?;
+            let key =
+                load_private_key(&read(&key)?).with_context(|| format!("{}", key.display()))?;
             if let Some(c) = cert {
                 let c = load_cert(&c)?;
                 let h = tlv::parse_header(&bytes).with_context(|| file.display().to_string())?;
                 tlv::verify_with_cert(&bytes, &h, &c)
                     .with_context(|| format!("{}: signature", file.display()))?;
             }
-            let plain = enccnf::decrypt(&bytes, &key).with_context(|| file.display().to_string())?;
+            let plain =
+                enccnf::decrypt(&bytes, &key).with_context(|| file.display().to_string())?;
             let out = match out {
                 Some(o) => o,
                 None => {
