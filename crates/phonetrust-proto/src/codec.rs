@@ -238,6 +238,13 @@ pub fn put_tlv(out: &mut Vec<u8>, tag: u8, value: &[u8], what: &str) -> Result<(
     Ok(())
 }
 
+/// Mark tag `t` as seen; true if it had been seen already (duplicate detection).
+pub fn seen_before(seen: &mut [bool; 256], t: u8) -> bool {
+    seen.get_mut(usize::from(t))
+        .map(|s| std::mem::replace(s, true))
+        .unwrap_or(false)
+}
+
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;

@@ -59,28 +59,6 @@ impl std::fmt::Debug for NulText {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_and_refuses_overruns() {
-        let b = crate::codec::unhex("0100010107000103").unwrap();
-        let e = split(Reader::new(&b)).unwrap();
-        assert_eq!(e.len(), 2);
-        assert_eq!((e[1].tag, e[1].value, e[1].offset), (7, &[3u8][..], 4));
-        let b = crate::codec::unhex("01000501").unwrap();
-        assert!(
-            split(Reader::new(&b))
-                .unwrap_err()
-                .to_string()
-                .contains("runs past")
-        );
-        let b = crate::codec::unhex("0100").unwrap();
-        assert!(split(Reader::new(&b)).is_err());
-    }
-}
-
 /// Declare a protocol enum whose unknown codes are kept (`Unknown(code)`), with
 /// `code()` and `From<code>`.
 macro_rules! wire_enum {
@@ -108,3 +86,25 @@ macro_rules! wire_enum {
     };
 }
 pub(crate) use wire_enum;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_and_refuses_overruns() {
+        let b = crate::codec::unhex("0100010107000103").unwrap();
+        let e = split(Reader::new(&b)).unwrap();
+        assert_eq!(e.len(), 2);
+        assert_eq!((e[1].tag, e[1].value, e[1].offset), (7, &[3u8][..], 4));
+        let b = crate::codec::unhex("01000501").unwrap();
+        assert!(
+            split(Reader::new(&b))
+                .unwrap_err()
+                .to_string()
+                .contains("runs past")
+        );
+        let b = crate::codec::unhex("0100").unwrap();
+        assert!(split(Reader::new(&b)).is_err());
+    }
+}

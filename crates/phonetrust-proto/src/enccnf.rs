@@ -264,7 +264,7 @@ impl PartialConfig {
                     reason: e.to_string(),
                 })?;
             match ev {
-                Event::Start(s) => {
+                Event::Start(ref s) | Event::Empty(ref s) => {
                     let name = String::from_utf8_lossy(s.local_name().as_ref()).into_owned();
                     if path.is_empty() && name == "device" {
                         saw_device = true;
@@ -279,6 +279,11 @@ impl PartialConfig {
                         out.capf_list.push(CapfEntry::default());
                     }
                     path.push(name);
+                    // An element that is present counts, even when empty.
+                    out.slot(&path);
+                    if matches!(ev, Event::Empty(_)) {
+                        path.pop();
+                    }
                 }
                 Event::End(_) => {
                     path.pop();
@@ -288,23 +293,13 @@ impl PartialConfig {
                         .unescape()
                         .map(|c| c.into_owned())
                         .unwrap_or_else(|_| String::from_utf8_lossy(&t).into_owned());
-                    let text = text.trim().to_string();
-                    let p: Vec<&str> = path.iter().map(String::as_str).collect();
-                    match p.as_slice() {
-                        ["device", "ipAddressMode"] => out.ip_address_mode = Some(text),
-                        ["device", "loadInformation"] => out.load_information = Some(text),
-                        ["device", "capfAuthMode"] => out.capf_auth_mode = Some(text),
-                        ["device", "capfList", "capf", "phonePort"] => {
-                            if let Some(c) = out.capf_list.last_mut() {
-                                c.phone_port = text;
-                            }
-                        }
-                        ["device", "capfList", "capf", "processNodeName"] => {
-                            if let Some(c) = out.capf_list.last_mut() {
-                                c.process_node_name = text;
-                            }
-                        }
-                        _ => {}
+                    if let Some(slot) = out.slot(&path) {
+                        slot.push_str(&text);
+                    }
+                }
+                Event::CData(t) => {
+                    if let Some(slot) = out.slot(&path) {
+                        slot.push_str(&String::from_utf8_lossy(&t));
                     }
                 }
                 Event::Eof => break,
@@ -312,10 +307,49 @@ impl PartialConfig {
             }
             buf.clear();
         }
+        out.trim();
         if !saw_device {
             return Err(XmlError::NoDevice);
         }
         Ok(out)
+    }
+
+    /// The text a tracked element at `path` fills (created when first seen).
+    fn slot(&mut self, path: &[String]) -> Option<&mut String> {
+        let p: Vec<&str> = path.iter().map(String::as_str).collect();
+        match p.as_slice() {
+            ["device", "ipAddressMode"] => {
+                Some(self.ip_address_mode.get_or_insert_with(String::new))
+            }
+            ["device", "loadInformation"] => {
+                Some(self.load_information.get_or_insert_with(String::new))
+            }
+            ["device", "capfAuthMode"] => Some(self.capf_auth_mode.get_or_insert_with(String::new)),
+            ["device", "capfList", "capf", "phonePort"] => {
+                self.capf_list.last_mut().map(|c| &mut c.phone_port)
+            }
+            ["device", "capfList", "capf", "processNodeName"] => {
+                self.capf_list.last_mut().map(|c| &mut c.process_node_name)
+            }
+            _ => None,
+        }
+    }
+
+    fn trim(&mut self) {
+        for s in [
+            &mut self.ip_address_mode,
+            &mut self.load_information,
+            &mut self.capf_auth_mode,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *s = s.trim().to_string();
+        }
+        for c in &mut self.capf_list {
+            c.phone_port = c.phone_port.trim().to_string();
+            c.process_node_name = c.process_node_name.trim().to_string();
+        }
     }
 
     /// The partial config XML, in the layout of the reference vector.

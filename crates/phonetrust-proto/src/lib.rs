@@ -20,6 +20,8 @@ pub mod cert;
 pub mod codec;
 pub mod element;
 pub mod enccnf;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod rand;
 pub mod sgn;
 pub mod show;

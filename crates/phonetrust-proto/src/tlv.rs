@@ -341,7 +341,7 @@ struct EncParts {
     seen: bool,
 }
 
-fn fixed<'a>(value: &'a [u8], want: usize, offset: usize, t: u8) -> Result<&'a [u8], DecodeError> {
+fn fixed(value: &[u8], want: usize, offset: usize, t: u8) -> Result<&[u8], DecodeError> {
     if value.len() == want {
         Ok(value)
     } else {
@@ -483,7 +483,7 @@ pub fn parse_header(file: &[u8]) -> Result<Header, DecodeError> {
                     format!("container runs to byte {end}, past the header end ({hl})"),
                 ));
             }
-            if std::mem::replace(&mut seen[usize::from(t)], true) {
+            if crate::codec::seen_before(&mut seen, t) {
                 return Err(DecodeError::malformed(off, what, "appears twice"));
             }
             if matches!(
@@ -514,7 +514,7 @@ pub fn parse_header(file: &[u8]) -> Result<Header, DecodeError> {
             length: len as u16,
             value: off + 3..end,
         });
-        if tag_name(t) != "UNKNOWN" && std::mem::replace(&mut seen[usize::from(t)], true) {
+        if tag_name(t) != "UNKNOWN" && crate::codec::seen_before(&mut seen, t) {
             return Err(DecodeError::malformed(off, what, "appears twice"));
         }
         match t {
@@ -534,10 +534,10 @@ pub fn parse_header(file: &[u8]) -> Result<Header, DecodeError> {
                 serial = Some(value.to_vec());
             }
             tag::HASH_ALGORITHM => {
-                hash_alg = Some(HashAlg::from(fixed(value, 1, off, t)?[0]));
+                hash_alg = Some(HashAlg::from(fixed1(value, off, t)?));
             }
-            tag::SIGNATURE_ALGORITHM => sig_alg = Some(fixed(value, 1, off, t)?[0]),
-            tag::SIGNATURE_MODULUS => sig_mod = Some(fixed(value, 1, off, t)?[0]),
+            tag::SIGNATURE_ALGORITHM => sig_alg = Some(fixed1(value, off, t)?),
+            tag::SIGNATURE_MODULUS => sig_mod = Some(fixed1(value, off, t)?),
             tag::SIGNATURE => {
                 if value.is_empty() {
                     return Err(DecodeError::malformed(off, what, "empty signature"));
@@ -563,7 +563,7 @@ pub fn parse_header(file: &[u8]) -> Result<Header, DecodeError> {
                 enc.seen = true;
             }
             tag::ENCRYPTION_KEY_ALGORITHM => {
-                enc.key_alg = Some(fixed(value, 1, off, t)?[0]);
+                enc.key_alg = Some(fixed1(value, off, t)?);
                 enc.seen = true;
             }
             tag::ENCRYPTION_KEY => {
@@ -571,7 +571,7 @@ pub fn parse_header(file: &[u8]) -> Result<Header, DecodeError> {
                 enc.seen = true;
             }
             tag::ENCRYPTION_HASH_ALGORITHM => {
-                enc.hash_alg = Some(HashAlg::from(fixed(value, 1, off, t)?[0]));
+                enc.hash_alg = Some(HashAlg::from(fixed1(value, off, t)?));
                 enc.seen = true;
             }
             tag::ENCRYPTION_HASH => {
@@ -639,6 +639,10 @@ pub fn parse_header(file: &[u8]) -> Result<Header, DecodeError> {
         encryption,
         items,
     })
+}
+
+fn fixed1(value: &[u8], off: usize, t: u8) -> Result<u8, DecodeError> {
+    Ok(fixed(value, 1, off, t)?.first().copied().unwrap_or(0))
 }
 
 fn fixed4(value: &[u8], off: usize, t: u8) -> Result<[u8; 4], DecodeError> {

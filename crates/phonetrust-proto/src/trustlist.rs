@@ -416,7 +416,7 @@ fn parse_record(r: &mut Reader<'_>, index: usize) -> Result<ParsedRecord, Decode
             value: value.to_vec(),
         });
         let known = tag_name(t) != "UNKNOWN";
-        if known && std::mem::replace(&mut seen[usize::from(t)], true) {
+        if known && crate::codec::seen_before(&mut seen, t) {
             return Err(DecodeError::malformed(
                 off,
                 what(t),

@@ -1,0 +1,191 @@
+//! The fuzz targets' properties on stable Rust, in every CI run: each check of
+//! `phonetrust_proto::fuzzing` is fed the reference vectors, every committed crash
+//! reproducer in `fuzz/regressions/<target>/`, and thousands of seeded mutations
+//! (bit flips, truncations, splices, length-field smashes) of the vectors.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::path::PathBuf;
+
+use phonetrust_proto::cert::CertAndKey;
+use phonetrust_proto::codec::unhex;
+use phonetrust_proto::fuzzing;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn vectors() -> PathBuf {
+    std::env::var("PHONETRUST_VECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("../shared/vectors"))
+}
+
+fn read(p: PathBuf) -> Vec<u8> {
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn regressions(target: &str) -> Vec<Vec<u8>> {
+    let dir = root().join("fuzz/regressions").join(target);
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&dir) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            out.push(read(e.path()));
+        }
+    }
+    out
+}
+
+fn transcript_messages(prefix: &str) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for log in ["capf.log", "tvs.log"] {
+        let text = String::from_utf8(read(vectors().join("transcripts").join(log))).unwrap();
+        for line in text.lines() {
+            if let Some((who, hex)) = line.split_once(' ') {
+                if who.starts_with(prefix) {
+                    out.push(unhex(hex).unwrap());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// xorshift64*: repeatable, not cryptographic.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
+    }
+}
+
+fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
+    let mut m = seed.to_vec();
+    for _ in 0..=rng.below(3) {
+        match rng.below(6) {
+            0 if !m.is_empty() => {
+                let i = rng.below(m.len());
+                m[i] ^= 1 << rng.below(8);
+            }
+            1 => {
+                let n = rng.below(m.len() + 1);
+                m.truncate(n);
+            }
+            2 if !m.is_empty() => {
+                // Smash what may be a u16 length field.
+                let i = rng.below(m.len());
+                let v = [0x00, 0x01, 0x7f, 0x80, 0xff][rng.below(5)];
+                m[i] = v;
+                if i + 1 < m.len() {
+                    m[i + 1] = v;
+                }
+            }
+            3 if !m.is_empty() => {
+                let a = rng.below(m.len());
+                let b = (a + rng.below(64)).min(m.len());
+                let chunk = m[a..b].to_vec();
+                let at = rng.below(m.len() + 1);
+                m.splice(at..at, chunk);
+            }
+            4 if !m.is_empty() => {
+                let a = rng.below(m.len());
+                let b = (a + rng.below(32)).min(m.len());
+                m.drain(a..b);
+            }
+            _ => m.push(rng.below(256) as u8),
+        }
+    }
+    m
+}
+
+fn exercise(target: &str, seeds: &[Vec<u8>], rounds: usize, check: impl Fn(&[u8])) {
+    for r in regressions(target) {
+        check(&r);
+    }
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ target.len() as u64);
+    for s in seeds {
+        check(s);
+        for _ in 0..rounds {
+            check(&mutate(s, &mut rng));
+        }
+    }
+    check(&[]);
+}
+
+#[test]
+fn trust_list_target() {
+    let seeds: Vec<Vec<u8>> = [
+        "ITLFile.tlv",
+        "ITLFile-sha512.tlv",
+        "ITLFile-recovery-signed.tlv",
+        "CTLFile.tlv",
+        "signed/SEP001122AABBCC.cnf.xml.sgn",
+        "encrypted/SEP0011AABBCCDD.cnf.xml.enc.sgn",
+    ]
+    .iter()
+    .map(|f| read(vectors().join("files").join(f)))
+    .collect();
+    exercise("trust_list", &seeds, 1500, fuzzing::trust_list);
+}
+
+#[test]
+fn capf_message_target() {
+    exercise(
+        "capf_message",
+        &transcript_messages("capf"),
+        300,
+        fuzzing::capf_message,
+    );
+}
+
+#[test]
+fn tvs_message_target() {
+    exercise(
+        "tvs_message",
+        &transcript_messages("tvs"),
+        1000,
+        fuzzing::tvs_message,
+    );
+}
+
+#[test]
+fn enc_config_target() {
+    let phone = CertAndKey::from_pem(&read(root().join("fuzz/phone-key.pem"))).unwrap();
+    let lsc = CertAndKey::from_pem(&read(vectors().join("pki/lsc/SEP0011AABBCCDD.pem"))).unwrap();
+    let seed = read(vectors().join("files/encrypted/SEP0011AABBCCDD.cnf.xml.enc.sgn"));
+    exercise("enc_config", std::slice::from_ref(&seed), 1500, |d| {
+        fuzzing::enc_config(d, &phone)
+    });
+    // With the right key too, so mutations reach the AES and digest checks.
+    exercise("enc_config", &[seed], 1500, |d| {
+        fuzzing::enc_config(d, &lsc)
+    });
+}
+
+#[test]
+fn partial_config_target() {
+    let seeds = vec![
+        read(vectors().join("files/SEP0011AABBCCDD.cnf.xml")),
+        read(vectors().join("files/SEP001122AABBCC.cnf.xml")),
+        b"<device><capfList><capf><phonePort>1</phonePort></capf></capfList></device>".to_vec(),
+    ];
+    exercise("partial_config", &seeds, 2000, fuzzing::partial_config);
+}

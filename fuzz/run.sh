@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Seed each fuzz target's corpus from the shared vectors and run it for a while.
+#   fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]
+# Needs cargo-fuzz and a nightly toolchain (or RUSTC_BOOTSTRAP=1 on stable).
+# A crash leaves fuzz/artifacts/<target>/crash-*: copy it to fuzz/regressions/<target>/
+# so the stable-Rust replay test (crates/phonetrust-proto/tests/fuzz_replay.rs) keeps it.
+set -euo pipefail
+cd "$(dirname "$0")"
+secs=${1:-60}; shift || true
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(trust_list capf_message tvs_message enc_config partial_config)
+vec=${PHONETRUST_VECTORS:-../../shared/vectors}
+for t in trust_list capf_message tvs_message enc_config partial_config; do mkdir -p "corpus/$t"; done
+cp "$vec"/files/*.tlv corpus/trust_list/ 2>/dev/null || true
+cp "$vec"/files/encrypted/*.enc.sgn "$vec"/files/signed/*.sgn corpus/enc_config/ 2>/dev/null || true
+cp "$vec"/files/*.cnf.xml corpus/partial_config/ 2>/dev/null || true
+n=0
+while read -r who hex; do
+  case "$who" in
+    capfd|capfc) echo -n "$hex" | xxd -r -p > "corpus/capf_message/t$n" ;;
+    tvsd|tvsc) echo -n "$hex" | xxd -r -p > "corpus/tvs_message/t$n" ;;
+  esac
+  n=$((n+1))
+done < <(cat "$vec"/transcripts/*.log | grep -v '^#' | grep -v '^$')
+toolchain=+nightly
+rustup toolchain list | grep -q nightly || { toolchain=""; export RUSTC_BOOTSTRAP=1; }
+for t in "${targets[@]}"; do
+  echo "== $t (${secs}s)"
+  cargo $toolchain fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -malloc_limit_mb=256 -rss_limit_mb=1024
+done
