@@ -8,7 +8,7 @@
 //! of the reference transcripts.
 
 use crate::codec::{DecodeError, EncodeError, Reader, put_tlv, put_u16, put_u32};
-use crate::element::{NulText, split, wire_enum};
+use crate::element::{NulText, decode_body, finish_message, split, wire_enum};
 use crate::tlv::HashAlg;
 
 /// Protocol id of CAPF.
@@ -428,17 +428,13 @@ impl Message {
         out.push(self.command.code());
         put_u32(&mut out, self.session_id);
         put_u16(&mut out, 0);
-        for e in &self.elements {
-            put_tlv(&mut out, e.tag(), &e.value(), "CAPF element")?;
-        }
-        let body = out.len() - HEADER_LEN;
-        let len = u16::try_from(body).map_err(|_| EncodeError::TooLong {
-            what: "CAPF message body".into(),
-            length: body,
-        })?;
-        if let Some(s) = out.get_mut(6..8) {
-            s.copy_from_slice(&len.to_be_bytes());
-        }
+        finish_message(
+            &mut out,
+            HEADER_LEN,
+            6,
+            self.elements.iter().map(|e| (e.tag(), e.value())),
+            "CAPF message",
+        )?;
         Ok(out)
     }
 
@@ -450,22 +446,7 @@ impl Message {
             needed: HEADER_LEN,
             available: bytes.len(),
         })?;
-        if bytes.len() != h.message_len() {
-            return Err(DecodeError::malformed(
-                6,
-                "body length",
-                format!(
-                    "header announces {} body bytes, {} were given",
-                    h.body_len,
-                    bytes.len() - HEADER_LEN
-                ),
-            ));
-        }
-        let body = Reader::at(bytes.get(HEADER_LEN..).unwrap_or_default(), HEADER_LEN);
-        let elements = split(body)?
-            .into_iter()
-            .map(|e| Element::decode(e.offset, e.tag, e.value))
-            .collect::<Result<Vec<_>, _>>()?;
+        let elements = decode_body(bytes, HEADER_LEN, h.message_len(), Element::decode)?;
         Ok(Self {
             command: h.command,
             session_id: h.session_id,

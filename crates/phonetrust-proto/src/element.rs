@@ -37,6 +37,54 @@ pub fn split(mut r: Reader<'_>) -> Result<Vec<RawElement<'_>>, DecodeError> {
     Ok(out)
 }
 
+/// Append elements to a message whose header (of `header_len` bytes, body length as a
+/// u16 at `len_at`) is already in `out`, then fill in the body length.
+pub(crate) fn finish_message(
+    out: &mut Vec<u8>,
+    header_len: usize,
+    len_at: usize,
+    elements: impl Iterator<Item = (u8, Vec<u8>)>,
+    what: &str,
+) -> Result<(), crate::codec::EncodeError> {
+    for (tag, value) in elements {
+        crate::codec::put_tlv(out, tag, &value, what)?;
+    }
+    let body = out.len() - header_len;
+    let len = u16::try_from(body).map_err(|_| crate::codec::EncodeError::TooLong {
+        what: format!("{what} body"),
+        length: body,
+    })?;
+    if let Some(s) = out.get_mut(len_at..len_at + 2) {
+        s.copy_from_slice(&len.to_be_bytes());
+    }
+    Ok(())
+}
+
+/// Decode the elements of a message that must be exactly `message_len` bytes long.
+pub(crate) fn decode_body<E>(
+    bytes: &[u8],
+    header_len: usize,
+    message_len: usize,
+    decode: impl Fn(usize, u8, &[u8]) -> Result<E, DecodeError>,
+) -> Result<Vec<E>, DecodeError> {
+    if bytes.len() != message_len {
+        return Err(DecodeError::malformed(
+            header_len - 2,
+            "body length",
+            format!(
+                "header announces {} body bytes, {} were given",
+                message_len - header_len,
+                bytes.len().saturating_sub(header_len)
+            ),
+        ));
+    }
+    let body = Reader::at(bytes.get(header_len..).unwrap_or_default(), header_len);
+    split(body)?
+        .into_iter()
+        .map(|e| decode(e.offset, e.tag, e.value))
+        .collect()
+}
+
 /// A NUL-terminated text value kept exactly as received, so it re-encodes byte for byte.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
 pub struct NulText(pub Vec<u8>);

@@ -3,8 +3,8 @@
 //! elements. A phone asks whether a certificate its ITL/CTL does not list is trusted; the
 //! answer carries the roles it is trusted for and how long the phone may cache that.
 
-use crate::codec::{DecodeError, EncodeError, Reader, put_tlv, put_u16, put_u32};
-use crate::element::{split, wire_enum};
+use crate::codec::{DecodeError, EncodeError, Reader, put_u16, put_u32};
+use crate::element::{decode_body, finish_message, wire_enum};
 use crate::trustlist::Role;
 
 /// Protocol id of TVS.
@@ -248,17 +248,13 @@ impl Message {
         ]);
         put_u32(&mut out, self.session_id);
         put_u16(&mut out, 0);
-        for e in &self.elements {
-            put_tlv(&mut out, e.tag(), &e.value(), "TVS element")?;
-        }
-        let body = out.len() - HEADER_LEN;
-        let len = u16::try_from(body).map_err(|_| EncodeError::TooLong {
-            what: "TVS message body".into(),
-            length: body,
-        })?;
-        if let Some(s) = out.get_mut(8..10) {
-            s.copy_from_slice(&len.to_be_bytes());
-        }
+        finish_message(
+            &mut out,
+            HEADER_LEN,
+            8,
+            self.elements.iter().map(|e| (e.tag(), e.value())),
+            "TVS message",
+        )?;
         Ok(out)
     }
 
@@ -270,22 +266,7 @@ impl Message {
             needed: HEADER_LEN,
             available: bytes.len(),
         })?;
-        if bytes.len() != h.message_len() {
-            return Err(DecodeError::malformed(
-                8,
-                "body length",
-                format!(
-                    "header announces {} body bytes, {} were given",
-                    h.body_len,
-                    bytes.len() - HEADER_LEN
-                ),
-            ));
-        }
-        let body = Reader::at(bytes.get(HEADER_LEN..).unwrap_or_default(), HEADER_LEN);
-        let elements = split(body)?
-            .into_iter()
-            .map(|e| Element::decode(e.offset, e.tag, e.value))
-            .collect::<Result<Vec<_>, _>>()?;
+        let elements = decode_body(bytes, HEADER_LEN, h.message_len(), Element::decode)?;
         Ok(Self {
             version: h.version,
             command: h.command,
