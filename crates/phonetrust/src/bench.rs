@@ -11,14 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::Subcommand;
-use openssl::asn1::Asn1Time;
-use openssl::bn::{BigNum, MsbOption};
-use openssl::ec::{EcGroup, EcKey};
-use openssl::hash::MessageDigest;
-use openssl::nid::Nid;
-use openssl::pkey::{PKey, Private};
-use openssl::rsa::Rsa;
-use openssl::x509::{X509, X509NameBuilder};
+use phonetrust_pki::{
+    CertParams, DistinguishedName, KeySpec, generate_key, self_signed as pki_self_signed,
+};
 use phonetrust_proto::cert::CertAndKey;
 use phonetrust_proto::enccnf;
 use phonetrust_proto::rand::OsRandom;
@@ -44,30 +39,20 @@ pub(crate) fn run(cmd: BenchCmd) -> Result<ExitCode> {
     }
 }
 
-fn self_signed(cn: &str, key: PKey<Private>) -> Result<CertAndKey> {
-    let mut name = X509NameBuilder::new()?;
-    name.append_entry_by_nid(Nid::COUNTRYNAME, "NZ")?;
-    name.append_entry_by_nid(Nid::ORGANIZATIONNAME, "phonetrust bench")?;
-    name.append_entry_by_nid(Nid::COMMONNAME, cn)?;
-    let name = name.build();
-    let mut b = X509::builder()?;
-    b.set_version(2)?;
-    let mut serial = BigNum::new()?;
-    serial.rand(127, MsbOption::MAYBE_ZERO, false)?;
-    let serial = serial.to_asn1_integer()?;
-    b.set_serial_number(&serial)?;
-    b.set_subject_name(&name)?;
-    b.set_issuer_name(&name)?;
-    b.set_pubkey(&key)?;
-    let (from, to) = (Asn1Time::days_from_now(0)?, Asn1Time::days_from_now(365)?);
-    b.set_not_before(&from)?;
-    b.set_not_after(&to)?;
-    b.sign(&key, MessageDigest::sha256())?;
-    Ok(CertAndKey::new(b.build(), key)?)
-}
-
-fn rsa(bits: u32) -> Result<PKey<Private>> {
-    Ok(PKey::from_rsa(Rsa::generate(bits)?)?)
+fn self_signed(cn: &str, spec: KeySpec) -> Result<CertAndKey> {
+    let key = generate_key(spec)?;
+    let subject = DistinguishedName {
+        cn: cn.into(),
+        o: "phonetrust bench".into(),
+        c: "NZ".into(),
+        ..DistinguishedName::default()
+    };
+    let cert = pki_self_signed(
+        &CertParams::new(subject, 1_800_000_000, 365),
+        &key,
+        &OsRandom,
+    )?;
+    Ok(CertAndKey::new(cert, key)?)
 }
 
 fn time<T>(n: u32, mut f: impl FnMut() -> Result<T>) -> Result<Duration> {
@@ -88,17 +73,13 @@ fn report(name: &str, per_op: Duration) {
 
 fn files(n: u32) -> Result<ExitCode> {
     println!("Generating keys (RSA 2048 signer and phone, P-256 TFTP)...");
-    let signer = self_signed("bench-tftp", rsa(2048)?)?;
-    let recovery = self_signed("ITLRECOVERY_bench", rsa(2048)?)?;
-    let capf = self_signed("CAPF-bench", rsa(2048)?)?;
-    let tvs = self_signed("bench-tvs", rsa(2048)?)?;
-    let ec = self_signed(
-        "bench-EC",
-        PKey::from_ec_key(EcKey::generate(
-            EcGroup::from_curve_name(Nid::X9_62_PRIME256V1)?.as_ref(),
-        )?)?,
-    )?;
-    let phone = self_signed("SEP001122334455", rsa(2048)?)?;
+    let rsa = KeySpec::Rsa(2048);
+    let signer = self_signed("bench-tftp", rsa)?;
+    let recovery = self_signed("ITLRECOVERY_bench", rsa)?;
+    let capf = self_signed("CAPF-bench", rsa)?;
+    let tvs = self_signed("bench-tvs", rsa)?;
+    let ec = self_signed("bench-EC", KeySpec::EcP256)?;
+    let phone = self_signed("SEP001122334455", rsa)?;
     let records = vec![
         Record::from_cert(Role::Sast, &recovery.cert, CertForm::Full)?,
         Record::from_cert(Role::CcmTftp, &signer.cert, CertForm::Full)?,
