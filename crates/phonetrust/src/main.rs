@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+mod admin;
 mod bench;
 mod files;
 mod fsutil;
@@ -43,6 +44,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create this node's identity (CAPF, CallManager, CallManager-ECDSA, TVS,
+    /// ITLRecovery, tomcat) in the data directory.
+    Init(admin::InitArgs),
+    /// Show certificates (`show cert list own`, `show cert own CAPF --pem`).
+    #[command(subcommand)]
+    Show(admin::ShowCmd),
     /// Trust lists (ITL, CTL): show and build `.tlv` files.
     #[command(subcommand)]
     Tlv(files::TlvCmd),
@@ -76,6 +83,8 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     tracing::debug!(data = %cli.data.display(), "starting");
     let result = match cli.command {
+        Command::Init(a) => admin::init(&cli.data, a),
+        Command::Show(c) => admin::show(&cli.data, c),
         Command::Tlv(c) => files::tlv(c),
         Command::Sgn(c) => files::sgn(c),
         Command::Cnf(c) => files::cnf(c),

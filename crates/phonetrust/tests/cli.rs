@@ -445,3 +445,52 @@ fn help_reads_well() {
     assert!(stdout(&o).contains("ROLE=CERT.pem"));
     assert_eq!(pt(&d, &["tlv", "frobnicate"]).status.code(), Some(2));
 }
+
+#[test]
+fn init_and_show_cert() {
+    let d = tmp("init");
+    let o = pt(
+        &d,
+        &[
+            "init",
+            "--host",
+            "pub.example.test",
+            "--country",
+            "NZ",
+            "--rsa-bits",
+            "1024",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("CAPF-"));
+    let o = pt(&d, &["show", "cert", "list", "own"]);
+    assert!(o.status.success());
+    for name in [
+        "CAPF",
+        "CallManager",
+        "CallManager-ECDSA",
+        "TVS",
+        "ITLRecovery",
+        "tomcat",
+    ] {
+        assert!(stdout(&o).contains(name), "{name}");
+    }
+    let o = pt(&d, &["show", "cert", "own", "CAPF", "--pem"]);
+    assert!(stdout(&o).starts_with("-----BEGIN CERTIFICATE-----"));
+    openssl::x509::X509::from_pem(&o.stdout).unwrap();
+    let o = pt(&d, &["show", "cert", "own", "ITLRecovery", "--der"]);
+    let c = openssl::x509::X509::from_der(&o.stdout).unwrap();
+    assert!(format!("{:?}", c.subject_name()).contains("ITLRECOVERY_pub.example.test"));
+    let o = pt(&d, &["show", "cert", "own", "tvs"]);
+    assert!(stdout(&o).contains("Version: V3"));
+    assert_one_line_error(&pt(&d, &["init"]), "already holds an identity");
+    assert_eq!(
+        pt(&d, &["show", "cert", "own", "BOGUS"]).status.code(),
+        Some(2)
+    );
+    let e = tmp("noinit");
+    assert_one_line_error(
+        &pt(&e, &["show", "cert", "list", "own"]),
+        "run `phonetrust init` first",
+    );
+}

@@ -1,0 +1,174 @@
+//! The node's own certificates and keys on disk.
+
+use std::io::Write;
+use std::path::Path;
+
+use openssl::x509::X509Ref;
+use phonetrust_pki::profiles::{NodeIdentity, OwnCert, own_cert};
+use phonetrust_pki::{DistinguishedName, generate_key, self_signed};
+use phonetrust_proto::cert::CertAndKey;
+use phonetrust_proto::codec::hex;
+use phonetrust_proto::rand::RandomSource;
+
+use crate::layout::DataDir;
+use crate::{StoreError, io};
+
+/// Every own certificate of a node.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    certs: Vec<(OwnCert, CertAndKey)>,
+}
+
+impl Identity {
+    /// One own certificate with its key.
+    pub fn get(&self, which: OwnCert) -> Option<&CertAndKey> {
+        self.certs.iter().find(|(w, _)| *w == which).map(|(_, c)| c)
+    }
+
+    /// All of them, in [`OwnCert::ALL`] order.
+    pub fn all(&self) -> impl Iterator<Item = (OwnCert, &CertAndKey)> {
+        self.certs.iter().map(|(w, c)| (*w, c))
+    }
+
+    /// Host and organisation, as recorded in the CallManager certificate.
+    pub fn node(&self) -> Option<NodeIdentity> {
+        let cm = self.get(OwnCert::CallManager)?;
+        let dn = DistinguishedName::from_x509_name(cm.cert.subject_name());
+        Some(NodeIdentity::new(dn.cn.clone(), dn))
+    }
+}
+
+/// True when `data` holds an identity.
+pub fn exists(data: &DataDir) -> bool {
+    data.identity_dir().is_dir()
+}
+
+fn pem_of(ck: &CertAndKey) -> Result<Vec<u8>, StoreError> {
+    let mut pem = ck.cert.to_pem().map_err(phonetrust_pki::PkiError::from)?;
+    pem.extend_from_slice(
+        &ck.key
+            .private_key_to_pem_pkcs8()
+            .map_err(phonetrust_pki::PkiError::from)?,
+    );
+    Ok(pem)
+}
+
+/// Write `bytes` to `path` with mode 0600: temporary file, fsync, rename, fsync of the
+/// directory.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let result = (|| {
+        let mut f = opts.open(&tmp).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        std::fs::rename(&tmp, path).map_err(io(path))?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn make_own(
+    which: OwnCert,
+    node: &NodeIdentity,
+    capf_tag: &str,
+    now: i64,
+    rng: &dyn RandomSource,
+) -> Result<CertAndKey, StoreError> {
+    let (params, spec) = own_cert(which, node, capf_tag, now);
+    let key = generate_key(spec)?;
+    let cert = self_signed(&params, &key, rng)?;
+    CertAndKey::new(cert, key).map_err(|e| StoreError::Pki(e.into()))
+}
+
+/// Create the identity of a fresh node (every own certificate), as one step: built in a
+/// temporary directory, then renamed into place.
+pub fn create(
+    data: &DataDir,
+    node: &NodeIdentity,
+    now: i64,
+    rng: &dyn RandomSource,
+) -> Result<Identity, StoreError> {
+    let dir = data.identity_dir();
+    if dir.exists() {
+        return Err(StoreError::AlreadyInitialised(data.root().to_path_buf()));
+    }
+    std::fs::create_dir_all(data.root()).map_err(io(data.root()))?;
+    let tmp = data
+        .root()
+        .join(format!(".identity.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700)).map_err(io(&tmp))?;
+    }
+    let mut tag = [0u8; 4];
+    rng.fill(&mut tag).map_err(phonetrust_pki::PkiError::from)?;
+    let capf_tag = hex(&tag);
+    let result = (|| {
+        let mut certs = Vec::new();
+        for which in OwnCert::ALL {
+            let ck = make_own(which, node, &capf_tag, now, rng)?;
+            write_private(&tmp.join(format!("{}.pem", which.name())), &pem_of(&ck)?)?;
+            tracing::info!(cert = which.name(), "created own certificate");
+            certs.push((which, ck));
+        }
+        std::fs::rename(&tmp, &dir).map_err(io(&dir))?;
+        Ok(Identity { certs })
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+/// Load the identity.
+pub fn load(data: &DataDir) -> Result<Identity, StoreError> {
+    if !exists(data) {
+        return Err(StoreError::NotInitialised(data.root().to_path_buf()));
+    }
+    let mut certs = Vec::new();
+    for which in OwnCert::ALL {
+        let path = data.own_cert(which);
+        let pem = std::fs::read(&path).map_err(io(&path))?;
+        let ck = CertAndKey::from_pem(&pem).map_err(|e| StoreError::Corrupt {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        certs.push((which, ck));
+    }
+    Ok(Identity { certs })
+}
+
+/// Replace one own certificate and key (atomically).
+pub fn replace(data: &DataDir, which: OwnCert, ck: &CertAndKey) -> Result<(), StoreError> {
+    write_private(&data.own_cert(which), &pem_of(ck)?)
+}
+
+/// Expiry in Unix seconds (for reports).
+pub fn not_after_unix(cert: &X509Ref) -> Option<i64> {
+    let epoch = openssl::asn1::Asn1Time::from_unix(0).ok()?;
+    let d = epoch.diff(cert.not_after()).ok()?;
+    Some(i64::from(d.days) * 86_400 + i64::from(d.secs))
+}

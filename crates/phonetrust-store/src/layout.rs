@@ -1,0 +1,41 @@
+//! The data directory:
+//!
+//! ```text
+//! <data>/
+//!   identity/            0700
+//!     CAPF.pem           0600  certificate + private key
+//!     CallManager.pem    0600
+//!     CallManager-ECDSA.pem, TVS.pem, ITLRecovery.pem, tomcat.pem
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use phonetrust_pki::profiles::OwnCert;
+
+/// A node's data directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+impl DataDir {
+    /// The data directory at `root` (not created here).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// Its root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Directory of the own certificates.
+    pub fn identity_dir(&self) -> PathBuf {
+        self.root.join("identity")
+    }
+
+    /// File of one own certificate and its key.
+    pub fn own_cert(&self, which: OwnCert) -> PathBuf {
+        self.identity_dir().join(format!("{}.pem", which.name()))
+    }
+}

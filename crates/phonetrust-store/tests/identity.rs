@@ -1,0 +1,108 @@
+//! The node identity on disk: created whole, keys 0600, loaded back, never half-written.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::path::PathBuf;
+
+use phonetrust_pki::DistinguishedName;
+use phonetrust_pki::profiles::{NodeIdentity, OwnCert};
+use phonetrust_proto::cert::name_string;
+use phonetrust_proto::rand::SeededRandom;
+use phonetrust_store::StoreError;
+use phonetrust_store::identity;
+use phonetrust_store::layout::DataDir;
+
+fn tmp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("phonetrust-store-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn node() -> NodeIdentity {
+    let mut n = NodeIdentity::new(
+        "pub.example.test",
+        DistinguishedName {
+            o: "Example Corp".into(),
+            c: "NZ".into(),
+            ..DistinguishedName::default()
+        },
+    );
+    n.rsa_bits = 1024; // fast; sizes are covered by phonetrust-pki's tests
+    n
+}
+
+#[test]
+fn create_load_and_permissions() {
+    let root = tmp("create");
+    let data = DataDir::new(&root);
+    assert!(!identity::exists(&data));
+    assert!(matches!(
+        identity::load(&data),
+        Err(StoreError::NotInitialised(_))
+    ));
+    let made = identity::create(&data, &node(), 1_795_000_000, &SeededRandom::new(1)).unwrap();
+    let loaded = identity::load(&data).unwrap();
+    for which in OwnCert::ALL {
+        let a = made.get(which).unwrap();
+        let b = loaded.get(which).unwrap();
+        assert_eq!(a.cert.to_der().unwrap(), b.cert.to_der().unwrap());
+        assert!(a.key.public_eq(&b.key));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(data.own_cert(which))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{which}");
+        }
+    }
+    assert!(
+        name_string(loaded.get(OwnCert::Capf).unwrap().cert.subject_name()).contains("CN=CAPF-")
+    );
+    assert_eq!(loaded.node().unwrap().host, "pub.example.test");
+    // A second init refuses and changes nothing.
+    let before = std::fs::read(data.own_cert(OwnCert::Capf)).unwrap();
+    assert!(matches!(
+        identity::create(&data, &node(), 0, &SeededRandom::new(2)),
+        Err(StoreError::AlreadyInitialised(_))
+    ));
+    assert_eq!(std::fs::read(data.own_cert(OwnCert::Capf)).unwrap(), before);
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn leftovers_of_a_crashed_init_do_not_count() {
+    let root = tmp("crash");
+    std::fs::create_dir_all(root.join(".identity.tmp-99999")).unwrap();
+    std::fs::write(root.join(".identity.tmp-99999/CAPF.pem"), b"half").unwrap();
+    let data = DataDir::new(&root);
+    assert!(!identity::exists(&data));
+    identity::create(&data, &node(), 1_795_000_000, &SeededRandom::new(3)).unwrap();
+    identity::load(&data).unwrap();
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn damaged_file_and_replacement() {
+    let root = tmp("damage");
+    let data = DataDir::new(&root);
+    let id = identity::create(&data, &node(), 1_795_000_000, &SeededRandom::new(4)).unwrap();
+    // Replace TVS with ITLRecovery's pair: atomic, 0600, loads back.
+    let other = id.get(OwnCert::ItlRecovery).unwrap().clone();
+    identity::replace(&data, OwnCert::Tvs, &other).unwrap();
+    let loaded = identity::load(&data).unwrap();
+    assert_eq!(
+        loaded.get(OwnCert::Tvs).unwrap().cert.to_der().unwrap(),
+        other.cert.to_der().unwrap()
+    );
+    std::fs::write(data.own_cert(OwnCert::Tvs), b"garbage").unwrap();
+    let e = identity::load(&data).unwrap_err().to_string();
+    assert!(e.contains("TVS.pem"), "{e}");
+    let _ = std::fs::remove_dir_all(&root);
+}
