@@ -1,6 +1,5 @@
 //! The node's own certificates and keys on disk.
 
-use std::io::Write;
 use std::path::Path;
 
 use openssl::x509::X509Ref;
@@ -53,38 +52,9 @@ fn pem_of(ck: &CertAndKey) -> Result<Vec<u8>, StoreError> {
     Ok(pem)
 }
 
-/// Write `bytes` to `path` with mode 0600: temporary file, fsync, rename, fsync of the
-/// directory.
+/// Write `bytes` to `path` with mode 0600, atomically.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let result = (|| {
-        let mut f = opts.open(&tmp).map_err(io(&tmp))?;
-        f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, path).map_err(io(path))?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::write_atomic(path, bytes, 0o600)
 }
 
 fn make_own(
