@@ -454,7 +454,7 @@ impl Message {
         })
     }
 
-    fn find<T>(&self, f: impl Fn(&Element) -> Option<T>) -> Option<T> {
+    fn find<'a, T>(&'a self, f: impl Fn(&'a Element) -> Option<T>) -> Option<T> {
         self.elements.iter().find_map(f)
     }
 
@@ -492,7 +492,7 @@ impl Message {
 
     /// The DER certificate of the CERTIFICATE element, if present.
     pub fn certificate(&self) -> Option<&[u8]> {
-        self.elements.iter().find_map(|e| match e {
+        self.find(|e| match e {
             Element::Certificate(c) => c.der(),
             _ => None,
         })
@@ -500,7 +500,7 @@ impl Message {
 
     /// PUBLIC_KEY, if present.
     pub fn public_key(&self) -> Option<&[u8]> {
-        self.elements.iter().find_map(|e| match e {
+        self.find(|e| match e {
             Element::PublicKey(k) => Some(k.as_slice()),
             _ => None,
         })
@@ -508,7 +508,7 @@ impl Message {
 
     /// SIGNED_DATA, if present.
     pub fn signed_data(&self) -> Option<&[u8]> {
-        self.elements.iter().find_map(|e| match e {
+        self.find(|e| match e {
             Element::SignedData(k) => Some(k.as_slice()),
             _ => None,
         })
@@ -516,7 +516,7 @@ impl Message {
 
     /// SHA2_SIGNED_DATA value, if present.
     pub fn sha2_signed_data(&self) -> Option<&[u8]> {
-        self.elements.iter().find_map(|e| match e {
+        self.find(|e| match e {
             Element::Sha2SignedData(k) => Some(k.as_slice()),
             _ => None,
         })
@@ -524,7 +524,7 @@ impl Message {
 
     /// SUDI_DATA value, if present.
     pub fn sudi_data(&self) -> Option<&[u8]> {
-        self.elements.iter().find_map(|e| match e {
+        self.find(|e| match e {
             Element::SudiData(k) => Some(k.as_slice()),
             _ => None,
         })

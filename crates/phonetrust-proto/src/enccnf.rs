@@ -188,8 +188,7 @@ pub fn decrypt(file: &[u8], key: &PKeyRef<Private>) -> Result<Vec<u8>, DecryptEr
 
 /// Verify the signature of an `.enc.sgn` with the TFTP certificate.
 pub fn verify(file: &[u8], cert: &X509Ref) -> Result<(), VerifyError> {
-    let header = tlv::parse_header(file)
-        .map_err(|e| VerifyError::Cert(crate::cert::CertError::UnsupportedKey(e.to_string())))?;
+    let header = tlv::parse_header(file)?;
     tlv::verify_with_cert(file, &header, cert)
 }
 

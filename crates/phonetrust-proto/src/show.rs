@@ -66,13 +66,10 @@ pub fn missing(kind: ListKind) -> String {
 }
 
 fn row(out: &mut String, t: u8, name: &str, length: impl std::fmt::Display, value: &str) {
-    let _ = writeln!(out, "{t:<7} {name:<20} {length:<7} {value}").map(|_| ());
-    if value.is_empty() {
-        // Keep no trailing blanks on value-less rows.
-        let trimmed = out.trim_end().len();
-        out.truncate(trimmed);
-        out.push('\n');
-    }
+    // Value-less rows end without trailing blanks.
+    let line = format!("{t:<7} {name:<20} {length:<7} {value}");
+    out.push_str(line.trim_end());
+    out.push('\n');
 }
 
 fn table_head(out: &mut String) {

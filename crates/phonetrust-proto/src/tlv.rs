@@ -305,10 +305,7 @@ pub struct Header {
 impl Header {
     /// The signed message: the whole file with the SIGNATURE item cut out.
     pub fn signed_message(&self, file: &[u8]) -> Vec<u8> {
-        let mut m = Vec::with_capacity(file.len());
-        m.extend_from_slice(file.get(..self.signature_item.start).unwrap_or_default());
-        m.extend_from_slice(file.get(self.signature_item.end..).unwrap_or_default());
-        m
+        cut(file, &self.signature_item)
     }
 
     /// The body (everything after the header).
@@ -316,6 +313,14 @@ impl Header {
         file.get(usize::from(self.header_length)..)
             .unwrap_or_default()
     }
+}
+
+/// `file` without the bytes in `item`.
+fn cut(file: &[u8], item: &Range<usize>) -> Vec<u8> {
+    let mut m = Vec::with_capacity(file.len());
+    m.extend_from_slice(file.get(..item.start).unwrap_or_default());
+    m.extend_from_slice(file.get(item.end..).unwrap_or_default());
+    m
 }
 
 /// Modulus size index (tag 11) for an RSA key of `bits`.
@@ -681,6 +686,9 @@ pub enum VerifyError {
         /// Certificate serial, hex.
         cert: String,
     },
+    /// The file could not be read.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
     /// A certificate could not be read.
     #[error("signer certificate: {0}")]
     Cert(#[from] CertError),
@@ -992,10 +1000,7 @@ pub fn sign(
     }
     out.extend_from_slice(body);
 
-    let mut message = Vec::with_capacity(out.len());
-    message.extend_from_slice(out.get(..sig_item).unwrap_or_default());
-    message.extend_from_slice(out.get(sig_end..).unwrap_or_default());
-    let signature = signer.sign(params.hash, &message)?;
+    let signature = signer.sign(params.hash, &cut(&out, &(sig_item..sig_end)))?;
     if signature.len() != sig_len {
         return Err(SignError::WrongSignatureLength {
             expected: sig_len,

@@ -276,9 +276,13 @@ impl Message {
         })
     }
 
+    fn find<'a, T>(&'a self, f: impl Fn(&'a Element) -> Option<T>) -> Option<T> {
+        self.elements.iter().find_map(f)
+    }
+
     /// The device name without its leading `0x01`.
     pub fn device_name(&self) -> Option<String> {
-        self.elements.iter().find_map(|e| match e {
+        self.find(|e| match e {
             Element::DeviceName(v) => {
                 let t = v.strip_prefix(&[1]).unwrap_or(v);
                 Some(String::from_utf8_lossy(t).into_owned())
@@ -289,7 +293,7 @@ impl Message {
 
     /// The certificate asked about.
     pub fn certificate(&self) -> Option<&[u8]> {
-        self.elements.iter().find_map(|e| match e {
+        self.find(|e| match e {
             Element::Certificate(v) => Some(v.as_slice()),
             _ => None,
         })
@@ -297,7 +301,7 @@ impl Message {
 
     /// STATUS.
     pub fn status(&self) -> Option<Status> {
-        self.elements.iter().find_map(|e| match e {
+        self.find(|e| match e {
             Element::Status(s) => Some(*s),
             _ => None,
         })
@@ -305,18 +309,16 @@ impl Message {
 
     /// ROLES as roles.
     pub fn roles(&self) -> Vec<Role> {
-        self.elements
-            .iter()
-            .find_map(|e| match e {
-                Element::Roles(v) => Some(v.iter().map(|&b| Role::from(u16::from(b))).collect()),
-                _ => None,
-            })
-            .unwrap_or_default()
+        self.find(|e| match e {
+            Element::Roles(v) => Some(v.iter().map(|&b| Role::from(u16::from(b))).collect()),
+            _ => None,
+        })
+        .unwrap_or_default()
     }
 
     /// TTL.
     pub fn ttl(&self) -> Option<u32> {
-        self.elements.iter().find_map(|e| match e {
+        self.find(|e| match e {
             Element::Ttl(t) => Some(*t),
             _ => None,
         })

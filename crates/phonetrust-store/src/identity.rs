@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-use openssl::x509::X509Ref;
 use phonetrust_pki::profiles::{NodeIdentity, OwnCert, own_cert};
 use phonetrust_pki::{DistinguishedName, generate_key, self_signed};
 use phonetrust_proto::cert::CertAndKey;
@@ -134,11 +133,4 @@ pub fn load(data: &DataDir) -> Result<Identity, StoreError> {
 /// Replace one own certificate and key (atomically).
 pub fn replace(data: &DataDir, which: OwnCert, ck: &CertAndKey) -> Result<(), StoreError> {
     write_private(&data.own_cert(which), &pem_of(ck)?)
-}
-
-/// Expiry in Unix seconds (for reports).
-pub fn not_after_unix(cert: &X509Ref) -> Option<i64> {
-    let epoch = openssl::asn1::Asn1Time::from_unix(0).ok()?;
-    let d = epoch.diff(cert.not_after()).ok()?;
-    Some(i64::from(d.days) * 86_400 + i64::from(d.secs))
 }

@@ -12,6 +12,8 @@ use phonetrust_proto::rand::OsRandom;
 use phonetrust_store::identity;
 use phonetrust_store::layout::DataDir;
 
+use crate::fsutil::now;
+
 /// Arguments of `init`.
 #[derive(Debug, Args)]
 pub(crate) struct InitArgs {
@@ -82,13 +84,6 @@ pub(crate) enum ShowCertCmd {
 
 fn parse_own(s: &str) -> Result<OwnCert, String> {
     s.parse()
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn this_host() -> String {

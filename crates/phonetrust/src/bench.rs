@@ -97,15 +97,18 @@ fn files(n: u32) -> Result<ExitCode> {
         x.push_str("</device>\n");
         x.into_bytes()
     };
-    let enc = enccnf::encrypt(
-        "SEP001122334455.cnf.xml",
-        &config,
-        &phone.cert,
-        &signer,
-        HashAlg::Sha1,
-        1,
-        &OsRandom,
-    )?;
+    let encrypt = || {
+        enccnf::encrypt(
+            "SEP001122334455.cnf.xml",
+            &config,
+            &phone.cert,
+            &signer,
+            HashAlg::Sha1,
+            1,
+            &OsRandom,
+        )
+    };
+    let enc = encrypt()?;
 
     println!(
         "\n{n} iterations each; ITL of {} bytes (6 records), config of {} bytes\n",
@@ -137,17 +140,7 @@ fn files(n: u32) -> Result<ExitCode> {
     );
     report(
         "config encrypt + sign (.enc.sgn)",
-        time(n, || {
-            Ok(enccnf::encrypt(
-                "SEP001122334455.cnf.xml",
-                &config,
-                &phone.cert,
-                &signer,
-                HashAlg::Sha1,
-                1,
-                &OsRandom,
-            )?)
-        })?,
+        time(n, || Ok(encrypt()?))?,
     );
     report(
         "config decrypt + digest check (phone)",

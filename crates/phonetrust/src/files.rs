@@ -493,9 +493,8 @@ pub(crate) fn cnf(cmd: CnfCmd) -> Result<ExitCode> {
             let key =
                 load_private_key(&read(&key)?).with_context(|| format!("{}", key.display()))?;
             if let Some(c) = cert {
-                let c = load_cert(&c)?;
-                let h = tlv::parse_header(&bytes).with_context(|| file.display().to_string())?;
-                tlv::verify_with_cert(&bytes, &h, &c)
+                let signer = load_cert(&c)?;
+                enccnf::verify(&bytes, &signer)
                     .with_context(|| format!("{}: signature", file.display()))?;
             }
             let plain =

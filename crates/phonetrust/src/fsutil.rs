@@ -42,10 +42,15 @@ pub(crate) fn mtime(path: &Path) -> Option<i64> {
     i64::try_from(d.as_secs()).ok()
 }
 
-/// Now, in Unix seconds (u32 as headers carry it).
-pub(crate) fn now_u32() -> u32 {
+/// Now, in Unix seconds.
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// Now, in Unix seconds as file headers carry it (u32).
+pub(crate) fn now_u32() -> u32 {
+    u32::try_from(now()).unwrap_or(u32::MAX)
 }
