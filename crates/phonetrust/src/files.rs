@@ -94,7 +94,8 @@ pub(crate) enum SgnCmd {
         file: PathBuf,
     },
     /// Write the content of FILE.sgn without its header to FILE (or --out; `-` for
-    /// standard output). The signature is not checked: use `sgn show` for that.
+    /// standard output); X.enc.sgn gives the ciphertext X.enc (use `cnf decrypt` for the
+    /// plaintext). The signature is not checked: use `sgn show` for that.
     Strip {
         /// Output file.
         #[arg(long)]
@@ -346,7 +347,9 @@ pub(crate) fn sgn(cmd: SgnCmd) -> Result<ExitCode> {
                             file.display()
                         )
                     })?;
-                    PathBuf::from(stem.strip_suffix(".enc").unwrap_or(stem))
+                    // X.cnf.xml.enc.sgn strips to the ciphertext X.cnf.xml.enc, never onto
+                    // the plaintext X.cnf.xml beside it.
+                    PathBuf::from(stem)
                 }
             };
             write_out(&out, body)?;

@@ -389,6 +389,21 @@ fn cnf_encrypt_and_decrypt() {
         o.stdout,
         std::fs::read(v("files/SEP001122AABBCC.cnf.xml")).unwrap()
     );
+    // Stripping the encrypted file yields its ciphertext and leaves the plaintext alone.
+    std::fs::write(d.join("SEP001122AABBCC.cnf.xml"), b"plain").unwrap();
+    let o = pt(&d, &["sgn", "strip", "SEP001122AABBCC.cnf.xml.enc.sgn"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(d.join("SEP001122AABBCC.cnf.xml")).unwrap(),
+        b"plain"
+    );
+    assert_eq!(
+        std::fs::read(d.join("SEP001122AABBCC.cnf.xml.enc"))
+            .unwrap()
+            .len()
+            % 16,
+        0
+    );
     // The vector decrypts to the plain file; the wrong key is refused clearly.
     let o = pt(
         &d,
