@@ -132,5 +132,20 @@ pub fn load(data: &DataDir) -> Result<Identity, StoreError> {
 
 /// Replace one own certificate and key (atomically).
 pub fn replace(data: &DataDir, which: OwnCert, ck: &CertAndKey) -> Result<(), StoreError> {
-    write_private(&data.own_cert(which), &pem_of(ck)?)
+    replace_with_chain(data, which, ck, &[])
+}
+
+/// Replace one own certificate and key, with the certificates of its issuing chain after
+/// the key (atomically: one file, renamed into place).
+pub fn replace_with_chain(
+    data: &DataDir,
+    which: OwnCert,
+    ck: &CertAndKey,
+    chain: &[openssl::x509::X509],
+) -> Result<(), StoreError> {
+    let mut pem = pem_of(ck)?;
+    for c in chain {
+        pem.extend_from_slice(&c.to_pem().map_err(phonetrust_pki::PkiError::from)?);
+    }
+    write_private(&data.own_cert(which), &pem)
 }

@@ -6,6 +6,10 @@
 //!     CAPF.pem           0600  certificate + private key
 //!     CallManager.pem    0600
 //!     CallManager-ECDSA.pem, TVS.pem, ITLRecovery.pem, tomcat.pem
+//!     pending/           0700  keys and CSRs waiting for a CA-signed certificate
+//!       CAPF.key         0600
+//!       CAPF.csr
+//!   phonetrust.db        SQLite database (parameters, trust stores, phones)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -32,6 +36,26 @@ impl DataDir {
     /// Directory of the own certificates.
     pub fn identity_dir(&self) -> PathBuf {
         self.root.join("identity")
+    }
+
+    /// Directory of pending CSRs and their keys.
+    pub fn pending_dir(&self) -> PathBuf {
+        self.identity_dir().join("pending")
+    }
+
+    /// Private key of a pending CSR.
+    pub fn pending_key(&self, which: OwnCert) -> PathBuf {
+        self.pending_dir().join(format!("{}.key", which.name()))
+    }
+
+    /// A pending CSR.
+    pub fn pending_csr(&self, which: OwnCert) -> PathBuf {
+        self.pending_dir().join(format!("{}.csr", which.name()))
+    }
+
+    /// The SQLite database file.
+    pub fn database(&self) -> PathBuf {
+        self.root.join("phonetrust.db")
     }
 
     /// File of one own certificate and its key.

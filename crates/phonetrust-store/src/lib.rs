@@ -5,11 +5,26 @@
 //!   (certificate + key) with mode 0600, replaced by write-temp-fsync-rename, so a crash
 //!   leaves the old or the new pair, never a mix; the first identity is built in a
 //!   temporary directory and renamed into place whole.
+//! - [`own`]: regenerate, CSR, import CA-signed, expiry report.
+//! - [`db`]: the database (SQLite by default, PostgreSQL by URL) with embedded
+//!   migrations; [`params`] enterprise parameters, [`trust`] trust stores, [`devices`]
+//!   phones and security profiles, [`import`] CSV bulk import, [`sql`] read-only queries.
+//! - [`model`]: the records, as plain data.
 
 #![forbid(unsafe_code)]
 
+pub mod db;
+pub mod devices;
 pub mod identity;
+pub mod import;
 pub mod layout;
+pub mod model;
+pub mod own;
+pub mod params;
+pub mod sql;
+pub mod trust;
+
+pub use db::Db;
 
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +57,21 @@ pub enum StoreError {
     /// Certificate generation failed.
     #[error(transparent)]
     Pki(#[from] phonetrust_pki::PkiError),
+    /// The database refused or failed.
+    #[error("database: {0}")]
+    Db(String),
+    /// The input is not acceptable (the message says why and what to do).
+    #[error("{0}")]
+    Invalid(String),
+    /// Something named does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// Something to be created exists already.
+    #[error("{0}")]
+    Conflict(String),
+    /// The operation has consequences the caller must confirm.
+    #[error("{0}")]
+    NeedsConfirmation(String),
 }
 
 pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {

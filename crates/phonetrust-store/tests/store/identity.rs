@@ -1,14 +1,5 @@
 //! The node identity on disk: created whole, keys 0600, loaded back, never half-written.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
-
-use std::path::PathBuf;
-
 use phonetrust_pki::DistinguishedName;
 use phonetrust_pki::profiles::{NodeIdentity, OwnCert};
 use phonetrust_proto::cert::name_string;
@@ -17,13 +8,9 @@ use phonetrust_store::StoreError;
 use phonetrust_store::identity;
 use phonetrust_store::layout::DataDir;
 
-fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("phonetrust-store-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
+use crate::tmp;
 
-fn node() -> NodeIdentity {
+pub(crate) fn node() -> NodeIdentity {
     let mut n = NodeIdentity::new(
         "pub.example.test",
         DistinguishedName {

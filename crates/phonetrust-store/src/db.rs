@@ -1,0 +1,107 @@
+//! The database: one `sqlx` `Any` pool over SQLite (the default: a bundled library, one
+//! file in the data directory) or PostgreSQL (`postgres://...`), schema migrations
+//! embedded in the binary, and one SQL text for both backends (`$1` placeholders,
+//! TEXT/INTEGER/BIGINT columns, integer timestamps).
+//!
+//! Every change goes through a transaction; callers never see the pool.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use sqlx::AnyPool;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+
+use crate::StoreError;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Which database engine a URL names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite (`sqlite://path`).
+    Sqlite,
+    /// PostgreSQL (`postgres://...`).
+    Postgres,
+}
+
+impl Backend {
+    /// The backend of `url`.
+    pub fn of(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Ok(Self::Postgres)
+        } else {
+            Err(StoreError::Invalid(format!(
+                "unsupported database URL '{url}': use sqlite://PATH or postgres://USER@HOST/DB"
+            )))
+        }
+    }
+}
+
+/// The URL of the default database of a data directory: `sqlite://<data>/phonetrust.db`.
+pub fn default_url(data: &Path) -> String {
+    format!("sqlite://{}", data.join("phonetrust.db").display())
+}
+
+/// An open database.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pub(crate) pool: AnyPool,
+    pub(crate) backend: Backend,
+    pub(crate) url: String,
+}
+
+pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
+    StoreError::Db(e.to_string())
+}
+
+impl Db {
+    /// Open (creating when missing, for SQLite) and migrate the database at `url`.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of(url)?;
+        let full = match backend {
+            Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_string(),
+        };
+        let opts = AnyConnectOptions::from_str(&full).map_err(db_err)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 16,
+            })
+            .connect_with(opts)
+            .await
+            .map_err(|e| StoreError::Db(format!("cannot open the database {url}: {e}")))?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Db(format!("migrating {url}: {e}")))?;
+        Ok(Self {
+            pool,
+            backend,
+            url: url.to_string(),
+        })
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The schema version (the newest migration applied).
+    pub async fn schema_version(&self) -> Result<i64, StoreError> {
+        let v: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success = TRUE")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// Close the pool (waits for connections to return).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

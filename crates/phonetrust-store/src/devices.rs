@@ -1,0 +1,765 @@
+//! Phones, phone security profiles, CAPF information and the certificates CAPF learnt of
+//! each phone. Every change is one transaction; a bulk import is one transaction for all
+//! of its valid rows.
+
+use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
+
+use crate::StoreError;
+use crate::db::{Db, db_err};
+use crate::model::{
+    AuthMode, CapfInfo, CertOperation, Device, DeviceCert, DeviceCertKind, OpState, Protocol,
+    SecurityProfile, auth_string, device_name, rsa_bits,
+};
+
+/// The profile a phone gets when none is named.
+pub const DEFAULT_PROFILE: &str = "Standard Non-Secure Profile";
+
+const PROFILE_COLUMNS: &str = "name, description, device_security_mode, tftp_encrypted_config, auth_mode, key_order, rsa_bits, ec_curve";
+
+const DEVICE_COLUMNS: &str = "name, model, protocol, securityprofile, description, capf_operation, \
+     capf_auth_mode, capf_auth_string, capf_key_order, capf_rsa_bits, capf_ec_curve, \
+     capf_completes_by, capf_state, capf_status, capf_status_at, md5hash, created_at, updated_at";
+
+const CERT_COLUMNS: &str =
+    "kind, pem, md5, public_key, subject, issuer, serial, not_before, not_after, recorded_at";
+
+fn get<'r, T>(r: &'r AnyRow, col: &str) -> Result<T, StoreError>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    r.try_get(col).map_err(db_err)
+}
+
+fn row_to_profile(r: &AnyRow) -> Result<SecurityProfile, StoreError> {
+    Ok(SecurityProfile {
+        name: get(r, "name")?,
+        description: get(r, "description")?,
+        mode: get::<String>(r, "device_security_mode")?.parse()?,
+        encrypted_config: get::<i64>(r, "tftp_encrypted_config")? != 0,
+        auth_mode: get::<String>(r, "auth_mode")?.parse()?,
+        key_order: get::<String>(r, "key_order")?.parse()?,
+        rsa_bits: u32::try_from(get::<i64>(r, "rsa_bits")?).unwrap_or(2048),
+        ec_curve: get::<String>(r, "ec_curve")?.parse()?,
+    })
+}
+
+fn row_to_device(r: &AnyRow) -> Result<Device, StoreError> {
+    Ok(Device {
+        name: get(r, "name")?,
+        model: get(r, "model")?,
+        protocol: get::<String>(r, "protocol")?.parse()?,
+        profile: get(r, "securityprofile")?,
+        description: get(r, "description")?,
+        capf: CapfInfo {
+            operation: get::<String>(r, "capf_operation")?.parse()?,
+            auth_mode: get::<String>(r, "capf_auth_mode")?.parse()?,
+            auth_string: get(r, "capf_auth_string")?,
+            key_order: get::<String>(r, "capf_key_order")?.parse()?,
+            rsa_bits: u32::try_from(get::<i64>(r, "capf_rsa_bits")?).unwrap_or(2048),
+            ec_curve: get::<String>(r, "capf_ec_curve")?.parse()?,
+            completes_by: get(r, "capf_completes_by")?,
+            state: get::<String>(r, "capf_state")?.parse()?,
+            status: get(r, "capf_status")?,
+            status_at: get(r, "capf_status_at")?,
+        },
+        md5hash: get(r, "md5hash")?,
+        created_at: get(r, "created_at")?,
+        updated_at: get(r, "updated_at")?,
+    })
+}
+
+fn row_to_cert(r: &AnyRow) -> Result<DeviceCert, StoreError> {
+    Ok(DeviceCert {
+        kind: get::<String>(r, "kind")?.parse()?,
+        pem: get(r, "pem")?,
+        md5: get(r, "md5")?,
+        public_key: get(r, "public_key")?,
+        subject: get(r, "subject")?,
+        issuer: get(r, "issuer")?,
+        serial: get(r, "serial")?,
+        not_before: get(r, "not_before")?,
+        not_after: get(r, "not_after")?,
+        recorded_at: get(r, "recorded_at")?,
+    })
+}
+
+/// A new phone: what `phone add` (or a CSV row) gives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewDevice {
+    /// `SEP<MAC>` (checked, upper-cased).
+    pub name: String,
+    /// Model.
+    pub model: String,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Security profile name (`None`: [`DEFAULT_PROFILE`]).
+    pub profile: Option<String>,
+    /// Description.
+    pub description: String,
+}
+
+/// A change of a phone's CAPF information; `None` fields keep their value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CapfChange {
+    /// Operation.
+    pub operation: Option<CertOperation>,
+    /// Authentication mode.
+    pub auth_mode: Option<AuthMode>,
+    /// Authentication string.
+    pub auth_string: Option<String>,
+    /// Key order.
+    pub key_order: Option<crate::model::KeyOrder>,
+    /// RSA key size.
+    pub rsa_bits: Option<u32>,
+    /// EC curve.
+    pub ec_curve: Option<crate::model::EcCurve>,
+    /// Operation completes by.
+    pub completes_by: Option<i64>,
+}
+
+/// A change of a phone's configuration; `None` fields keep their value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceChange {
+    /// Model.
+    pub model: Option<String>,
+    /// Protocol.
+    pub protocol: Option<Protocol>,
+    /// Security profile.
+    pub profile: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+}
+
+/// Filters of `phone list`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceFilter {
+    /// Only phones whose LSC is in this state.
+    pub lsc: Option<LscFilter>,
+    /// Only phones with this authentication string.
+    pub auth_string: Option<String>,
+    /// Only phones whose LSC expires before this time (Unix seconds).
+    pub lsc_expires_before: Option<i64>,
+    /// Only phones whose operation is in this state.
+    pub state: Option<OpState>,
+    /// Only phones with this security profile.
+    pub profile: Option<String>,
+}
+
+/// LSC states for filtering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LscFilter {
+    /// An LSC is recorded.
+    Installed,
+    /// No LSC is recorded.
+    None,
+}
+
+/// Bounds of a phone's model and description.
+const MAX_TEXT: usize = 128;
+
+fn text_field(what: &str, s: &str) -> Result<String, StoreError> {
+    if s.len() > MAX_TEXT || s.chars().any(char::is_control) {
+        return Err(StoreError::Invalid(format!(
+            "{what} must be at most {MAX_TEXT} printable characters"
+        )));
+    }
+    Ok(s.trim().to_string())
+}
+
+/// What the CAPF status of a phone reads after `op` was scheduled.
+pub fn pending_status(op: CertOperation) -> (OpState, String) {
+    match op {
+        CertOperation::None => (OpState::None, "None".into()),
+        _ => (OpState::Pending, "Operation Pending".into()),
+    }
+}
+
+/// Apply `ch` to `c`: scheduling an operation sets the status to "Operation Pending" and,
+/// without `completes_by`, the deadline to now plus `expires_days`. Checks the result.
+pub fn apply_capf_change(
+    c: &mut CapfInfo,
+    ch: &CapfChange,
+    now: i64,
+    expires_days: i64,
+) -> Result<(), StoreError> {
+    if let Some(m) = ch.auth_mode {
+        c.auth_mode = m;
+        if m != AuthMode::AuthString && ch.auth_string.is_none() {
+            c.auth_string = None;
+        }
+    }
+    if let Some(s) = &ch.auth_string {
+        c.auth_string = Some(auth_string(s)?);
+    }
+    if let Some(k) = ch.key_order {
+        c.key_order = k;
+    }
+    if let Some(b) = ch.rsa_bits {
+        c.rsa_bits = rsa_bits(b)?;
+    }
+    if let Some(e) = ch.ec_curve {
+        c.ec_curve = e;
+    }
+    if let Some(op) = ch.operation {
+        c.operation = op;
+        let (state, status) = pending_status(op);
+        c.state = state;
+        c.status = status;
+        c.status_at = now;
+        c.completes_by = match (op, ch.completes_by) {
+            (CertOperation::None, _) => None,
+            (_, Some(t)) => Some(t),
+            (_, None) => Some(now + expires_days * 86_400),
+        };
+    } else if let Some(t) = ch.completes_by {
+        c.completes_by = Some(t);
+    }
+    if c.operation != CertOperation::None
+        && let Some(t) = c.completes_by
+        && t <= now
+    {
+        return Err(StoreError::Invalid(
+            "'Operation Completes By' is in the past: enter a date and time at least an hour in the future".into(),
+        ));
+    }
+    check_capf(c)
+}
+
+/// Check a CAPF information as a whole: the authentication string is there when the mode
+/// needs it, the key sizes are allowed.
+pub fn check_capf(c: &CapfInfo) -> Result<(), StoreError> {
+    if c.auth_mode == AuthMode::AuthString && c.auth_string.is_none() {
+        return Err(StoreError::Invalid(
+            "authentication mode 'By Authentication String' needs --auth-string (4 to 16 digits)"
+                .into(),
+        ));
+    }
+    if let Some(s) = &c.auth_string {
+        auth_string(s)?;
+    }
+    rsa_bits(c.rsa_bits)?;
+    Ok(())
+}
+
+impl Db {
+    /// Every phone security profile.
+    pub async fn profiles(&self) -> Result<Vec<SecurityProfile>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PROFILE_COLUMNS} FROM securityprofile ORDER BY name"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(row_to_profile).collect()
+    }
+
+    /// One profile.
+    pub async fn profile(&self, name: &str) -> Result<SecurityProfile, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {PROFILE_COLUMNS} FROM securityprofile WHERE name = $1"
+        )))
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        match row {
+            Some(r) => row_to_profile(&r),
+            None => Err(StoreError::NotFound(format!(
+                "no phone security profile '{name}' (see `phonetrust profile list`)"
+            ))),
+        }
+    }
+
+    /// Add or replace a profile.
+    pub async fn put_profile(&self, p: &SecurityProfile, now: i64) -> Result<(), StoreError> {
+        let name = text_field("a profile name", &p.name)?;
+        if name.is_empty() {
+            return Err(StoreError::Invalid("a profile needs a name".into()));
+        }
+        rsa_bits(p.rsa_bits)?;
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO securityprofile (name, description, device_security_mode, tftp_encrypted_config, \
+             auth_mode, key_order, rsa_bits, ec_curve, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+             ON CONFLICT (name) DO UPDATE SET description = $2, device_security_mode = $3, \
+             tftp_encrypted_config = $4, auth_mode = $5, key_order = $6, rsa_bits = $7, \
+             ec_curve = $8, updated_at = $9",
+        )
+        .bind(&name)
+        .bind(text_field("a description", &p.description)?)
+        .bind(p.mode.as_str())
+        .bind(i64::from(p.encrypted_config))
+        .bind(p.auth_mode.as_str())
+        .bind(p.key_order.as_str())
+        .bind(i64::from(p.rsa_bits))
+        .bind(p.ec_curve.as_str())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Delete a profile no phone uses.
+    pub async fn delete_profile(&self, name: &str) -> Result<(), StoreError> {
+        self.profile(name).await?;
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let users: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM device WHERE securityprofile = $1")
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        if users > 0 {
+            return Err(StoreError::Invalid(format!(
+                "profile '{name}' is used by {users} phone(s); give them another profile first"
+            )));
+        }
+        sqlx::query("DELETE FROM securityprofile WHERE name = $1")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Add phones in one transaction. Each must be new and valid; its CAPF information
+    /// starts from its profile's settings.
+    pub async fn add_devices(&self, devs: &[NewDevice], now: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        for d in devs {
+            insert_device(&mut tx, d, now).await?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        for d in devs {
+            tracing::info!(device = d.name, model = d.model, "phone added");
+        }
+        Ok(())
+    }
+
+    /// One phone.
+    pub async fn device(&self, name: &str) -> Result<Device, StoreError> {
+        let name = device_name(name)?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {DEVICE_COLUMNS} FROM device WHERE name = $1"
+        )))
+        .bind(&name)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        match row {
+            Some(r) => row_to_device(&r),
+            None => Err(StoreError::NotFound(format!(
+                "unknown phone {name}: add it first (`phonetrust phone add {name}`)"
+            ))),
+        }
+    }
+
+    /// The certificates recorded for a phone.
+    pub async fn device_certs(&self, name: &str) -> Result<Vec<DeviceCert>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CERT_COLUMNS} FROM devicecert WHERE device = $1 ORDER BY kind DESC"
+        )))
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(row_to_cert).collect()
+    }
+
+    /// Phones matching `f`, by name.
+    pub async fn devices(&self, f: &DeviceFilter) -> Result<Vec<Device>, StoreError> {
+        let mut sql = format!(
+            "SELECT {} FROM device d LEFT JOIN devicecert c ON c.device = d.name AND c.kind = 'LSC' WHERE 1 = 1",
+            DEVICE_COLUMNS
+                .split(", ")
+                .map(|c| format!("d.{}", c.trim()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            format!("${n}")
+        };
+        match f.lsc {
+            Some(LscFilter::Installed) => sql.push_str(" AND c.device IS NOT NULL"),
+            Some(LscFilter::None) => sql.push_str(" AND c.device IS NULL"),
+            None => {}
+        }
+        if f.auth_string.is_some() {
+            sql.push_str(&format!(" AND d.capf_auth_string = {}", next()));
+        }
+        if f.lsc_expires_before.is_some() {
+            sql.push_str(&format!(" AND c.not_after < {}", next()));
+        }
+        if f.state.is_some() {
+            sql.push_str(&format!(" AND d.capf_state = {}", next()));
+        }
+        if f.profile.is_some() {
+            sql.push_str(&format!(" AND d.securityprofile = {}", next()));
+        }
+        sql.push_str(" ORDER BY d.name");
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        if let Some(s) = &f.auth_string {
+            q = q.bind(s.clone());
+        }
+        if let Some(t) = f.lsc_expires_before {
+            q = q.bind(t);
+        }
+        if let Some(s) = f.state {
+            q = q.bind(s.as_str());
+        }
+        if let Some(p) = &f.profile {
+            q = q.bind(p.clone());
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(db_err)?;
+        rows.iter().map(row_to_device).collect()
+    }
+
+    /// Number of phones.
+    pub async fn device_count(&self) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM device")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
+    /// Change a phone's configuration.
+    pub async fn update_device(
+        &self,
+        name: &str,
+        ch: &DeviceChange,
+        now: i64,
+    ) -> Result<Device, StoreError> {
+        let mut d = self.device(name).await?;
+        if let Some(m) = &ch.model {
+            d.model = text_field("a model", m)?;
+        }
+        if let Some(p) = ch.protocol {
+            d.protocol = p;
+        }
+        if let Some(p) = &ch.profile {
+            self.profile(p).await?;
+            d.profile = p.clone();
+        }
+        if let Some(s) = &ch.description {
+            d.description = text_field("a description", s)?;
+        }
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query(
+            "UPDATE device SET model = $2, protocol = $3, securityprofile = $4, description = $5, \
+             updated_at = $6 WHERE name = $1",
+        )
+        .bind(&d.name)
+        .bind(&d.model)
+        .bind(d.protocol.as_str())
+        .bind(&d.profile)
+        .bind(&d.description)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        d.updated_at = now;
+        Ok(d)
+    }
+
+    /// Change a phone's CAPF information. Scheduling an operation sets the status to
+    /// "Operation Pending"; without `completes_by` the deadline is now plus "CAPF Operation
+    /// Expires in (days)".
+    pub async fn set_capf(
+        &self,
+        name: &str,
+        ch: &CapfChange,
+        now: i64,
+    ) -> Result<Device, StoreError> {
+        let mut d = self.device(name).await?;
+        let days = self
+            .param(crate::params::CAPF_OPERATION_EXPIRES_DAYS)
+            .await?;
+        apply_capf_change(&mut d.capf, ch, now, days)?;
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        write_capf(&mut tx, &d.name, &d.capf, now).await?;
+        tx.commit().await.map_err(db_err)?;
+        tracing::info!(
+            device = d.name,
+            operation = d.capf.operation.as_str(),
+            "CAPF information changed"
+        );
+        d.updated_at = now;
+        Ok(d)
+    }
+
+    /// Record the outcome of a CAPF operation: state, status text and, on success, the
+    /// certificate learnt (or, for a delete, the LSC removed), in one transaction. The
+    /// operation is cleared once it succeeded.
+    pub async fn record_capf_result(
+        &self,
+        name: &str,
+        state: OpState,
+        status: &str,
+        cert: Option<&DeviceCert>,
+        delete_lsc: bool,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let op_sql = if state == OpState::Success {
+            ", capf_operation = 'none', capf_completes_by = NULL"
+        } else {
+            ""
+        };
+        let done = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE device SET capf_state = $2, capf_status = $3, capf_status_at = $4, updated_at = $4{op_sql} WHERE name = $1"
+        )))
+        .bind(name)
+        .bind(state.as_str())
+        .bind(status)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("unknown phone {name}")));
+        }
+        if let Some(c) = cert {
+            sqlx::query("DELETE FROM devicecert WHERE device = $1 AND kind = $2")
+                .bind(name)
+                .bind(c.kind.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            sqlx::query(AssertSqlSafe(format!(
+                "INSERT INTO devicecert (device, {CERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            )))
+            .bind(name)
+            .bind(c.kind.as_str())
+            .bind(&c.pem)
+            .bind(&c.md5)
+            .bind(&c.public_key)
+            .bind(&c.subject)
+            .bind(&c.issuer)
+            .bind(&c.serial)
+            .bind(c.not_before)
+            .bind(c.not_after)
+            .bind(c.recorded_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        if delete_lsc {
+            sqlx::query("DELETE FROM devicecert WHERE device = $1 AND kind = 'LSC'")
+                .bind(name)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        // md5hash follows the certificate CAPF knows the phone by: its LSC, else its MIC.
+        sqlx::query(
+            "UPDATE device SET md5hash = (SELECT md5 FROM devicecert WHERE device = $1 \
+             ORDER BY CASE kind WHEN 'LSC' THEN 0 ELSE 1 END LIMIT 1) WHERE name = $1",
+        )
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        tracing::info!(
+            device = name,
+            state = state.as_str(),
+            status,
+            "CAPF status recorded"
+        );
+        Ok(())
+    }
+
+    /// Delete a phone (and its recorded certificates).
+    pub async fn delete_device(&self, name: &str) -> Result<(), StoreError> {
+        let name = device_name(name)?;
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query("DELETE FROM devicecert WHERE device = $1")
+            .bind(&name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let done = sqlx::query("DELETE FROM device WHERE name = $1")
+            .bind(&name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("unknown phone {name}")));
+        }
+        tx.commit().await.map_err(db_err)?;
+        tracing::info!(device = name, "phone deleted");
+        Ok(())
+    }
+
+    /// How many phones hold an LSC issued by `issuer` (display form of the issuer name).
+    pub async fn lsc_count_by_issuer(&self, issuer: &str) -> Result<i64, StoreError> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM devicecert WHERE kind = 'LSC' AND issuer = $1")
+            .bind(issuer)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
+    /// Names of every phone.
+    pub async fn device_names(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT name FROM device ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
+    /// Phones whose LSC expires before `t`, with that time.
+    pub async fn lsc_expiring(&self, t: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT device, not_after FROM devicecert WHERE kind = 'LSC' AND not_after < $1 ORDER BY not_after, device",
+        )
+        .bind(t)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| Ok((get(r, "device")?, get(r, "not_after")?)))
+            .collect()
+    }
+}
+
+pub(crate) async fn insert_device(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    d: &NewDevice,
+    now: i64,
+) -> Result<(String, CapfInfo), StoreError> {
+    let name = device_name(&d.name)?;
+    let model = text_field("a model", &d.model)?;
+    let description = text_field("a description", &d.description)?;
+    let profile_name = d
+        .profile
+        .clone()
+        .unwrap_or_else(|| DEFAULT_PROFILE.to_string());
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {PROFILE_COLUMNS} FROM securityprofile WHERE name = $1"
+    )))
+    .bind(&profile_name)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    let p = match row {
+        Some(r) => row_to_profile(&r)?,
+        None => {
+            return Err(StoreError::NotFound(format!(
+                "no phone security profile '{profile_name}' (see `phonetrust profile list`)"
+            )));
+        }
+    };
+    let exists: Option<String> = sqlx::query_scalar("SELECT name FROM device WHERE name = $1")
+        .bind(&name)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    if exists.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "phone {name} exists already (change it with `phonetrust phone set {name}`)"
+        )));
+    }
+    let auth_mode = if p.auth_mode == AuthMode::AuthString {
+        // A profile cannot carry a per-phone string; start with the null string.
+        AuthMode::NullString
+    } else {
+        p.auth_mode
+    };
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO device ({DEVICE_COLUMNS}) VALUES \
+         ($1, $2, $3, $4, $5, 'none', $6, NULL, $7, $8, $9, NULL, 'none', 'None', $10, NULL, $10, $10)"
+    )))
+    .bind(&name)
+    .bind(&model)
+    .bind(d.protocol.as_str())
+    .bind(&p.name)
+    .bind(&description)
+    .bind(auth_mode.as_str())
+    .bind(p.key_order.as_str())
+    .bind(i64::from(p.rsa_bits))
+    .bind(p.ec_curve.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    let capf = CapfInfo {
+        operation: CertOperation::None,
+        auth_mode,
+        auth_string: None,
+        key_order: p.key_order,
+        rsa_bits: p.rsa_bits,
+        ec_curve: p.ec_curve,
+        completes_by: None,
+        state: OpState::None,
+        status: "None".into(),
+        status_at: now,
+    };
+    Ok((name, capf))
+}
+
+pub(crate) async fn write_capf(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    name: &str,
+    c: &CapfInfo,
+    now: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE device SET capf_operation = $2, capf_auth_mode = $3, capf_auth_string = $4, \
+         capf_key_order = $5, capf_rsa_bits = $6, capf_ec_curve = $7, capf_completes_by = $8, \
+         capf_state = $9, capf_status = $10, capf_status_at = $11, updated_at = $12 WHERE name = $1",
+    )
+    .bind(name)
+    .bind(c.operation.as_str())
+    .bind(c.auth_mode.as_str())
+    .bind(c.auth_string.clone())
+    .bind(c.key_order.as_str())
+    .bind(i64::from(c.rsa_bits))
+    .bind(c.ec_curve.as_str())
+    .bind(c.completes_by)
+    .bind(c.state.as_str())
+    .bind(&c.status)
+    .bind(c.status_at)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// The certificate record of `cert` as CAPF learnt it.
+pub fn device_cert(
+    kind: DeviceCertKind,
+    cert: &openssl::x509::X509Ref,
+    now: i64,
+) -> Result<DeviceCert, StoreError> {
+    let f = crate::trust::CertFacts::of(cert)?;
+    let der = cert
+        .to_der()
+        .map_err(|e| StoreError::Pki(phonetrust_pki::PkiError::from(e)))?;
+    let public = cert
+        .public_key()
+        .map_err(|e| StoreError::Pki(phonetrust_pki::PkiError::from(e)))?;
+    let pk = phonetrust_proto::cert::record_public_key(&public)
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    Ok(DeviceCert {
+        kind,
+        pem: f.pem,
+        md5: phonetrust_proto::cert::md5_hex(&der),
+        public_key: phonetrust_proto::codec::hex(&pk),
+        subject: f.subject,
+        issuer: f.issuer,
+        serial: f.serial,
+        not_before: f.not_before,
+        not_after: f.not_after,
+        recorded_at: now,
+    })
+}

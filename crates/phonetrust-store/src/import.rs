@@ -1,0 +1,229 @@
+//! Bulk import of phones from CSV, with a report per row.
+//!
+//! The first line names the columns (any order, any case): `name` (required), `model`,
+//! `protocol`, `profile`, `description`, `operation`, `auth`, `auth_string`, `key_order`,
+//! `rsa_bits`, `ec_curve`, `completes_by`. Empty cells take the defaults of `phone add`.
+//! Every row is checked first; the valid rows are then written in one transaction, so a
+//! crash or a full disk leaves the store as it was before the import or with every valid
+//! row, never part of them.
+
+use std::collections::HashSet;
+
+use crate::StoreError;
+use crate::db::{Db, db_err};
+use crate::devices::{CapfChange, NewDevice, apply_capf_change, insert_device, write_capf};
+use crate::model::{device_name, parse_time};
+
+/// Largest CSV file accepted.
+pub const MAX_CSV: usize = 64 << 20;
+/// Most rows in one import.
+pub const MAX_ROWS: usize = 100_000;
+
+/// What happened to one row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowReport {
+    /// Line number in the file (the header is line 1).
+    pub line: u64,
+    /// The phone name as given.
+    pub name: String,
+    /// `Ok(())` when added, else why not.
+    pub result: Result<(), String>,
+}
+
+const COLUMNS: [&str; 12] = [
+    "name",
+    "model",
+    "protocol",
+    "profile",
+    "description",
+    "operation",
+    "auth",
+    "auth_string",
+    "key_order",
+    "rsa_bits",
+    "ec_curve",
+    "completes_by",
+];
+
+struct Row {
+    line: u64,
+    dev: NewDevice,
+    capf: CapfChange,
+}
+
+fn parse_row(cells: &[(String, String)], line: u64) -> Result<Row, String> {
+    let cell = |k: &str| {
+        cells
+            .iter()
+            .find(|(c, _)| c == k)
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    };
+    let name = device_name(cell("name").unwrap_or_default()).map_err(|e| e.to_string())?;
+    let dev = NewDevice {
+        name,
+        model: cell("model").unwrap_or("Universal").to_string(),
+        protocol: cell("protocol")
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: StoreError| e.to_string())?
+            .unwrap_or(crate::model::Protocol::Sip),
+        profile: cell("profile").map(str::to_string),
+        description: cell("description").unwrap_or_default().to_string(),
+    };
+    let e = |e: StoreError| e.to_string();
+    let capf = CapfChange {
+        operation: cell("operation").map(str::parse).transpose().map_err(e)?,
+        auth_mode: cell("auth").map(str::parse).transpose().map_err(e)?,
+        auth_string: cell("auth_string").map(str::to_string),
+        key_order: cell("key_order").map(str::parse).transpose().map_err(e)?,
+        rsa_bits: cell("rsa_bits")
+            .map(|b| {
+                b.parse::<u32>().map_err(|_| {
+                    format!("invalid RSA key size '{b}': use 1024, 2048, 3072 or 4096")
+                })
+            })
+            .transpose()?,
+        ec_curve: cell("ec_curve").map(str::parse).transpose().map_err(e)?,
+        completes_by: cell("completes_by")
+            .map(parse_time)
+            .transpose()
+            .map_err(e)?,
+    };
+    Ok(Row { line, dev, capf })
+}
+
+impl Db {
+    /// Import phones from CSV. Returns one report per data row; the valid rows are
+    /// committed together.
+    pub async fn import_csv(&self, input: &[u8], now: i64) -> Result<Vec<RowReport>, StoreError> {
+        if input.len() > MAX_CSV {
+            return Err(StoreError::Invalid(format!(
+                "the CSV file is {} bytes; import at most {MAX_CSV} bytes at a time",
+                input.len()
+            )));
+        }
+        let mut rdr = csv::ReaderBuilder::new()
+            .flexible(true)
+            .trim(csv::Trim::All)
+            .from_reader(input);
+        let headers: Vec<String> = rdr
+            .headers()
+            .map_err(|e| StoreError::Invalid(format!("CSV header: {e}")))?
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase().replace([' ', '-'], "_"))
+            .collect();
+        if let Some(unknown) = headers.iter().find(|h| !COLUMNS.contains(&h.as_str())) {
+            return Err(StoreError::Invalid(format!(
+                "unknown CSV column '{unknown}' (columns: {})",
+                COLUMNS.join(",")
+            )));
+        }
+        if !headers.iter().any(|h| h == "name") {
+            return Err(StoreError::Invalid(
+                "the CSV header has no 'name' column (e.g. name,model,protocol,profile)".into(),
+            ));
+        }
+        let days = self
+            .param(crate::params::CAPF_OPERATION_EXPIRES_DAYS)
+            .await?;
+        let profiles: HashSet<String> =
+            self.profiles().await?.into_iter().map(|p| p.name).collect();
+        let existing: HashSet<String> = self.device_names().await?.into_iter().collect();
+        let mut seen = HashSet::new();
+        let mut reports = Vec::new();
+        let mut good = Vec::new();
+        for (i, rec) in rdr.records().enumerate() {
+            if i >= MAX_ROWS {
+                return Err(StoreError::Invalid(format!(
+                    "more than {MAX_ROWS} rows; split the file"
+                )));
+            }
+            let line = u64::try_from(i).unwrap_or(u64::MAX).saturating_add(2);
+            let rec = match rec {
+                Ok(r) => r,
+                Err(e) => {
+                    reports.push(RowReport {
+                        line,
+                        name: String::new(),
+                        result: Err(format!("unreadable row: {e}")),
+                    });
+                    continue;
+                }
+            };
+            let cells: Vec<(String, String)> = headers
+                .iter()
+                .cloned()
+                .zip(rec.iter().map(str::to_string))
+                .collect();
+            let given = cells
+                .iter()
+                .find(|(c, _)| c == "name")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            let checked = parse_row(&cells, line).and_then(|row| {
+                let profile = row
+                    .dev
+                    .profile
+                    .clone()
+                    .unwrap_or_else(|| crate::devices::DEFAULT_PROFILE.to_string());
+                if !profiles.contains(&profile) {
+                    return Err(format!("no phone security profile '{profile}'"));
+                }
+                if existing.contains(&row.dev.name) {
+                    return Err(format!("phone {} exists already", row.dev.name));
+                }
+                if !seen.insert(row.dev.name.clone()) {
+                    return Err(format!("phone {} appears twice in the file", row.dev.name));
+                }
+                // Check the CAPF settings against a throw-away CAPF information.
+                let mut probe = crate::model::CapfInfo {
+                    operation: crate::model::CertOperation::None,
+                    auth_mode: crate::model::AuthMode::NullString,
+                    auth_string: None,
+                    key_order: crate::model::KeyOrder::Rsa,
+                    rsa_bits: 2048,
+                    ec_curve: crate::model::EcCurve::P256,
+                    completes_by: None,
+                    state: crate::model::OpState::None,
+                    status: String::new(),
+                    status_at: now,
+                };
+                apply_capf_change(&mut probe, &row.capf, now, days).map_err(|e| e.to_string())?;
+                Ok(row)
+            });
+            match checked {
+                Ok(row) => {
+                    reports.push(RowReport {
+                        line,
+                        name: row.dev.name.clone(),
+                        result: Ok(()),
+                    });
+                    good.push(row);
+                }
+                Err(e) => reports.push(RowReport {
+                    line,
+                    name: given,
+                    result: Err(e),
+                }),
+            }
+        }
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        for row in &good {
+            let (name, mut capf) = insert_device(&mut tx, &row.dev, now)
+                .await
+                .map_err(|e| StoreError::Invalid(format!("line {}: {e}", row.line)))?;
+            if row.capf != CapfChange::default() {
+                apply_capf_change(&mut capf, &row.capf, now, days)?;
+                write_capf(&mut tx, &name, &capf, now).await?;
+            }
+        }
+        tx.commit().await.map_err(db_err)?;
+        tracing::info!(
+            added = good.len(),
+            refused = reports.len() - good.len(),
+            "CSV import"
+        );
+        Ok(reports)
+    }
+}

@@ -1,0 +1,393 @@
+//! Operations on the node's own certificates: regenerate (self-signed), generate a CSR,
+//! import the CA-signed certificate for a pending CSR, and the expiry report.
+//!
+//! A certificate and its key live in one file replaced by rename, so an interrupted
+//! operation leaves the old pair or the new one, never a mix. A pending CSR's key waits in
+//! `identity/pending/` (0600) until its certificate is imported.
+
+use openssl::pkey::{Id, PKey, Private};
+use openssl::stack::Stack;
+use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::{X509, X509StoreContext};
+use phonetrust_pki::details::display_name;
+use phonetrust_pki::profiles::{OwnCert, own_cert};
+use phonetrust_pki::{DistinguishedName, KeySpec, generate_key, self_signed};
+use phonetrust_proto::cert::{CertAndKey, load_private_key};
+use phonetrust_proto::rand::RandomSource;
+
+use crate::db::Db;
+use crate::identity::{self, write_private};
+use crate::layout::DataDir;
+use crate::model::TrustStore;
+use crate::trust::{CertFacts, unix_time};
+use crate::{StoreError, io};
+
+/// The trust store that must hold the issuers of a CA-signed own certificate.
+pub fn trust_store_for(which: OwnCert) -> TrustStore {
+    match which {
+        OwnCert::Capf => TrustStore::Capf,
+        OwnCert::Tomcat => TrustStore::Tomcat,
+        OwnCert::CallManager | OwnCert::CallManagerEcdsa | OwnCert::Tvs | OwnCert::ItlRecovery => {
+            TrustStore::CallManager
+        }
+    }
+}
+
+/// What a change of an own certificate means for phones.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChangeReport {
+    /// Which certificate.
+    pub which: OwnCert,
+    /// Serial before (upper-case hex).
+    pub old_serial: String,
+    /// Serial now.
+    pub new_serial: String,
+    /// Whether the ITL (and CTL in mixed mode) lists this certificate and is rebuilt.
+    pub itl_rebuilt: bool,
+    /// The phones that reset to download the new trust list.
+    pub phones_reset: Vec<String>,
+    /// Phones holding an LSC issued by the old CAPF certificate (CAPF only).
+    pub lsc_holders: i64,
+}
+
+fn pki(e: openssl::error::ErrorStack) -> StoreError {
+    StoreError::Pki(phonetrust_pki::PkiError::from(e))
+}
+
+fn spec_of(key: &PKey<Private>) -> KeySpec {
+    match key.id() {
+        Id::EC => match key.bits() {
+            b if b > 384 => KeySpec::EcP521,
+            b if b > 256 => KeySpec::EcP384,
+            _ => KeySpec::EcP256,
+        },
+        _ => KeySpec::Rsa(key.bits()),
+    }
+}
+
+fn dns_names(cert: &X509) -> Vec<String> {
+    cert.subject_alt_names()
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.dnsname().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn affected(db: &Db, which: OwnCert) -> Result<(bool, Vec<String>), StoreError> {
+    if which == OwnCert::Tomcat {
+        return Ok((false, Vec::new()));
+    }
+    Ok((true, db.device_names().await?))
+}
+
+/// Regenerate `which` self-signed: new key (same type and size), new serial, same
+/// subject, validity from `now` for as long as the old one was valid. Regenerating CAPF
+/// while phones hold LSCs it issued needs `confirm`.
+pub async fn regenerate(
+    data: &DataDir,
+    db: &Db,
+    which: OwnCert,
+    confirm: bool,
+    now: i64,
+    rng: &dyn RandomSource,
+) -> Result<ChangeReport, StoreError> {
+    let id = identity::load(data)?;
+    let old = id
+        .get(which)
+        .ok_or_else(|| StoreError::NotFound(format!("no {which} certificate")))?;
+    let node = id
+        .node()
+        .ok_or_else(|| StoreError::NotFound("no CallManager certificate".into()))?;
+    let lsc_holders = if which == OwnCert::Capf {
+        db.lsc_count_by_issuer(&display_name(old.cert.subject_name()))
+            .await?
+    } else {
+        0
+    };
+    if lsc_holders > 0 && !confirm {
+        return Err(StoreError::NeedsConfirmation(format!(
+            "{lsc_holders} phone(s) hold an LSC issued by the current CAPF certificate; after regenerating CAPF those LSCs no longer chain to it, and each of these phones needs a new LSC (schedule Install/Upgrade). Nothing was changed; repeat with --confirm to regenerate"
+        )));
+    }
+    let old_subject = DistinguishedName::from_x509_name(old.cert.subject_name());
+    let capf_tag = old_subject.cn.trim_start_matches("CAPF-").to_string();
+    let days = u32::try_from(
+        (unix_time(old.cert.not_after()) - unix_time(old.cert.not_before()) + 43_200) / 86_400,
+    )
+    .unwrap_or(1826)
+    .max(1);
+    let mut n = node.clone();
+    n.validity_days = days;
+    if let KeySpec::Rsa(bits) = spec_of(&old.key) {
+        n.rsa_bits = bits;
+    }
+    let (mut params, _) = own_cert(which, &n, &capf_tag, now);
+    params.subject = old_subject;
+    params.subject_alt_names = dns_names(&old.cert)
+        .into_iter()
+        .map(phonetrust_pki::SubjectAltName::Dns)
+        .collect();
+    let key = generate_key(spec_of(&old.key))?;
+    let cert = self_signed(&params, &key, rng)?;
+    let new = CertAndKey::new(cert, key).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let old_serial = CertFacts::of(&old.cert)?.serial;
+    let new_serial = CertFacts::of(&new.cert)?.serial;
+    identity::replace(data, which, &new)?;
+    tracing::warn!(
+        cert = which.name(),
+        old_serial,
+        new_serial,
+        "own certificate regenerated"
+    );
+    let (itl_rebuilt, phones_reset) = affected(db, which).await?;
+    Ok(ChangeReport {
+        which,
+        old_serial,
+        new_serial,
+        itl_rebuilt,
+        phones_reset,
+        lsc_holders,
+    })
+}
+
+/// A CSR generated for an own certificate.
+#[derive(Clone, Debug)]
+pub struct CsrReport {
+    /// The CSR (PEM).
+    pub pem: String,
+    /// Where it was written.
+    pub path: std::path::PathBuf,
+    /// Subject it asks for.
+    pub subject: String,
+}
+
+/// Generate a new key and a CSR for `which` with the subject and DNS names of the current
+/// certificate. The key waits in `identity/pending/` until the signed certificate is
+/// imported; a second CSR replaces the first.
+pub fn csr_generate(data: &DataDir, which: OwnCert) -> Result<CsrReport, StoreError> {
+    let id = identity::load(data)?;
+    let cur = id
+        .get(which)
+        .ok_or_else(|| StoreError::NotFound(format!("no {which} certificate")))?;
+    let subject = DistinguishedName::from_x509_name(cur.cert.subject_name());
+    let key = generate_key(spec_of(&cur.key))?;
+    let req = phonetrust_pki::csr(&subject, &dns_names(&cur.cert), &key)?;
+    let dir = data.pending_dir();
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io(&dir))?;
+    }
+    let pem = String::from_utf8(req.to_pem().map_err(pki)?)
+        .map_err(|_| StoreError::Invalid("CSR PEM is not text".into()))?;
+    write_private(
+        &data.pending_key(which),
+        &key.private_key_to_pem_pkcs8().map_err(pki)?,
+    )?;
+    let path = data.pending_csr(which);
+    crate::write_atomic(&path, pem.as_bytes(), 0o644)?;
+    tracing::info!(cert = which.name(), "CSR generated");
+    Ok(CsrReport {
+        pem,
+        path,
+        subject: display_name(cur.cert.subject_name()),
+    })
+}
+
+fn is_ca(cert: &X509) -> bool {
+    let Ok(der) = cert.to_der() else { return false };
+    match x509_parser::parse_x509_certificate(&der) {
+        Ok((_, c)) => c.is_ca(),
+        Err(_) => false,
+    }
+}
+
+/// Import the CA-signed certificate (and chain) for the pending CSR of `which`. The
+/// certificate must carry the pending key, be valid at `now`, and chain to a certificate
+/// in the matching trust store (CAPF-trust for CAPF, tomcat-trust for tomcat,
+/// CallManager-trust for the others); intermediates may come in the same file. A CAPF
+/// certificate must be a CA. Nothing changes when a check fails.
+pub async fn import_signed(
+    data: &DataDir,
+    db: &Db,
+    which: OwnCert,
+    input: &[u8],
+    now: i64,
+) -> Result<ChangeReport, StoreError> {
+    let id = identity::load(data)?;
+    let old = id
+        .get(which)
+        .ok_or_else(|| StoreError::NotFound(format!("no {which} certificate")))?;
+    let key_path = data.pending_key(which);
+    let key_pem = match std::fs::read(&key_path) {
+        Ok(k) => k,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StoreError::Invalid(format!(
+                "no pending CSR for {which}: run `phonetrust set csr gen {which}`, have the CSR signed, then import the certificate"
+            )));
+        }
+        Err(e) => return Err(io(&key_path)(e)),
+    };
+    let key = load_private_key(&key_pem).map_err(|e| StoreError::Corrupt {
+        path: key_path.clone(),
+        reason: e.to_string(),
+    })?;
+    if input.len() > crate::trust::MAX_BUNDLE {
+        return Err(StoreError::Invalid(
+            "the certificate file is too large".into(),
+        ));
+    }
+    let certs = phonetrust_proto::cert::load_certs(input).map_err(|e| {
+        StoreError::Invalid(format!(
+            "{e}: the file is neither a PEM certificate (chain) nor a DER certificate"
+        ))
+    })?;
+    let mut leaf = None;
+    let mut chain = Vec::new();
+    for c in certs {
+        let matches = c.public_key().map(|p| key.public_eq(&p)).unwrap_or(false);
+        if matches && leaf.is_none() {
+            leaf = Some(c);
+        } else {
+            chain.push(c);
+        }
+    }
+    let leaf = leaf.ok_or_else(|| {
+        StoreError::Invalid(format!(
+            "the certificate's public key does not match the key of the pending CSR for {which}: import the certificate the CA issued for that CSR ({})",
+            data.pending_csr(which).display()
+        ))
+    })?;
+    let facts = CertFacts::of(&leaf)?;
+    if facts.not_after < now {
+        return Err(StoreError::Invalid(format!(
+            "the certificate expired on {}; nothing was changed (have the CSR signed again)",
+            leaf.not_after()
+        )));
+    }
+    if facts.not_before > now {
+        return Err(StoreError::Invalid(format!(
+            "the certificate is not valid before {}; nothing was changed (check this node's clock, or import it later)",
+            leaf.not_before()
+        )));
+    }
+    if which == OwnCert::Capf && !is_ca(&leaf) {
+        return Err(StoreError::Invalid(
+            "a CAPF certificate signs LSCs, so it must be a CA certificate (basicConstraints CA:TRUE, keyCertSign); have the CA issue a subordinate CA certificate".into(),
+        ));
+    }
+    let store = trust_store_for(which);
+    let anchors = db.trust_certs(store).await?;
+    verify_chain(&leaf, &chain, &anchors, now).map_err(|reason| {
+        StoreError::Invalid(format!(
+            "the certificate chain does not verify ({reason}): import the issuing CA certificates into {store} first (`phonetrust set cert import trust {store} ca.pem`); nothing was changed"
+        ))
+    })?;
+    let new = CertAndKey::new(leaf, key).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let old_serial = CertFacts::of(&old.cert)?.serial;
+    identity::replace_with_chain(data, which, &new, &chain)?;
+    let _ = std::fs::remove_file(&key_path);
+    let _ = std::fs::remove_file(data.pending_csr(which));
+    tracing::warn!(
+        cert = which.name(),
+        old_serial,
+        new_serial = facts.serial,
+        "CA-signed own certificate imported"
+    );
+    let (itl_rebuilt, phones_reset) = affected(db, which).await?;
+    Ok(ChangeReport {
+        which,
+        old_serial,
+        new_serial: facts.serial,
+        itl_rebuilt,
+        phones_reset,
+        lsc_holders: 0,
+    })
+}
+
+/// Verify `leaf` against `anchors` with `chain` as untrusted intermediates, at `now`.
+pub fn verify_chain(leaf: &X509, chain: &[X509], anchors: &[X509], now: i64) -> Result<(), String> {
+    let run = || -> Result<Result<(), String>, openssl::error::ErrorStack> {
+        let mut b = X509StoreBuilder::new()?;
+        for a in anchors {
+            b.add_cert(a.clone())?;
+        }
+        let mut param = openssl::x509::verify::X509VerifyParam::new()?;
+        param.set_time(now);
+        b.set_param(&param)?;
+        let store = b.build();
+        let mut untrusted = Stack::new()?;
+        for c in chain {
+            untrusted.push(c.clone())?;
+        }
+        let mut ctx = X509StoreContext::new()?;
+        ctx.init(&store, leaf, &untrusted, |c| {
+            Ok(if c.verify_cert()? {
+                Ok(())
+            } else {
+                Err(c.error().error_string().to_string())
+            })
+        })
+    };
+    run().map_err(|e| e.to_string())?
+}
+
+/// One line of the expiry report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expiring {
+    /// `own`, the trust store name, or `LSC`.
+    pub kind: String,
+    /// Certificate or phone name.
+    pub name: String,
+    /// Subject (empty for LSCs).
+    pub subject: String,
+    /// notAfter.
+    pub not_after: i64,
+}
+
+/// Every own certificate, trust certificate and phone LSC that expires before
+/// `now + days`, soonest first.
+pub async fn expiring(
+    data: &DataDir,
+    db: &Db,
+    days: u32,
+    now: i64,
+) -> Result<Vec<Expiring>, StoreError> {
+    let limit = now + i64::from(days) * 86_400;
+    let mut out = Vec::new();
+    for (which, ck) in identity::load(data)?.all() {
+        let t = unix_time(ck.cert.not_after());
+        if t < limit {
+            out.push(Expiring {
+                kind: "own".into(),
+                name: which.name().into(),
+                subject: display_name(ck.cert.subject_name()),
+                not_after: t,
+            });
+        }
+    }
+    for c in db.trust_list(None).await? {
+        if c.not_after < limit {
+            out.push(Expiring {
+                kind: c.store.as_str().into(),
+                name: c.name,
+                subject: c.subject,
+                not_after: c.not_after,
+            });
+        }
+    }
+    for (name, t) in db.lsc_expiring(limit).await? {
+        out.push(Expiring {
+            kind: "LSC".into(),
+            name,
+            subject: String::new(),
+            not_after: t,
+        });
+    }
+    out.sort_by(|a, b| a.not_after.cmp(&b.not_after).then(a.name.cmp(&b.name)));
+    Ok(out)
+}

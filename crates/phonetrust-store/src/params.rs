@@ -1,0 +1,190 @@
+//! Enterprise parameters (`processconfig`): cluster-wide settings with their defaults,
+//! validated on every change.
+
+use sqlx::Row;
+
+use crate::StoreError;
+use crate::db::{Db, db_err};
+
+/// The definition of one enterprise parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParamDef {
+    /// Name in the database (`paramname`).
+    pub name: &'static str,
+    /// Name on the administration pages.
+    pub label: &'static str,
+    /// Default value.
+    pub default: i64,
+    /// Smallest allowed value.
+    pub min: i64,
+    /// Largest allowed value.
+    pub max: i64,
+    /// What it does.
+    pub help: &'static str,
+}
+
+/// Cluster Security Mode: 0 non-secure, 1 mixed.
+pub const CLUSTER_SECURITY_MODE: &str = "ClusterSecurityMode";
+/// CAPF Phone Port.
+pub const CAPF_PHONE_PORT: &str = "CapfPhonePort";
+/// CAPF Operation Expires in (days).
+pub const CAPF_OPERATION_EXPIRES_DAYS: &str = "CapfOperationExpiresInDays";
+/// Validity of issued LSCs in days.
+pub const LSC_VALIDITY_DAYS: &str = "LscValidityDays";
+/// TVS port.
+pub const TVS_PORT: &str = "TvsPort";
+/// TFTP port.
+pub const TFTP_PORT: &str = "TftpPort";
+/// HTTP (TFTP over HTTP) port.
+pub const HTTP_PORT: &str = "HttpPort";
+
+/// Every enterprise parameter.
+pub const PARAMS: [ParamDef; 7] = [
+    ParamDef {
+        name: CLUSTER_SECURITY_MODE,
+        label: "Cluster Security Mode",
+        default: 0,
+        min: 0,
+        max: 1,
+        help: "0 = non-secure, 1 = mixed mode (set by `utils ctl set-cluster mixed-mode`)",
+    },
+    ParamDef {
+        name: CAPF_PHONE_PORT,
+        label: "CAPF Phone Port",
+        default: 3804,
+        min: 1,
+        max: 65535,
+        help: "TCP port phones connect to for CAPF",
+    },
+    ParamDef {
+        name: CAPF_OPERATION_EXPIRES_DAYS,
+        label: "CAPF Operation Expires in (days)",
+        default: 10,
+        min: 1,
+        max: 365,
+        help: "default 'Operation Completes By' of a newly scheduled certificate operation",
+    },
+    ParamDef {
+        name: LSC_VALIDITY_DAYS,
+        label: "LSC Validity (days)",
+        default: 1826,
+        min: 1,
+        max: 7305,
+        help: "validity of the LSCs CAPF issues",
+    },
+    ParamDef {
+        name: TVS_PORT,
+        label: "TVS Port",
+        default: 2445,
+        min: 1,
+        max: 65535,
+        help: "TCP port of the Trust Verification Service",
+    },
+    ParamDef {
+        name: TFTP_PORT,
+        label: "TFTP Port",
+        default: 69,
+        min: 1,
+        max: 65535,
+        help: "UDP port of the TFTP server",
+    },
+    ParamDef {
+        name: HTTP_PORT,
+        label: "HTTP Port",
+        default: 6970,
+        min: 1,
+        max: 65535,
+        help: "TCP port of the HTTP server for phone downloads",
+    },
+];
+
+/// The definition of the parameter named `name` (database name or label, any case).
+pub fn def(name: &str) -> Result<&'static ParamDef, StoreError> {
+    let n = name.trim();
+    PARAMS
+        .iter()
+        .find(|p| p.name.eq_ignore_ascii_case(n) || p.label.eq_ignore_ascii_case(n))
+        .ok_or_else(|| {
+            StoreError::Invalid(format!(
+                "unknown enterprise parameter '{name}' (known: {})",
+                PARAMS.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+            ))
+        })
+}
+
+/// Check `value` for the parameter `d`.
+pub fn validate(d: &ParamDef, value: &str) -> Result<i64, StoreError> {
+    let v: i64 = value.trim().parse().map_err(|_| {
+        StoreError::Invalid(format!(
+            "{} must be a whole number from {} to {}, not '{value}'",
+            d.label, d.min, d.max
+        ))
+    })?;
+    if !(d.min..=d.max).contains(&v) {
+        return Err(StoreError::Invalid(format!(
+            "{} must be from {} to {}, not {v}",
+            d.label, d.min, d.max
+        )));
+    }
+    Ok(v)
+}
+
+impl Db {
+    /// Every parameter with its current value.
+    pub async fn params(&self) -> Result<Vec<(&'static ParamDef, i64)>, StoreError> {
+        let mut out = Vec::new();
+        for d in &PARAMS {
+            out.push((d, self.param(d.name).await?));
+        }
+        Ok(out)
+    }
+
+    /// The value of a parameter (its default when unset).
+    pub async fn param(&self, name: &str) -> Result<i64, StoreError> {
+        let d = def(name)?;
+        let row = sqlx::query("SELECT paramvalue FROM processconfig WHERE paramname = $1")
+            .bind(d.name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        match row {
+            None => Ok(d.default),
+            Some(r) => {
+                let v: String = r.try_get(0).map_err(db_err)?;
+                validate(d, &v).map_err(|e| StoreError::Db(format!("stored value: {e}")))
+            }
+        }
+    }
+
+    /// Set a parameter; returns the old and the new value.
+    pub async fn set_param(
+        &self,
+        name: &str,
+        value: &str,
+        now: i64,
+    ) -> Result<(i64, i64), StoreError> {
+        let d = def(name)?;
+        let v = validate(d, value)?;
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let old: Option<String> =
+            sqlx::query_scalar("SELECT paramvalue FROM processconfig WHERE paramname = $1")
+                .bind(d.name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        let old = old.and_then(|o| o.parse().ok()).unwrap_or(d.default);
+        sqlx::query(
+            "INSERT INTO processconfig (paramname, paramvalue, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (paramname) DO UPDATE SET paramvalue = $2, updated_at = $3",
+        )
+        .bind(d.name)
+        .bind(v.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        tracing::info!(param = d.name, old, new = v, "enterprise parameter changed");
+        Ok((old, v))
+    }
+}

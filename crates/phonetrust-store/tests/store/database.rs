@@ -1,0 +1,478 @@
+//! The database: migrations and defaults, enterprise parameters, trust stores, phones and
+//! their CAPF information, CSV import, `run sql`.
+
+use openssl::x509::X509;
+use phonetrust_pki::{CertParams, DistinguishedName, KeySpec, generate_key, self_signed};
+use phonetrust_proto::rand::SeededRandom;
+use phonetrust_store::StoreError;
+use phonetrust_store::devices::{
+    CapfChange, DeviceChange, DeviceFilter, LscFilter, NewDevice, device_cert,
+};
+use phonetrust_store::model::{
+    AuthMode, CertOperation, DeviceCertKind, KeyOrder, OpState, Protocol, TrustStore,
+};
+use phonetrust_store::trust::ImportOutcome;
+
+use crate::db;
+
+pub(crate) const NOW: i64 = 1_795_000_000;
+
+pub(crate) fn ca(cn: &str, not_before: i64, days: u32) -> X509 {
+    let key = generate_key(KeySpec::EcP256).unwrap();
+    let mut p = CertParams::new(
+        DistinguishedName {
+            cn: cn.into(),
+            o: "Test Manufacturer".into(),
+            ..DistinguishedName::default()
+        },
+        not_before,
+        days,
+    );
+    p.basic_constraints = Some(phonetrust_pki::BasicConstraints {
+        ca: true,
+        path_len: None,
+    });
+    self_signed(&p, &key, &SeededRandom::new(7)).unwrap()
+}
+
+fn phone(name: &str) -> NewDevice {
+    NewDevice {
+        name: name.into(),
+        model: "8845".into(),
+        protocol: Protocol::Sip,
+        profile: None,
+        description: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn fresh_database_has_schema_defaults_and_seed_queries() {
+    let (_d, db) = db("fresh").await;
+    assert_eq!(db.schema_version().await.unwrap(), 2);
+    assert_eq!(db.param("ClusterSecurityMode").await.unwrap(), 0);
+    assert_eq!(db.param("CAPF Phone Port").await.unwrap(), 3804);
+    assert_eq!(db.param("CapfOperationExpiresInDays").await.unwrap(), 10);
+    let t = db
+        .run_sql(
+            "select paramname,paramvalue from processconfig where paramname='ClusterSecurityMode'",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        t.render(),
+        "paramname           paramvalue\n=================== ==========\nClusterSecurityMode 0\n"
+    );
+    assert_eq!(db.profiles().await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn parameters_are_validated() {
+    let (_d, db) = db("params").await;
+    assert_eq!(
+        db.set_param("ClusterSecurityMode", "1", NOW).await.unwrap(),
+        (0, 1)
+    );
+    assert_eq!(db.param("ClusterSecurityMode").await.unwrap(), 1);
+    for (name, value) in [
+        ("ClusterSecurityMode", "2"),
+        ("CapfPhonePort", "70000"),
+        ("CapfPhonePort", "abc"),
+        ("NoSuchParam", "1"),
+    ] {
+        let e = db.set_param(name, value, NOW).await.unwrap_err();
+        assert!(matches!(e, StoreError::Invalid(_)), "{name}={value}: {e}");
+    }
+    assert_eq!(db.param("CapfPhonePort").await.unwrap(), 3804);
+}
+
+#[tokio::test]
+async fn run_sql_is_read_only() {
+    let (_d, db) = db("sql").await;
+    for bad in [
+        "delete from device",
+        "select 1; delete from device",
+        "insert into processconfig values ('x','1',0)",
+    ] {
+        assert!(db.run_sql(bad).await.is_err(), "{bad}");
+    }
+    // Even a SELECT that would write (a function with side effects) cannot: the
+    // connection is read-only. A syntax error is reported, not a crash.
+    let e = db
+        .run_sql("select from where")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("run sql"), "{e}");
+    assert_eq!(db.param("ClusterSecurityMode").await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn trust_store_import_list_show_delete() {
+    let (_d, db) = db("trust").await;
+    let a = ca("Test Manufacturing CA", NOW - 86_400, 3650);
+    let b = ca("Test Manufacturing CA", NOW - 86_400, 3650); // same CN, other key
+    let mut bundle = a.to_pem().unwrap();
+    bundle.extend(b.to_pem().unwrap());
+    let out = db
+        .trust_import(TrustStore::Capf, &bundle, NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![
+            ImportOutcome::Added("Test_Manufacturing_CA.pem".into()),
+            ImportOutcome::Added("Test_Manufacturing_CA_2.pem".into())
+        ]
+    );
+    // DER of one already there: reported, nothing added.
+    let again = db
+        .trust_import(TrustStore::Capf, &a.to_der().unwrap(), NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        vec![ImportOutcome::AlreadyPresent(
+            "Test_Manufacturing_CA.pem".into()
+        )]
+    );
+    assert_eq!(
+        db.trust_list(Some(TrustStore::Capf)).await.unwrap().len(),
+        2
+    );
+    assert!(
+        db.trust_list(Some(TrustStore::Tomcat))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let got = db
+        .trust_get(TrustStore::Capf, "Test_Manufacturing_CA")
+        .await
+        .unwrap();
+    assert_eq!(got.subject, "CN=Test Manufacturing CA, O=Test Manufacturer");
+    assert_eq!(db.trust_certs(TrustStore::Capf).await.unwrap().len(), 2);
+
+    // Refusals leave the store unchanged.
+    let expired = ca("Old CA", NOW - 20 * 86_400, 10);
+    let future = ca("Future CA", NOW + 86_400, 10);
+    let fresh = ca("Fresh CA", NOW - 1, 10);
+    let mut mixed = fresh.to_pem().unwrap();
+    mixed.extend(expired.to_pem().unwrap());
+    for (input, want) in [
+        (b"garbage".to_vec(), "neither a PEM"),
+        (
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".to_vec(),
+            "no certificate",
+        ),
+        (mixed, "expired"),
+        (future.to_pem().unwrap(), "not valid before"),
+    ] {
+        let e = db
+            .trust_import(TrustStore::Capf, &input, NOW)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{e}");
+    }
+    assert_eq!(
+        db.trust_list(Some(TrustStore::Capf)).await.unwrap().len(),
+        2
+    );
+
+    let gone = db
+        .trust_delete(TrustStore::Capf, "Test_Manufacturing_CA_2.pem")
+        .await
+        .unwrap();
+    assert_eq!(gone.name, "Test_Manufacturing_CA_2.pem");
+    let e = db
+        .trust_delete(TrustStore::Capf, "nope.pem")
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::NotFound(_)), "{e}");
+    assert_eq!(db.trust_list(None).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn phones_add_show_change_list_delete() {
+    let (_d, db) = db("phones").await;
+    db.add_devices(&[phone("sep001122334455"), phone("SEP0011223344AA")], NOW)
+        .await
+        .unwrap();
+    let d = db.device("SEP001122334455").await.unwrap();
+    assert_eq!(d.name, "SEP001122334455");
+    assert_eq!(d.profile, "Standard Non-Secure Profile");
+    assert_eq!(d.capf.operation, CertOperation::None);
+    assert_eq!(d.capf.status, "None");
+
+    // Refusals: duplicate, invalid MAC, unknown profile, unknown phone; nothing changes.
+    let e = db
+        .add_devices(&[phone("SEP001122334456"), phone("SEP001122334455")], NOW)
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Conflict(_)), "{e}");
+    assert_eq!(
+        db.device_count().await.unwrap(),
+        2,
+        "the batch was rolled back"
+    );
+    assert!(matches!(
+        db.add_devices(&[phone("SEP12")], NOW).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let mut p = phone("SEP001122334457");
+    p.profile = Some("No Such Profile".into());
+    assert!(matches!(
+        db.add_devices(&[p], NOW).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        db.device("SEP999999999999").await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let d = db
+        .update_device(
+            "SEP001122334455",
+            &DeviceChange {
+                profile: Some("Standard Encrypted Profile".into()),
+                protocol: Some(Protocol::Sccp),
+                ..DeviceChange::default()
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.profile, "Standard Encrypted Profile");
+
+    // Schedule an operation: pending, default deadline from the enterprise parameter.
+    let d = db
+        .set_capf(
+            "SEP001122334455",
+            &CapfChange {
+                operation: Some(CertOperation::Install),
+                auth_mode: Some(AuthMode::AuthString),
+                auth_string: Some("123456".into()),
+                key_order: Some(KeyOrder::EcRsa),
+                ..CapfChange::default()
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert_eq!(d.capf.state, OpState::Pending);
+    assert_eq!(d.capf.status, "Operation Pending");
+    assert_eq!(d.capf.completes_by, Some(NOW + 10 * 86_400));
+    for bad in [
+        CapfChange {
+            auth_string: Some("123".into()),
+            ..CapfChange::default()
+        },
+        CapfChange {
+            auth_string: Some("12345678901234567".into()),
+            ..CapfChange::default()
+        },
+        CapfChange {
+            rsa_bits: Some(1000),
+            ..CapfChange::default()
+        },
+        CapfChange {
+            operation: Some(CertOperation::Install),
+            completes_by: Some(NOW - 1),
+            ..CapfChange::default()
+        },
+    ] {
+        assert!(
+            db.set_capf("SEP001122334455", &bad, NOW).await.is_err(),
+            "{bad:?}"
+        );
+    }
+    let e = db
+        .set_capf(
+            "SEP0011223344AA",
+            &CapfChange {
+                auth_mode: Some(AuthMode::AuthString),
+                ..CapfChange::default()
+            },
+            NOW,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--auth-string"), "{e}");
+    assert_eq!(
+        db.device("SEP001122334455").await.unwrap().capf,
+        d.capf,
+        "unchanged"
+    );
+
+    // CAPF records an LSC: md5hash follows, filters see it.
+    let key = generate_key(KeySpec::Rsa(1024)).unwrap();
+    let lsc = self_signed(
+        &CertParams::new(
+            DistinguishedName {
+                cn: "SEP001122334455".into(),
+                ..DistinguishedName::default()
+            },
+            NOW,
+            30,
+        ),
+        &key,
+        &SeededRandom::new(3),
+    )
+    .unwrap();
+    let rec = device_cert(DeviceCertKind::Lsc, &lsc, NOW).unwrap();
+    db.record_capf_result(
+        "SEP001122334455",
+        OpState::Success,
+        "Upgrade Success",
+        Some(&rec),
+        false,
+        NOW,
+    )
+    .await
+    .unwrap();
+    let d = db.device("SEP001122334455").await.unwrap();
+    assert_eq!(d.capf.status, "Upgrade Success");
+    assert_eq!(d.capf.operation, CertOperation::None);
+    assert_eq!(d.md5hash.as_deref(), Some(rec.md5.as_str()));
+    let t = db
+        .run_sql("select md5hash,name from device where name='SEP001122334455'")
+        .await
+        .unwrap();
+    assert_eq!(
+        t.rows,
+        vec![vec![rec.md5.clone(), "SEP001122334455".to_string()]]
+    );
+
+    let names =
+        |v: Vec<phonetrust_store::model::Device>| v.into_iter().map(|d| d.name).collect::<Vec<_>>();
+    let f = |lsc, auth: Option<&str>, exp| DeviceFilter {
+        lsc,
+        auth_string: auth.map(str::to_string),
+        lsc_expires_before: exp,
+        ..DeviceFilter::default()
+    };
+    assert_eq!(
+        names(
+            db.devices(&f(Some(LscFilter::Installed), None, None))
+                .await
+                .unwrap()
+        ),
+        ["SEP001122334455"]
+    );
+    assert_eq!(
+        names(
+            db.devices(&f(Some(LscFilter::None), None, None))
+                .await
+                .unwrap()
+        ),
+        ["SEP0011223344AA"]
+    );
+    assert_eq!(
+        names(db.devices(&f(None, Some("123456"), None)).await.unwrap()),
+        ["SEP001122334455"]
+    );
+    assert!(
+        db.devices(&f(None, None, Some(NOW + 86_400)))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        names(
+            db.devices(&f(None, None, Some(NOW + 31 * 86_400)))
+                .await
+                .unwrap()
+        ),
+        ["SEP001122334455"]
+    );
+    assert_eq!(db.devices(&DeviceFilter::default()).await.unwrap().len(), 2);
+
+    // Delete clears the LSC record with the phone.
+    db.record_capf_result(
+        "SEP001122334455",
+        OpState::Success,
+        "Delete Success",
+        None,
+        true,
+        NOW,
+    )
+    .await
+    .unwrap();
+    assert_eq!(db.device("SEP001122334455").await.unwrap().md5hash, None);
+    db.delete_device("SEP001122334455").await.unwrap();
+    assert!(matches!(
+        db.delete_device("SEP001122334455").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(db.device_count().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn csv_import_reports_each_row_and_commits_the_valid_ones() {
+    let (_d, db) = db("csv").await;
+    db.add_devices(&[phone("SEP000000000001")], NOW)
+        .await
+        .unwrap();
+    let csv = "name,model,protocol,profile,operation,auth,auth_string,key_order,rsa_bits,completes_by\n\
+        SEP00000000000A,8845,SIP,,install,auth-string,1234,rsa,2048,2026-12-01T10:00Z\n\
+        SEP12,8845,SIP,,,,,,,\n\
+        SEP000000000001,7975,SCCP,,,,,,,\n\
+        SEP00000000000B,7975,SCCP,Standard Encrypted Profile,,,,,,\n\
+        SEP00000000000B,7975,SCCP,,,,,,,\n\
+        SEP00000000000C,8845,SIP,,install,auth-string,12,,,\n\
+        SEP00000000000D,8845,SIP,Nope,,,,,,\n\
+        SEP00000000000E,8845,SIP,,,,,,512,\n";
+    let rep = db.import_csv(csv.as_bytes(), NOW).await.unwrap();
+    let summary: Vec<(u64, bool)> = rep.iter().map(|r| (r.line, r.result.is_ok())).collect();
+    assert_eq!(
+        summary,
+        [
+            (2, true),
+            (3, false),
+            (4, false),
+            (5, true),
+            (6, false),
+            (7, false),
+            (8, false),
+            (9, false)
+        ]
+    );
+    assert!(
+        rep[1]
+            .result
+            .as_ref()
+            .unwrap_err()
+            .contains("invalid phone name")
+    );
+    assert!(
+        rep[2]
+            .result
+            .as_ref()
+            .unwrap_err()
+            .contains("exists already")
+    );
+    assert!(rep[4].result.as_ref().unwrap_err().contains("twice"));
+    assert!(
+        rep[5]
+            .result
+            .as_ref()
+            .unwrap_err()
+            .contains("4 to 16 digits")
+    );
+    assert!(rep[6].result.as_ref().unwrap_err().contains("profile"));
+    assert!(rep[7].result.as_ref().unwrap_err().contains("RSA key size"));
+    assert_eq!(db.device_count().await.unwrap(), 3);
+    let a = db.device("SEP00000000000A").await.unwrap();
+    assert_eq!(a.capf.operation, CertOperation::Install);
+    assert_eq!(a.capf.auth_string.as_deref(), Some("1234"));
+    assert_eq!(a.capf.completes_by, Some(1_796_119_200));
+    assert_eq!(
+        db.device("SEP00000000000B").await.unwrap().profile,
+        "Standard Encrypted Profile"
+    );
+    for bad in ["model\n8845\n", "name,colour\nSEP000000000009,red\n"] {
+        assert!(db.import_csv(bad.as_bytes(), NOW).await.is_err(), "{bad}");
+    }
+    assert_eq!(db.device_count().await.unwrap(), 3);
+}
