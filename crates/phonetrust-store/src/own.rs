@@ -136,7 +136,7 @@ pub async fn regenerate(
     let old_serial = CertFacts::of(&old.cert)?.serial;
     let new_serial = CertFacts::of(&new.cert)?.serial;
     identity::replace(data, which, &new)?;
-    tracing::warn!(
+    tracing::info!(
         cert = which.name(),
         old_serial,
         new_serial,
@@ -292,7 +292,7 @@ pub async fn import_signed(
     identity::replace_with_chain(data, which, &new, &chain)?;
     let _ = std::fs::remove_file(&key_path);
     let _ = std::fs::remove_file(data.pending_csr(which));
-    tracing::warn!(
+    tracing::info!(
         cert = which.name(),
         old_serial,
         new_serial = facts.serial,

@@ -1,18 +1,22 @@
-//! Node administration: `init` and the `show cert` commands of the seeds' CLI.
+//! Node administration, named after the seeds' CLI: `init`, `show cert ...`,
+//! `set cert ...`, `set csr gen`, `show param`/`set param`, `run sql`.
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
-use clap::{Args, Subcommand, ValueEnum};
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
 use phonetrust_pki::DistinguishedName;
 use phonetrust_pki::details::details;
 use phonetrust_pki::profiles::{NodeIdentity, OwnCert};
 use phonetrust_proto::rand::OsRandom;
-use phonetrust_store::identity;
 use phonetrust_store::layout::DataDir;
+use phonetrust_store::model::{TrustStore, format_time};
+use phonetrust_store::trust::ImportOutcome;
+use phonetrust_store::{Db, identity, own};
 
-use crate::fsutil::now;
+use crate::fsutil::{now, read};
+use crate::node::Node;
 
 /// Arguments of `init`.
 #[derive(Debug, Args)]
@@ -44,48 +48,6 @@ pub(crate) struct InitArgs {
     validity_days: u32,
 }
 
-/// `phonetrust show ...`
-#[derive(Debug, Subcommand)]
-pub(crate) enum ShowCmd {
-    /// Certificates.
-    #[command(subcommand)]
-    Cert(ShowCertCmd),
-}
-
-/// Which certificates to list.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub(crate) enum ListWhich {
-    /// The node's own certificates.
-    Own,
-}
-
-/// `phonetrust show cert ...`
-#[derive(Debug, Subcommand)]
-pub(crate) enum ShowCertCmd {
-    /// List certificates: `own` (CAPF, CallManager, CallManager-ECDSA, TVS, ITLRecovery,
-    /// tomcat).
-    List {
-        /// Which list.
-        which: ListWhich,
-    },
-    /// Show one own certificate: the details block, or only its PEM or DER.
-    Own {
-        /// CAPF, CallManager, CallManager-ECDSA, TVS, ITLRecovery or tomcat.
-        #[arg(value_parser = parse_own)]
-        name: OwnCert,
-        /// Print only the PEM certificate.
-        #[arg(long, conflicts_with = "der")]
-        pem: bool,
-        /// Write only the DER certificate to standard output.
-        #[arg(long)]
-        der: bool,
-    },
-}
-
-fn parse_own(s: &str) -> Result<OwnCert, String> {
-    s.parse()
-}
-
 fn this_host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
@@ -94,28 +56,46 @@ fn this_host() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// `phonetrust init`.
-pub(crate) fn init(data: &Path, a: InitArgs) -> Result<ExitCode> {
-    let dir = DataDir::new(data);
-    let org = DistinguishedName {
-        o: a.org,
-        ou: a.ou,
-        l: a.locality,
-        st: a.state,
-        c: a.country,
-        ..DistinguishedName::default()
-    };
-    let mut node = NodeIdentity::new(a.host.unwrap_or_else(this_host), org);
-    node.rsa_bits = a.rsa_bits;
-    node.validity_days = a.validity_days;
-    let id = identity::create(&dir, &node, now(), &OsRandom)
-        .with_context(|| format!("initialising {}", data.display()))?;
+impl InitArgs {
+    /// The identity of a fresh node from these arguments.
+    pub(crate) fn node_identity(self) -> NodeIdentity {
+        let org = DistinguishedName {
+            o: self.org,
+            ou: self.ou,
+            l: self.locality,
+            st: self.state,
+            c: self.country,
+            ..DistinguishedName::default()
+        };
+        let mut node = NodeIdentity::new(self.host.unwrap_or_else(this_host), org);
+        node.rsa_bits = self.rsa_bits;
+        node.validity_days = self.validity_days;
+        node
+    }
+}
+
+/// Create the identity of a fresh node in `data` and print it.
+pub(crate) fn create_identity(data: &DataDir, node: &NodeIdentity) -> Result<()> {
+    let id = identity::create(data, node, now(), &OsRandom)
+        .with_context(|| format!("initialising {}", data.root().display()))?;
     println!(
         "Created the identity of {} in {}",
         node.host,
-        dir.identity_dir().display()
+        data.identity_dir().display()
     );
     print_list(&id);
+    Ok(())
+}
+
+/// `phonetrust init`: the identity, and the database with its defaults.
+pub(crate) async fn init(node: &Node, a: InitArgs) -> Result<ExitCode> {
+    create_identity(&node.data, &a.node_identity())?;
+    let db = node.db().await?;
+    println!(
+        "Database ready ({}), schema version {}",
+        node.db_url,
+        db.schema_version().await?
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -147,37 +127,388 @@ fn print_list(id: &identity::Identity) {
     }
 }
 
+/// `phonetrust show ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum ShowCmd {
+    /// Certificates: `show cert list own|trust`, `show cert own NAME`, `show cert trust
+    /// STORE NAME`, `show cert expiry`.
+    #[command(subcommand)]
+    Cert(ShowCertCmd),
+    /// Enterprise parameters with their values and defaults.
+    Param,
+}
+
+/// `phonetrust show cert ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum ShowCertCmd {
+    /// List certificates: `own` (CAPF, CallManager, CallManager-ECDSA, TVS, ITLRecovery,
+    /// tomcat) or `trust [STORE]` (CallManager-trust, CAPF-trust, Phone-SAST-trust,
+    /// tomcat-trust).
+    List {
+        /// `own` or `trust`.
+        #[arg(value_parser = ["own", "trust"])]
+        which: String,
+        /// With `trust`: only this store.
+        #[arg(value_parser = parse_store)]
+        store: Option<TrustStore>,
+    },
+    /// Show one own certificate: the details block, or only its PEM or DER.
+    Own {
+        /// CAPF, CallManager, CallManager-ECDSA, TVS, ITLRecovery or tomcat.
+        #[arg(value_parser = parse_own)]
+        name: OwnCert,
+        #[command(flatten)]
+        form: Form,
+    },
+    /// Show one trust certificate: the details block, or only its PEM or DER.
+    Trust {
+        /// CallManager-trust, CAPF-trust, Phone-SAST-trust or tomcat-trust.
+        #[arg(value_parser = parse_store)]
+        store: TrustStore,
+        /// Its name (as `show cert list trust` prints it) or SHA-256 fingerprint prefix.
+        name: String,
+        #[command(flatten)]
+        form: Form,
+    },
+    /// Own and trust certificates, and phones' LSCs, that expire within N days.
+    Expiry {
+        /// Days from now.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+    },
+}
+
+/// Output form of a certificate.
+#[derive(Debug, Args)]
+pub(crate) struct Form {
+    /// Print only the PEM certificate.
+    #[arg(long, conflicts_with = "der")]
+    pem: bool,
+    /// Write only the DER certificate to standard output.
+    #[arg(long)]
+    der: bool,
+}
+
+/// `phonetrust set ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum SetCmd {
+    /// Own and trust certificates: `set cert regen NAME`, `set cert import own NAME FILE`,
+    /// `set cert import trust STORE FILE`, `set cert delete trust STORE NAME`.
+    #[command(subcommand)]
+    Cert(SetCertCmd),
+    /// Certificate signing requests: `set csr gen NAME`.
+    #[command(subcommand)]
+    Csr(SetCsrCmd),
+    /// Change an enterprise parameter: `set param ClusterSecurityMode 1`.
+    Param {
+        /// Name (`CapfPhonePort`) or label (`"CAPF Phone Port"`).
+        name: String,
+        /// New value.
+        value: String,
+    },
+}
+
+/// `phonetrust set cert ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum SetCertCmd {
+    /// Regenerate an own certificate, self-signed: new key, new serial, same subject.
+    /// Phones reset to fetch the rebuilt ITL; regenerating CAPF while phones hold LSCs it
+    /// issued needs --confirm.
+    Regen {
+        /// CAPF, CallManager, CallManager-ECDSA, TVS, ITLRecovery or tomcat.
+        #[arg(value_parser = parse_own)]
+        name: OwnCert,
+        /// Go ahead although phones hold LSCs issued by the CAPF certificate.
+        #[arg(long)]
+        confirm: bool,
+    },
+    /// Import certificates.
+    #[command(subcommand)]
+    Import(ImportCmd),
+    /// Delete certificates.
+    #[command(subcommand)]
+    Delete(DeleteCmd),
+}
+
+/// `phonetrust set cert import ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum ImportCmd {
+    /// The CA-signed certificate (optionally followed by its chain) for the pending CSR of
+    /// an own certificate. Its issuers must be in the matching trust store first.
+    Own {
+        /// CAPF, CallManager, CallManager-ECDSA, TVS, ITLRecovery or tomcat.
+        #[arg(value_parser = parse_own)]
+        name: OwnCert,
+        /// PEM (certificate or chain) or DER file.
+        file: PathBuf,
+    },
+    /// One certificate or a PEM bundle into a trust store.
+    Trust {
+        /// CallManager-trust, CAPF-trust, Phone-SAST-trust or tomcat-trust.
+        #[arg(value_parser = parse_store)]
+        store: TrustStore,
+        /// PEM (one or many certificates) or DER file.
+        file: PathBuf,
+    },
+}
+
+/// `phonetrust set cert delete ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeleteCmd {
+    /// Delete a certificate from a trust store.
+    Trust {
+        /// CallManager-trust, CAPF-trust, Phone-SAST-trust or tomcat-trust.
+        #[arg(value_parser = parse_store)]
+        store: TrustStore,
+        /// Its name (as `show cert list trust` prints it) or SHA-256 fingerprint prefix.
+        name: String,
+    },
+}
+
+/// `phonetrust set csr ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum SetCsrCmd {
+    /// Generate a new key and a CSR with the subject of the current certificate; print the
+    /// CSR. The key waits until `set cert import own NAME FILE`.
+    Gen {
+        /// CAPF, CallManager, CallManager-ECDSA, TVS, ITLRecovery or tomcat.
+        #[arg(value_parser = parse_own)]
+        name: OwnCert,
+    },
+}
+
+/// `phonetrust run ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum RunCmd {
+    /// Run one read-only SQL query and print the result as a table:
+    /// `run sql select md5hash,name from device where name='SEP001122334455'`.
+    Sql {
+        /// The query (the words are joined with spaces, so quoting is optional).
+        #[arg(required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+        query: Vec<String>,
+    },
+}
+
+fn parse_own(s: &str) -> Result<OwnCert, String> {
+    s.parse()
+}
+
+fn parse_store(s: &str) -> Result<TrustStore, String> {
+    s.parse()
+        .map_err(|e: phonetrust_store::StoreError| e.to_string())
+}
+
+fn write_cert(cert: &openssl::x509::X509Ref, pem: bool) -> Result<()> {
+    use std::io::Write;
+    let bytes = if pem { cert.to_pem()? } else { cert.to_der()? };
+    std::io::stdout().write_all(&bytes)?;
+    Ok(())
+}
+
 /// `phonetrust show ...`.
-pub(crate) fn show(data: &Path, cmd: ShowCmd) -> Result<ExitCode> {
-    let dir = DataDir::new(data);
+pub(crate) async fn show(node: &Node, cmd: ShowCmd) -> Result<ExitCode> {
+    let dir = &node.data;
     match cmd {
-        ShowCmd::Cert(ShowCertCmd::List {
-            which: ListWhich::Own,
-        }) => {
-            let id = identity::load(&dir)?;
-            print_list(&id);
+        ShowCmd::Cert(ShowCertCmd::List { which, store }) => {
+            if which == "own" {
+                print_list(&identity::load(dir)?);
+            } else {
+                let db = node.db().await?;
+                let certs = db.trust_list(store).await?;
+                println!(
+                    "{:<18} {:<40} {:<44} Expiration",
+                    "Trust Store", "Name", "Subject"
+                );
+                for c in &certs {
+                    println!(
+                        "{:<18} {:<40} {:<44} {}",
+                        c.store.as_str(),
+                        c.name,
+                        c.subject,
+                        format_time(c.not_after)
+                    );
+                }
+                println!("{} certificate(s)", certs.len());
+            }
         }
-        ShowCmd::Cert(ShowCertCmd::Own { name, pem, der }) => {
-            let id = identity::load(&dir)?;
+        ShowCmd::Cert(ShowCertCmd::Own { name, form }) => {
+            let id = identity::load(dir)?;
             let ck = id
                 .get(name)
                 .with_context(|| format!("no {name} certificate in the identity"))?;
-            if pem {
-                print!("{}", String::from_utf8_lossy(&ck.cert.to_pem()?));
-            } else if der {
-                use std::io::Write;
-                std::io::stdout().write_all(&ck.cert.to_der()?)?;
+            if form.pem || form.der {
+                write_cert(&ck.cert, form.pem)?;
             } else {
+                let self_signed =
+                    ck.cert.issuer_name().to_der().ok() == ck.cert.subject_name().to_der().ok();
                 println!(
                     "Certificate Details for {}, {}",
                     DistinguishedName::from_x509_name(ck.cert.subject_name()).cn,
                     name
                 );
-                println!("File Name: {}", dir.own_cert(name).display());
-                println!("Certificate Purpose: {name}\n");
+                println!("Status: Ready\n");
+                println!("File Name: {}.pem", name.name());
+                println!("Certificate Purpose: {name}");
+                println!("Certificate Type: certs");
+                println!("Certificate Group: product-cm");
+                println!(
+                    "Description(friendly name): {}",
+                    if self_signed {
+                        "Self-signed certificate generated by system"
+                    } else {
+                        "Certificate Signed by a CA"
+                    }
+                );
+                if dir.pending_csr(name).exists() {
+                    println!("Pending CSR: {}", dir.pending_csr(name).display());
+                }
+                println!();
                 print!("{}", details(&ck.cert));
             }
         }
+        ShowCmd::Cert(ShowCertCmd::Trust { store, name, form }) => {
+            let db = node.db().await?;
+            let c = db.trust_get(store, &name).await?;
+            let x = openssl::x509::X509::from_pem(c.pem.as_bytes())?;
+            if form.pem || form.der {
+                write_cert(&x, form.pem)?;
+            } else {
+                println!("Certificate Details for {}, {}", c.name, store);
+                println!("SHA-256 Fingerprint: {}", c.fingerprint);
+                println!("Imported: {}\n", format_time(c.imported_at));
+                print!("{}", details(&x));
+            }
+        }
+        ShowCmd::Cert(ShowCertCmd::Expiry { days }) => {
+            let db = node.db().await?;
+            let now = now();
+            let list = own::expiring(dir, &db, days, now).await?;
+            if list.is_empty() {
+                println!("No certificate expires within {days} days.");
+            }
+            for e in &list {
+                let when = if e.not_after < now {
+                    "EXPIRED"
+                } else {
+                    "expires"
+                };
+                println!(
+                    "{:<18} {:<32} {when} {}  {}",
+                    e.kind,
+                    e.name,
+                    format_time(e.not_after),
+                    e.subject
+                );
+            }
+        }
+        ShowCmd::Param => {
+            let db = node.db().await?;
+            println!(
+                "{:<34} {:<28} {:>6} {:>8}",
+                "Parameter", "Name", "Value", "Default"
+            );
+            for (d, v) in db.params().await? {
+                println!("{:<34} {:<28} {:>6} {:>8}", d.label, d.name, v, d.default);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_reset(r: &own::ChangeReport) {
+    println!("Serial Number: {} -> {}", r.old_serial, r.new_serial);
+    if r.itl_rebuilt {
+        let n = r.phones_reset.len();
+        println!(
+            "The ITL (and the CTL in mixed mode) is rebuilt with the new certificate; {n} phone(s) will reset to download it."
+        );
+        let shown: Vec<&str> = r.phones_reset.iter().take(20).map(String::as_str).collect();
+        if !shown.is_empty() {
+            print!("Phones: {}", shown.join(" "));
+            if n > shown.len() {
+                print!(" ... and {} more", n - shown.len());
+            }
+            println!();
+        }
+    } else {
+        println!("No trust list lists this certificate: no phone resets.");
+    }
+    println!(
+        "Restart the services that use {} for the new certificate to become active, and back up the data directory now.",
+        r.which
+    );
+}
+
+/// `phonetrust set ...`.
+pub(crate) async fn set(node: &Node, cmd: SetCmd) -> Result<ExitCode> {
+    let dir = &node.data;
+    match cmd {
+        SetCmd::Cert(SetCertCmd::Regen { name, confirm }) => {
+            let db = node.db().await?;
+            let r = own::regenerate(dir, &db, name, confirm, now(), &OsRandom).await?;
+            println!("Successfully Regenerated Certificate for {name}.");
+            if r.lsc_holders > 0 {
+                println!(
+                    "{} phone(s) hold an LSC issued by the old CAPF certificate: schedule Install/Upgrade for them (`phonetrust phone list --lsc installed`).",
+                    r.lsc_holders
+                );
+            }
+            print_reset(&r);
+        }
+        SetCmd::Cert(SetCertCmd::Import(ImportCmd::Own { name, file })) => {
+            let db = node.db().await?;
+            let r = own::import_signed(dir, &db, name, &read(&file)?, now()).await?;
+            println!("Successfully imported the CA-signed certificate for {name}.");
+            print_reset(&r);
+        }
+        SetCmd::Cert(SetCertCmd::Import(ImportCmd::Trust { store, file })) => {
+            let db = node.db().await?;
+            let out = db.trust_import(store, &read(&file)?, now()).await?;
+            for o in &out {
+                match o {
+                    ImportOutcome::Added(n) => println!("Imported {n} into {store}"),
+                    ImportOutcome::AlreadyPresent(n) => {
+                        println!("Already in {store} as {n}: not imported again")
+                    }
+                }
+            }
+        }
+        SetCmd::Cert(SetCertCmd::Delete(DeleteCmd::Trust { store, name })) => {
+            let db = node.db().await?;
+            let c = db.trust_delete(store, &name).await?;
+            println!("Deleted {} ({}) from {store}", c.name, c.subject);
+        }
+        SetCmd::Csr(SetCsrCmd::Gen { name }) => {
+            let r = own::csr_generate(dir, name)?;
+            println!("Successfully Generated CSR for {name} ({})", r.subject);
+            println!("CSR file: {}", r.path.display());
+            print!("{}", r.pem);
+        }
+        SetCmd::Param { name, value } => {
+            let db = node.db().await?;
+            let (old, new) = db.set_param(&name, &value, now()).await?;
+            let d = phonetrust_store::params::def(&name)?;
+            println!("{} ({}) changed from {old} to {new}", d.label, d.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `phonetrust run sql ...`.
+pub(crate) async fn run(node: &Node, cmd: RunCmd) -> Result<ExitCode> {
+    let RunCmd::Sql { query } = cmd;
+    let db: Db = node.db().await?;
+    let t = db.run_sql(&query.join(" ")).await?;
+    if t.columns.is_empty() {
+        println!("(no rows)");
+    } else {
+        print!("{}", t.render());
+    }
+    if t.truncated {
+        bail!(
+            "more than {} rows: only the first ones are shown",
+            phonetrust_store::sql::MAX_ROWS
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,6 +11,8 @@ mod admin;
 mod bench;
 mod files;
 mod fsutil;
+mod node;
+mod phones;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -34,6 +36,11 @@ struct Cli {
     )]
     data: PathBuf,
 
+    /// Database URL (default: sqlite://<data>/phonetrust.db; or
+    /// postgres://user@host/db).
+    #[arg(long, global = true, env = "PHONETRUST_DATABASE")]
+    database: Option<String>,
+
     /// More log output (-v info, -vv debug); `RUST_LOG` overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -47,9 +54,23 @@ enum Command {
     /// Create this node's identity (CAPF, CallManager, CallManager-ECDSA, TVS,
     /// ITLRecovery, tomcat) in the data directory.
     Init(admin::InitArgs),
-    /// Show certificates (`show cert list own`, `show cert own CAPF --pem`).
+    /// Show certificates and parameters (`show cert list own|trust`, `show cert own CAPF
+    /// --pem`, `show cert expiry`, `show param`).
     #[command(subcommand)]
     Show(admin::ShowCmd),
+    /// Change certificates and parameters (`set cert regen CallManager`, `set csr gen
+    /// CAPF`, `set cert import own|trust ...`, `set cert delete trust ...`, `set param`).
+    #[command(subcommand)]
+    Set(admin::SetCmd),
+    /// Phones and their CAPF information (`phone add|set|capf|show|list|delete|import`).
+    #[command(subcommand)]
+    Phone(phones::PhoneCmd),
+    /// Phone security profiles (`profile list|show|add|delete`).
+    #[command(subcommand)]
+    Profile(phones::ProfileCmd),
+    /// Read-only database queries (`run sql select paramname,paramvalue from processconfig`).
+    #[command(subcommand)]
+    Run(admin::RunCmd),
     /// Trust lists (ITL, CTL): show and build `.tlv` files.
     #[command(subcommand)]
     Tlv(files::TlvCmd),
@@ -78,13 +99,28 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
+/// Run an administration command on a small runtime of its own.
+fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
+    f: F,
+) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     tracing::debug!(data = %cli.data.display(), "starting");
+    let node = node::Node::new(&cli.data, cli.database.clone());
     let result = match cli.command {
-        Command::Init(a) => admin::init(&cli.data, a),
-        Command::Show(c) => admin::show(&cli.data, c),
+        Command::Init(a) => block_on(admin::init(&node, a)),
+        Command::Show(c) => block_on(admin::show(&node, c)),
+        Command::Set(c) => block_on(admin::set(&node, c)),
+        Command::Phone(c) => block_on(phones::phone(&node, c)),
+        Command::Profile(c) => block_on(phones::profile(&node, c)),
+        Command::Run(c) => block_on(admin::run(&node, c)),
         Command::Tlv(c) => files::tlv(c),
         Command::Sgn(c) => files::sgn(c),
         Command::Cnf(c) => files::cnf(c),
