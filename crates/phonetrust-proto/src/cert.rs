@@ -193,3 +193,93 @@ mod tests {
         assert!(CertAndKey::from_pem(b"nothing").is_err());
     }
 }
+
+/// The CAPF authentication signature of `msg`: for RSA the raw private-key operation on
+/// a PKCS#1 type-1 padded **bare** digest (no DigestInfo), for EC a DER ECDSA signature.
+pub fn raw_sign(
+    key: &PKey<Private>,
+    md: openssl::hash::MessageDigest,
+    msg: &[u8],
+) -> Result<Vec<u8>, CertError> {
+    match key.id() {
+        Id::RSA => {
+            let digest = hash(md, msg)?;
+            let rsa = key.rsa()?;
+            let mut out = vec![0u8; rsa.size() as usize];
+            let n = rsa.private_encrypt(&digest, &mut out, openssl::rsa::Padding::PKCS1)?;
+            out.truncate(n);
+            Ok(out)
+        }
+        Id::EC => {
+            let mut s = openssl::sign::Signer::new(md, key)?;
+            s.update(msg)?;
+            Ok(s.sign_to_vec()?)
+        }
+        other => Err(CertError::UnsupportedKey(format!("{other:?}"))),
+    }
+}
+
+/// Check a signature made by [`raw_sign`].
+pub fn raw_verify(
+    key: &PKey<Public>,
+    md: openssl::hash::MessageDigest,
+    msg: &[u8],
+    sig: &[u8],
+) -> bool {
+    let Ok(digest) = hash(md, msg) else {
+        return false;
+    };
+    match key.id() {
+        Id::RSA => {
+            let Ok(rsa) = key.rsa() else { return false };
+            if sig.len() != rsa.size() as usize {
+                return false;
+            }
+            let mut out = vec![0u8; rsa.size() as usize];
+            match rsa.public_decrypt(sig, &mut out, openssl::rsa::Padding::PKCS1) {
+                Ok(n) => out.get(..n) == Some(&digest[..]),
+                Err(_) => false,
+            }
+        }
+        Id::EC => openssl::sign::Verifier::new(md, key)
+            .and_then(|mut v| {
+                v.update(msg)?;
+                v.verify(sig)
+            })
+            .unwrap_or(false),
+        _ => false,
+    }
+}
+
+/// Verify `leaf` against `anchors`, with `chain` as untrusted intermediates, at time
+/// `now` (Unix seconds). The error is OpenSSL's reason.
+pub fn verify_chain(
+    leaf: &X509Ref,
+    chain: &[X509],
+    anchors: &[X509],
+    now: i64,
+) -> Result<(), String> {
+    let run = || -> Result<Result<(), String>, openssl::error::ErrorStack> {
+        let mut b = openssl::x509::store::X509StoreBuilder::new()?;
+        for a in anchors {
+            b.add_cert(a.clone())?;
+        }
+        let mut param = openssl::x509::verify::X509VerifyParam::new()?;
+        param.set_time(now);
+        b.set_param(&param)?;
+        let store = b.build();
+        let mut untrusted = openssl::stack::Stack::new()?;
+        for c in chain {
+            untrusted.push(c.clone())?;
+        }
+        let mut ctx = openssl::x509::X509StoreContext::new()?;
+        ctx.init(&store, leaf, &untrusted, |c| {
+            Ok(if c.verify_cert()? {
+                Ok(())
+            } else {
+                Err(c.error().error_string().to_string())
+            })
+        })
+    };
+    run().map_err(|e| e.to_string())?
+}

@@ -6,7 +6,8 @@
 //! - [`trustlist`]: ITL and CTL files.
 //! - [`sgn`]: signed files (`.sgn`).
 //! - [`enccnf`]: encrypted configuration (`.enc.sgn`) and the partial `.cnf.xml.sgn`.
-//! - [`capf`] and [`tvs`]: the CAPF and TVS messages.
+//! - [`capf`] and [`tvs`]: the CAPF and TVS messages; [`capf_server`] and [`capf_phone`]:
+//!   the two sides of a CAPF session as state machines (messages in, actions out).
 //! - [`show`]: the `show itl` / `show ctl` text administrators know.
 //! - [`cert`]: certificate facts these formats carry, read with OpenSSL.
 //!
@@ -16,6 +17,8 @@
 #![forbid(unsafe_code)]
 
 pub mod capf;
+pub mod capf_phone;
+pub mod capf_server;
 pub mod cert;
 pub mod codec;
 pub mod element;

@@ -597,3 +597,213 @@ fn openssl_cli_decrypts_our_encrypted_config() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The plan each transcript session was made with (see vectors/README.md).
+fn transcript_plan(section: &str) -> Option<phonetrust_proto::capf_server::Plan> {
+    use phonetrust_proto::capf::Curve;
+    use phonetrust_proto::capf_server::{AuthPolicy, KeyRequest, Operation, Plan};
+    let capf = openssl::x509::X509::from_pem(&v("pki/capf.crt")).unwrap();
+    let mfg = openssl::x509::X509::from_pem(&v("pki/mfgca.crt")).unwrap();
+    let (operation, auth) = match section {
+        s if s.starts_with("install RSA-2048, auth by null") => (
+            Operation::Install(vec![KeyRequest::Rsa(2048)]),
+            AuthPolicy::NullString,
+        ),
+        s if s.starts_with("install RSA-1024") => (
+            Operation::Install(vec![KeyRequest::Rsa(1024)]),
+            AuthPolicy::AuthString("123456".into()),
+        ),
+        s if s.contains("MIC signed by mfgca") => (
+            Operation::Install(vec![KeyRequest::Rsa(2048)]),
+            AuthPolicy::Mic,
+        ),
+        "no operation scheduled" => (Operation::None, AuthPolicy::NullString),
+        "unknown device" => return None,
+        s if s.starts_with("wrong authentication string") => (
+            Operation::Install(vec![KeyRequest::Rsa(2048)]),
+            AuthPolicy::AuthString("123456".into()),
+        ),
+        s if s.starts_with("fetch") => (Operation::Fetch, AuthPolicy::Lsc),
+        s if s.starts_with("delete") => (Operation::Delete, AuthPolicy::Lsc),
+        other => panic!("unknown section {other}"),
+    };
+    let _ = Curve::P256;
+    Some(Plan {
+        operation,
+        auth,
+        expired: false,
+        lsc_anchors: vec![capf],
+        mic_anchors: vec![mfg],
+        now: 1_795_400_000,
+    })
+}
+
+/// Our CAPF server, fed the phone's messages of every transcript session (and, for the
+/// issued LSC, the transcript's certificate), sends exactly the server's messages.
+#[test]
+fn capf_server_session_matches_every_transcript() {
+    use phonetrust_proto::capf_server::{Action, Outcome, ServerSession};
+    let msgs = transcript("capf.log");
+    let mut sections: Vec<String> = msgs.iter().map(|m| m.0.clone()).collect();
+    sections.dedup();
+    assert_eq!(sections.len(), 8);
+    for section in &sections {
+        let flow: Vec<&(String, String, Vec<u8>)> =
+            msgs.iter().filter(|m| &m.0 == section).collect();
+        let sid = capf::Message::decode(&flow[0].2).unwrap().session_id;
+        let mut s = ServerSession::new(sid);
+        let mut sent: Vec<Vec<u8>> = Vec::new();
+        let mut outcome = None;
+        let mut pending = s.start();
+        let mut phone_msgs = flow.iter().filter(|m| m.1 == "capfc");
+        loop {
+            let mut next = Vec::new();
+            for a in pending.drain(..) {
+                match a {
+                    Action::Send(b) => sent.push(b),
+                    Action::Lookup { device } => {
+                        assert!(device.starts_with("SEP"));
+                        next.extend(s.plan(transcript_plan(section)));
+                    }
+                    Action::Issue { .. } => {
+                        // The transcript's LSC: our session must wrap and send it as-is.
+                        let store = flow.iter().find(|m| m.2[1] == 9).unwrap();
+                        let der = capf::Message::decode(&store.2)
+                            .unwrap()
+                            .certificate()
+                            .unwrap()
+                            .to_vec();
+                        next.extend(s.issued(Ok(der)));
+                    }
+                    Action::Finish { outcome: o, end } => {
+                        sent.push(end);
+                        outcome = Some(o);
+                    }
+                }
+            }
+            if !next.is_empty() {
+                pending = next;
+                continue;
+            }
+            if s.is_done() {
+                break;
+            }
+            let m = phone_msgs
+                .next()
+                .unwrap_or_else(|| panic!("{section}: out of phone messages"));
+            pending = s.handle(&m.2);
+        }
+        let want: Vec<&Vec<u8>> = flow
+            .iter()
+            .filter(|m| m.1 == "capfd")
+            .map(|m| &m.2)
+            .collect();
+        assert_eq!(sent.iter().collect::<Vec<_>>(), want, "{section}");
+        let o = outcome.unwrap();
+        match section.as_str() {
+            "unknown device" => assert!(matches!(o, Outcome::UnknownDevice { .. })),
+            "no operation scheduled" => assert!(matches!(o, Outcome::NothingScheduled { .. })),
+            s if s.starts_with("wrong") => match o {
+                Outcome::Failed { status, .. } => {
+                    assert_eq!(status, "Upgrade Failed: Invalid Authentication String")
+                }
+                other => panic!("{other:?}"),
+            },
+            s if s.starts_with("fetch") => assert!(matches!(o, Outcome::Fetched { .. })),
+            s if s.starts_with("delete") => assert!(matches!(o, Outcome::Deleted { .. })),
+            s if s.contains("MIC") => match o {
+                Outcome::Installed {
+                    auth_cert: Some((k, _)),
+                    ..
+                } => {
+                    assert_eq!(k, phonetrust_proto::capf_server::AuthCertKind::Mic)
+                }
+                other => panic!("{other:?}"),
+            },
+            _ => assert!(matches!(o, Outcome::Installed { .. }), "{section}: {o:?}"),
+        }
+    }
+}
+
+/// Our phone, fed the server's messages of every transcript session, with the vectors'
+/// keys, sends exactly the phone's messages (signatures included).
+#[test]
+fn capf_phone_session_matches_every_transcript() {
+    use phonetrust_proto::capf_phone::{
+        PhoneAction, PhoneAuth, PhoneResult, PhoneSession, PhoneState,
+    };
+
+    let msgs = transcript("capf.log");
+    let mut sections: Vec<String> = msgs.iter().map(|m| m.0.clone()).collect();
+    sections.dedup();
+    for section in &sections {
+        let flow: Vec<&(String, String, Vec<u8>)> =
+            msgs.iter().filter(|m| &m.0 == section).collect();
+        let auth_resp = capf::Message::decode(&flow[1].2).unwrap();
+        let device = auth_resp.device_name().unwrap();
+        let lsc_file = format!("pki/lsc/{device}.pem");
+        let lsc_key = vectors()
+            .join(&lsc_file)
+            .exists()
+            .then(|| CertAndKey::from_pem(&v(&lsc_file)).unwrap());
+        let uses_cert = auth_resp.certificate().is_some();
+        let mic = (device == "SEP0011AABBCCDD")
+            .then(|| CertAndKey::from_pem(&v("pki/mic-SEP0011AABBCCDD.pem")).unwrap());
+        let state = PhoneState {
+            device: device.clone(),
+            mic,
+            // Phones authenticating by LSC hold it; the others are enrolling.
+            lsc: if section.starts_with("fetch") || section.starts_with("delete") {
+                lsc_key.clone()
+            } else {
+                None
+            },
+            version: auth_resp.version().unwrap(),
+        };
+        let auth = match auth_resp.password().filter(|p| !p.is_empty()) {
+            Some(p) => PhoneAuth::Password(p),
+            None if uses_cert => PhoneAuth::Certificate {
+                sudi: auth_resp.sudi_data().is_some(),
+            },
+            None => PhoneAuth::None,
+        };
+        let mut phone = PhoneSession::new(state, auth);
+        let mut sent = Vec::new();
+        let mut result = None;
+        for m in flow.iter().filter(|m| m.1 == "capfd") {
+            let mut actions = phone.handle(&m.2);
+            while let Some(a) = (!actions.is_empty()).then(|| actions.remove(0)) {
+                match a {
+                    PhoneAction::Send(b) => sent.push(b),
+                    PhoneAction::GenerateKey(_) => {
+                        let key = lsc_key.as_ref().map(|k| k.key.clone());
+                        actions.extend(phone.key_ready(key));
+                    }
+                    PhoneAction::Done(r) => result = Some(r),
+                }
+            }
+        }
+        let want: Vec<&Vec<u8>> = flow
+            .iter()
+            .filter(|m| m.1 == "capfc")
+            .map(|m| &m.2)
+            .collect();
+        assert_eq!(sent.iter().collect::<Vec<_>>(), want, "{section}");
+        let r = result.unwrap();
+        match section.as_str() {
+            s if s.starts_with("install") => {
+                assert_eq!(r, PhoneResult::Installed);
+                assert_eq!(r.status_message(), "LSC: Installed");
+                assert!(phone.state().lsc.is_some());
+            }
+            s if s.starts_with("delete") => {
+                assert_eq!(r, PhoneResult::Deleted);
+                assert!(phone.state().lsc.is_none());
+            }
+            "unknown device" | "wrong authentication string (server expects 123456)" => {
+                assert_eq!(r.status_message(), "LSC: Failed")
+            }
+            _ => {}
+        }
+    }
+}

@@ -6,9 +6,7 @@
 //! `identity/pending/` (0600) until its certificate is imported.
 
 use openssl::pkey::{Id, PKey, Private};
-use openssl::stack::Stack;
-use openssl::x509::store::X509StoreBuilder;
-use openssl::x509::{X509, X509StoreContext};
+use openssl::x509::X509;
 use phonetrust_pki::details::display_name;
 use phonetrust_pki::profiles::{OwnCert, own_cert};
 use phonetrust_pki::{DistinguishedName, KeySpec, generate_key, self_signed};
@@ -311,29 +309,7 @@ pub async fn import_signed(
 
 /// Verify `leaf` against `anchors` with `chain` as untrusted intermediates, at `now`.
 pub fn verify_chain(leaf: &X509, chain: &[X509], anchors: &[X509], now: i64) -> Result<(), String> {
-    let run = || -> Result<Result<(), String>, openssl::error::ErrorStack> {
-        let mut b = X509StoreBuilder::new()?;
-        for a in anchors {
-            b.add_cert(a.clone())?;
-        }
-        let mut param = openssl::x509::verify::X509VerifyParam::new()?;
-        param.set_time(now);
-        b.set_param(&param)?;
-        let store = b.build();
-        let mut untrusted = Stack::new()?;
-        for c in chain {
-            untrusted.push(c.clone())?;
-        }
-        let mut ctx = X509StoreContext::new()?;
-        ctx.init(&store, leaf, &untrusted, |c| {
-            Ok(if c.verify_cert()? {
-                Ok(())
-            } else {
-                Err(c.error().error_string().to_string())
-            })
-        })
-    };
-    run().map_err(|e| e.to_string())?
+    phonetrust_proto::cert::verify_chain(leaf, chain, anchors, now)
 }
 
 /// One line of the expiry report.

@@ -1,0 +1,669 @@
+//! The CAPF server's side of one session, sans I/O: whole messages in, [`Action`]s out.
+//! The caller owns the socket, the clock, the store and the CA key:
+//!
+//! ```text
+//! start()                  -> Send(AUTH_REQUEST)
+//! handle(AUTH_RESPONSE)    -> Lookup{device}            caller reads the phone's CAPF info
+//! plan(Some(plan))         -> Send(KEY_GEN / FETCH / DELETE request) | Finish
+//! handle(KEY_GEN_RESPONSE) -> Issue{device, public key} caller signs the LSC
+//! issued(der)              -> Send(STORE_CERT_REQUEST)
+//! handle(STORE_RESPONSE)   -> Finish{outcome, end}      caller commits, then sends `end`
+//! ```
+//!
+//! Every way out is one `Finish`: the outcome to record and the END_SESSION to send after
+//! it is recorded (or [`ServerSession::failure_end`] when recording failed).
+
+use std::time::Duration;
+
+use openssl::hash::MessageDigest;
+use openssl::pkey::{Id, PKey, Public};
+use openssl::x509::X509;
+
+use crate::capf::{AuthType, Command, Curve, Message, Reason, parse_sha2_signed, parse_sudi};
+use crate::cert::{raw_verify, verify_chain};
+
+/// Read deadline while the phone generates a key (real phones take tens of seconds).
+pub const KEY_GEN_TIMEOUT: Duration = Duration::from_secs(180);
+/// Read deadline for every other message.
+pub const SHORT_TIMEOUT: Duration = Duration::from_secs(20);
+/// Largest CAPF message accepted (header + body).
+pub const MAX_MESSAGE: usize = 16 * 1024;
+
+/// One key the server may ask the phone for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyRequest {
+    /// RSA with this many bits.
+    Rsa(u16),
+    /// EC on this curve.
+    Ec(Curve),
+}
+
+/// How the phone must authenticate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthPolicy {
+    /// Nothing (null string).
+    NullString,
+    /// This authentication string.
+    AuthString(String),
+    /// An existing certificate, LSC first (a phone without LSC uses its MIC).
+    Lsc,
+    /// An existing certificate, MIC first.
+    Mic,
+}
+
+/// The operation scheduled for the phone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Operation {
+    /// Nothing scheduled.
+    None,
+    /// Install or upgrade: key requests in order (the second is the backup).
+    Install(Vec<KeyRequest>),
+    /// Troubleshoot: fetch the phone's certificate.
+    Fetch,
+    /// Delete the phone's LSC.
+    Delete,
+}
+
+impl Operation {
+    /// The word the phone's status uses ("Upgrade", "Troubleshoot", "Delete").
+    pub fn status_word(&self) -> &'static str {
+        match self {
+            Self::None => "Operation",
+            Self::Install(_) => "Upgrade",
+            Self::Fetch => "Troubleshoot",
+            Self::Delete => "Delete",
+        }
+    }
+}
+
+/// What the caller knows of the phone, given after [`Action::Lookup`].
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// The operation.
+    pub operation: Operation,
+    /// The authentication required.
+    pub auth: AuthPolicy,
+    /// The operation's "completes by" has passed.
+    pub expired: bool,
+    /// Issuers an LSC must chain to (the CAPF certificate and CAPF-trust).
+    pub lsc_anchors: Vec<X509>,
+    /// Issuers a MIC must chain to (manufacturer CAs in CAPF-trust).
+    pub mic_anchors: Vec<X509>,
+    /// Now, Unix seconds (for certificate validity).
+    pub now: i64,
+}
+
+/// Which certificate a phone authenticated with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthCertKind {
+    /// Its LSC (chains to CAPF).
+    Lsc,
+    /// Its MIC (chains to a manufacturer CA).
+    Mic,
+}
+
+/// Why a session failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailKind {
+    /// Wrong authentication string, invalid certificate or signature.
+    Auth,
+    /// The operation's deadline passed.
+    Expired,
+    /// The phone could not generate the key, store or delete the certificate.
+    Phone,
+    /// Malformed or unexpected message.
+    Protocol,
+    /// The server could not issue the certificate.
+    Server,
+}
+
+/// How a session ended, for the caller to record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The phone stored the LSC.
+    Installed {
+        /// The phone.
+        device: String,
+        /// The LSC (DER).
+        cert: Vec<u8>,
+        /// The certificate it authenticated with, if any.
+        auth_cert: Option<(AuthCertKind, Vec<u8>)>,
+    },
+    /// The phone sent its certificate.
+    Fetched {
+        /// The phone.
+        device: String,
+        /// The certificate (DER).
+        cert: Vec<u8>,
+        /// The certificate it authenticated with, if any.
+        auth_cert: Option<(AuthCertKind, Vec<u8>)>,
+    },
+    /// The phone deleted its LSC.
+    Deleted {
+        /// The phone.
+        device: String,
+    },
+    /// Nothing was scheduled.
+    NothingScheduled {
+        /// The phone.
+        device: String,
+    },
+    /// The phone is not known.
+    UnknownDevice {
+        /// The name it gave.
+        device: String,
+    },
+    /// The operation failed.
+    Failed {
+        /// The phone, when it said who it is.
+        device: Option<String>,
+        /// What failed.
+        kind: FailKind,
+        /// The status the phone page shows ("Upgrade Failed: ...").
+        status: String,
+    },
+}
+
+/// What the caller must do next.
+#[derive(Debug)]
+pub enum Action {
+    /// Write this message (in one write).
+    Send(Vec<u8>),
+    /// Look the phone up and call [`ServerSession::plan`].
+    Lookup {
+        /// `SEP<MAC>` as the phone sent it.
+        device: String,
+    },
+    /// Issue an LSC for this key and call [`ServerSession::issued`].
+    Issue {
+        /// The phone.
+        device: String,
+        /// The phone's new public key.
+        public_key: PKey<Public>,
+    },
+    /// Record the outcome; then send `end` (or [`ServerSession::failure_end`] when
+    /// recording failed) and close.
+    Finish {
+        /// What happened.
+        outcome: Outcome,
+        /// The END_SESSION message.
+        end: Vec<u8>,
+    },
+}
+
+#[derive(Debug)]
+enum State {
+    Start,
+    AwaitAuth,
+    AwaitPlan,
+    AwaitKeyGen { next: usize },
+    AwaitIssue,
+    AwaitStore { cert: Vec<u8> },
+    AwaitFetch,
+    AwaitDelete,
+    Done,
+}
+
+/// One CAPF session, server side.
+#[derive(Debug)]
+pub struct ServerSession {
+    session_id: u32,
+    state: State,
+    device: Option<String>,
+    auth: Option<AuthResponse>,
+    plan: Option<Plan>,
+    auth_cert: Option<(AuthCertKind, Vec<u8>)>,
+}
+
+#[derive(Debug, Clone)]
+struct AuthResponse {
+    password: Option<String>,
+    cert: Option<Vec<u8>>,
+    signed: Option<Vec<u8>>,
+    sha2: Option<Vec<u8>>,
+    sudi: Option<Vec<u8>>,
+}
+
+fn enc(m: &Message) -> Vec<u8> {
+    // Encoding our own messages cannot overflow: every element is small and bounded.
+    m.encode().unwrap_or_default()
+}
+
+fn is_device_name(s: &str) -> bool {
+    s.len() == 15 && s.starts_with("SEP") && s.bytes().skip(3).all(|b| b.is_ascii_hexdigit())
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && openssl::memcmp::eq(a, b)
+}
+
+impl ServerSession {
+    /// A session with the id chosen for this connection.
+    pub fn new(session_id: u32) -> Self {
+        Self {
+            session_id,
+            state: State::Start,
+            device: None,
+            auth: None,
+            plan: None,
+            auth_cert: None,
+        }
+    }
+
+    /// The session id.
+    pub fn session_id(&self) -> u32 {
+        self.session_id
+    }
+
+    /// The phone, once it said who it is.
+    pub fn device(&self) -> Option<&str> {
+        self.device.as_deref()
+    }
+
+    /// The read deadline for the next message.
+    pub fn read_timeout(&self) -> Duration {
+        match self.state {
+            State::AwaitKeyGen { .. } => KEY_GEN_TIMEOUT,
+            _ => SHORT_TIMEOUT,
+        }
+    }
+
+    /// True once the session has finished.
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Done)
+    }
+
+    /// The first message: AUTH_REQUEST.
+    pub fn start(&mut self) -> Vec<Action> {
+        self.state = State::AwaitAuth;
+        vec![Action::Send(enc(&Message::auth_request(
+            self.session_id,
+            AuthType::None,
+        )))]
+    }
+
+    /// END_SESSION for a failure (reason 7).
+    pub fn failure_end(&self) -> Vec<u8> {
+        enc(&Message::end_session(self.session_id, Reason::Failure))
+    }
+
+    fn op_word(&self) -> &'static str {
+        self.plan
+            .as_ref()
+            .map(|p| p.operation.status_word())
+            .unwrap_or("Operation")
+    }
+
+    fn fail(&mut self, kind: FailKind, why: impl Into<String>) -> Vec<Action> {
+        self.state = State::Done;
+        let status = format!("{} Failed: {}", self.op_word(), why.into());
+        vec![Action::Finish {
+            outcome: Outcome::Failed {
+                device: self.device.clone(),
+                kind,
+                status,
+            },
+            end: self.failure_end(),
+        }]
+    }
+
+    fn finish(&mut self, outcome: Outcome, reason: Reason) -> Vec<Action> {
+        self.state = State::Done;
+        vec![Action::Finish {
+            outcome,
+            end: enc(&Message::end_session(self.session_id, reason)),
+        }]
+    }
+
+    /// A whole message from the phone (header and body).
+    pub fn handle(&mut self, bytes: &[u8]) -> Vec<Action> {
+        if bytes.len() > MAX_MESSAGE {
+            return self.fail(FailKind::Protocol, "message too large");
+        }
+        let msg = match Message::decode(bytes) {
+            Ok(m) => m,
+            Err(e) => return self.fail(FailKind::Protocol, format!("malformed message: {e}")),
+        };
+        if msg.session_id != self.session_id {
+            return self.fail(
+                FailKind::Protocol,
+                format!(
+                    "session id {} instead of {}",
+                    msg.session_id, self.session_id
+                ),
+            );
+        }
+        let state = std::mem::replace(&mut self.state, State::Done);
+        match (state, msg.command) {
+            (State::AwaitAuth, Command::AuthResponse) => self.on_auth(&msg),
+            (s @ State::AwaitKeyGen { .. }, Command::RequestInProgress) => {
+                self.state = s;
+                Vec::new()
+            }
+            (State::AwaitKeyGen { next }, Command::KeyGenResponse) => self.on_key(&msg, next),
+            (State::AwaitStore { cert }, Command::StoreCertResponse) => {
+                if msg.reason() == Some(Reason::Success) {
+                    let device = self.device.clone().unwrap_or_default();
+                    let auth_cert = self.auth_cert.take();
+                    self.finish(
+                        Outcome::Installed {
+                            device,
+                            cert,
+                            auth_cert,
+                        },
+                        Reason::Success,
+                    )
+                } else {
+                    self.fail(FailKind::Phone, "the phone did not store the certificate")
+                }
+            }
+            (State::AwaitFetch, Command::FetchCertResponse) => {
+                match (msg.reason(), msg.certificate()) {
+                    (Some(Reason::Success), Some(der)) if X509::from_der(der).is_ok() => {
+                        let outcome = Outcome::Fetched {
+                            device: self.device.clone().unwrap_or_default(),
+                            cert: der.to_vec(),
+                            auth_cert: self.auth_cert.take(),
+                        };
+                        self.finish(outcome, Reason::NoAction)
+                    }
+                    _ => self.fail(FailKind::Phone, "the phone sent no certificate"),
+                }
+            }
+            (State::AwaitDelete, Command::DeleteCertResponse) => {
+                if msg.reason() == Some(Reason::Success) {
+                    let outcome = Outcome::Deleted {
+                        device: self.device.clone().unwrap_or_default(),
+                    };
+                    self.finish(outcome, Reason::Success)
+                } else {
+                    self.fail(FailKind::Phone, "the phone did not delete the certificate")
+                }
+            }
+            (s, c) => self.fail(
+                FailKind::Protocol,
+                format!("unexpected {c:?} in state {}", state_name(&s)),
+            ),
+        }
+    }
+
+    fn on_auth(&mut self, msg: &Message) -> Vec<Action> {
+        let Some(device) = msg.device_name() else {
+            return self.fail(FailKind::Protocol, "AUTH_RESPONSE without DEVICE_NAME");
+        };
+        if !is_device_name(&device) {
+            return self.fail(
+                FailKind::Protocol,
+                format!(
+                    "invalid device name {:?}",
+                    device.chars().take(40).collect::<String>()
+                ),
+            );
+        }
+        self.device = Some(device.clone());
+        match msg.version() {
+            Some(2 | 3) | None => {}
+            Some(v) => return self.fail(FailKind::Protocol, format!("protocol version {v}")),
+        }
+        self.auth = Some(AuthResponse {
+            password: msg.password(),
+            cert: msg.certificate().map(<[u8]>::to_vec),
+            signed: msg.signed_data().map(<[u8]>::to_vec),
+            sha2: msg.sha2_signed_data().map(<[u8]>::to_vec),
+            sudi: msg.sudi_data().map(<[u8]>::to_vec),
+        });
+        self.state = State::AwaitPlan;
+        vec![Action::Lookup { device }]
+    }
+
+    /// The phone's plan (`None`: unknown device).
+    pub fn plan(&mut self, plan: Option<Plan>) -> Vec<Action> {
+        if !matches!(self.state, State::AwaitPlan) {
+            return self.fail(FailKind::Server, "plan given out of turn");
+        }
+        let device = self.device.clone().unwrap_or_default();
+        let Some(plan) = plan else {
+            return self.finish(Outcome::UnknownDevice { device }, Reason::UnknownDevice);
+        };
+        let op = plan.operation.clone();
+        self.plan = Some(plan);
+        if op == Operation::None {
+            return self.finish(Outcome::NothingScheduled { device }, Reason::NoAction);
+        }
+        if self.plan.as_ref().is_some_and(|p| p.expired) {
+            return self.fail(FailKind::Expired, "User Initiated Request Late/Timeout");
+        }
+        if let Err(why) = self.authenticate() {
+            return self.fail(FailKind::Auth, why);
+        }
+        match op {
+            Operation::None => Vec::new(),
+            Operation::Install(keys) => self.ask_key(&keys, 0),
+            Operation::Fetch => {
+                self.state = State::AwaitFetch;
+                vec![Action::Send(enc(&Message::fetch_cert_request(
+                    self.session_id,
+                )))]
+            }
+            Operation::Delete => {
+                self.state = State::AwaitDelete;
+                vec![Action::Send(enc(&Message::delete_cert_request(
+                    self.session_id,
+                )))]
+            }
+        }
+    }
+
+    fn ask_key(&mut self, keys: &[KeyRequest], i: usize) -> Vec<Action> {
+        let Some(k) = keys.get(i) else {
+            return self.fail(FailKind::Phone, "the phone could not generate a key");
+        };
+        self.state = State::AwaitKeyGen { next: i + 1 };
+        let m = match *k {
+            KeyRequest::Rsa(bits) => Message::key_gen_request_rsa(self.session_id, bits),
+            KeyRequest::Ec(c) => Message::key_gen_request_ec(self.session_id, c),
+        };
+        vec![Action::Send(enc(&m))]
+    }
+
+    fn on_key(&mut self, msg: &Message, next: usize) -> Vec<Action> {
+        let keys = match self.plan.as_ref().map(|p| &p.operation) {
+            Some(Operation::Install(k)) => k.clone(),
+            _ => return self.fail(FailKind::Server, "no install plan"),
+        };
+        let Some(spki) = msg.public_key() else {
+            // The phone could not make this key type: try the backup, if any.
+            return self.ask_key(&keys, next);
+        };
+        let Ok(public_key) = PKey::public_key_from_der(spki) else {
+            return self.fail(FailKind::Protocol, "unreadable public key");
+        };
+        let asked = keys.get(next.wrapping_sub(1)).copied();
+        let fits = match (asked, public_key.id()) {
+            (Some(KeyRequest::Rsa(bits)), Id::RSA) => public_key.bits() == u32::from(bits),
+            (Some(KeyRequest::Ec(c)), Id::EC) => {
+                let want = match c {
+                    Curve::P256 => 256,
+                    Curve::P384 => 384,
+                    Curve::P521 => 521,
+                    Curve::Unknown(_) => 0,
+                };
+                public_key.bits() == want
+            }
+            _ => false,
+        };
+        if !fits {
+            return self.fail(
+                FailKind::Protocol,
+                format!(
+                    "the phone sent a {} {}-bit key, not the one requested",
+                    if public_key.id() == Id::EC {
+                        "EC"
+                    } else {
+                        "RSA"
+                    },
+                    public_key.bits()
+                ),
+            );
+        }
+        self.state = State::AwaitIssue;
+        vec![Action::Issue {
+            device: self.device.clone().unwrap_or_default(),
+            public_key,
+        }]
+    }
+
+    /// The LSC the caller issued (DER), or why it could not.
+    pub fn issued(&mut self, cert: Result<Vec<u8>, String>) -> Vec<Action> {
+        if !matches!(self.state, State::AwaitIssue) {
+            return self.fail(FailKind::Server, "certificate given out of turn");
+        }
+        match cert {
+            Err(why) => self.fail(FailKind::Server, why),
+            Ok(der) => match Message::store_cert_request(self.session_id, &der) {
+                Ok(m) => {
+                    self.state = State::AwaitStore { cert: der };
+                    vec![Action::Send(enc(&m))]
+                }
+                Err(e) => self.fail(FailKind::Server, e.to_string()),
+            },
+        }
+    }
+
+    fn authenticate(&mut self) -> Result<(), String> {
+        let (Some(plan), Some(auth), Some(device)) = (&self.plan, &self.auth, &self.device) else {
+            return Err("no authentication data".into());
+        };
+        match &plan.auth {
+            AuthPolicy::NullString => Ok(()),
+            AuthPolicy::AuthString(want) => {
+                let got = auth.password.clone().unwrap_or_default();
+                if ct_eq(got.as_bytes(), want.as_bytes()) {
+                    Ok(())
+                } else if got.is_empty() {
+                    Err("Authentication String missing".into())
+                } else {
+                    Err("Invalid Authentication String".into())
+                }
+            }
+            AuthPolicy::Lsc | AuthPolicy::Mic => {
+                let label = if plan.auth == AuthPolicy::Lsc {
+                    "Invalid LSC"
+                } else {
+                    "Invalid MIC"
+                };
+                // Either precedence accepts either certificate (the phone sends the one
+                // it has); it is recorded as what it chains to.
+                let found = verify_cert_auth(device, auth, plan, self.session_id)
+                    .map_err(|why| format!("{label} ({why})"))?;
+                self.auth_cert = Some(found);
+                Ok(())
+            }
+        }
+    }
+}
+
+fn state_name(s: &State) -> &'static str {
+    match s {
+        State::Start => "start",
+        State::AwaitAuth => "waiting for AUTH_RESPONSE",
+        State::AwaitPlan => "waiting for the device lookup",
+        State::AwaitKeyGen { .. } => "waiting for KEY_GEN_RESPONSE",
+        State::AwaitIssue => "issuing",
+        State::AwaitStore { .. } => "waiting for STORE_CERT_RESPONSE",
+        State::AwaitFetch => "waiting for FETCH_CERT_RESPONSE",
+        State::AwaitDelete => "waiting for DELETE_CERT_RESPONSE",
+        State::Done => "done",
+    }
+}
+
+/// Check existing-certificate authentication: the certificate names this phone, its
+/// signatures verify, it chains to CAPF (LSC) or a manufacturer CA (MIC), and SUDI data,
+/// when present, verifies.
+fn verify_cert_auth(
+    device: &str,
+    auth: &AuthResponse,
+    plan: &Plan,
+    session_id: u32,
+) -> Result<(AuthCertKind, Vec<u8>), String> {
+    let der = auth
+        .cert
+        .as_deref()
+        .ok_or("the phone sent no certificate")?;
+    let cert = X509::from_der(der).map_err(|_| "unreadable certificate")?;
+    let cn = cert
+        .subject_name()
+        .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+        .next()
+        .and_then(|e| e.data().to_string().ok())
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    if cn != device && !cn.ends_with(&format!("-{device}")) {
+        return Err(format!("certificate of '{cn}', not of {device}"));
+    }
+    let public = cert.public_key().map_err(|_| "unreadable public key")?;
+    let msg = crate::capf::auth_signed_message(device, der);
+    let signed = auth.signed.as_deref().ok_or("no SIGNED_DATA")?;
+    if !raw_verify(&public, MessageDigest::sha1(), &msg, signed) {
+        return Err("SIGNED_DATA does not verify".into());
+    }
+    if let Some(v) = &auth.sha2 {
+        let (alg, sig) = parse_sha2_signed(v).map_err(|e| e.to_string())?;
+        let md = alg
+            .digest()
+            .ok_or_else(|| format!("unknown hash algorithm {}", alg.code()))?;
+        if !raw_verify(&public, md, &msg, sig) {
+            return Err("SHA2_SIGNED_DATA does not verify".into());
+        }
+    }
+    if let Some(v) = &auth.sudi {
+        let sudi = parse_sudi(v).map_err(|e| format!("SUDI data: {e}"))?;
+        let sc = X509::from_der(sudi.certificate).map_err(|_| "unreadable SUDI certificate")?;
+        let sp = sc.public_key().map_err(|_| "unreadable SUDI key")?;
+        if sp.id() == Id::RSA {
+            let m = crate::capf::sudi_signed_message(session_id, sudi.certificate);
+            let ok1 = sudi
+                .sha1_signature
+                .is_some_and(|s| raw_verify(&sp, MessageDigest::sha1(), &m, s));
+            let ok2 = sudi
+                .sha512_signature
+                .is_none_or(|s| raw_verify(&sp, MessageDigest::sha512(), &m, s));
+            if !(ok1 && ok2) {
+                return Err("SUDI signature does not verify".into());
+            }
+        }
+    }
+    let lsc = verify_chain(&cert, &[], &plan.lsc_anchors, plan.now);
+    if lsc.is_ok() {
+        return Ok((AuthCertKind::Lsc, der.to_vec()));
+    }
+    match verify_chain(&cert, &[], &plan.mic_anchors, plan.now) {
+        Ok(()) => Ok((AuthCertKind::Mic, der.to_vec())),
+        Err(e) => Err(format!(
+            "the certificate chains to no CAPF or manufacturer CA in CAPF-trust: {e}"
+        )),
+    }
+}
+
+/// The key requests of a key order.
+pub fn key_requests(order: KeyOrderKind, rsa_bits: u16, curve: Curve) -> Vec<KeyRequest> {
+    match order {
+        KeyOrderKind::Rsa => vec![KeyRequest::Rsa(rsa_bits)],
+        KeyOrderKind::Ec => vec![KeyRequest::Ec(curve)],
+        KeyOrderKind::EcRsa => vec![KeyRequest::Ec(curve), KeyRequest::Rsa(rsa_bits)],
+        KeyOrderKind::RsaEc => vec![KeyRequest::Rsa(rsa_bits), KeyRequest::Ec(curve)],
+    }
+}
+
+/// Key orders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyOrderKind {
+    /// RSA only.
+    Rsa,
+    /// EC only.
+    Ec,
+    /// EC preferred, RSA backup.
+    EcRsa,
+    /// RSA preferred, EC backup.
+    RsaEc,
+}
