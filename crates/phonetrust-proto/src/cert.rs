@@ -161,39 +161,6 @@ fn digest_hex(md: MessageDigest, data: &[u8]) -> String {
     crate::codec::hex(&digest(md, data))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn name_and_serial_match_the_vectors_layout() {
-        let ck = CertAndKey::from_pem(&crate::testutil::vector("pki/callmanager.pem")).unwrap();
-        assert_eq!(
-            name_string(ck.cert.subject_name()),
-            "C=NZ,ST=WGN,L=Wellington,O=Example Corp,OU=VOICE,CN=pub.example.test"
-        );
-        assert_eq!(
-            crate::codec::hex(&serial_bytes(&ck.cert).unwrap()),
-            "05a01f30e59f16e4966f8ebedc5f63b81fdf3377"
-        );
-        let pk = record_public_key(&ck.cert.public_key().unwrap()).unwrap();
-        assert_eq!(pk.len(), 270);
-    }
-
-    #[test]
-    fn garbage_is_refused() {
-        assert!(matches!(
-            load_certs(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
-            Err(CertError::NoCertificate)
-        ));
-        assert!(matches!(
-            load_certs(b"\x30\x03abc"),
-            Err(CertError::NoCertificate)
-        ));
-        assert!(CertAndKey::from_pem(b"nothing").is_err());
-    }
-}
-
 /// The CAPF authentication signature of `msg`: for RSA the raw private-key operation on
 /// a PKCS#1 type-1 padded **bare** digest (no DigestInfo), for EC a DER ECDSA signature.
 pub fn raw_sign(
@@ -282,4 +249,37 @@ pub fn verify_chain(
         })
     };
     run().map_err(|e| e.to_string())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_and_serial_match_the_vectors_layout() {
+        let ck = CertAndKey::from_pem(&crate::testutil::vector("pki/callmanager.pem")).unwrap();
+        assert_eq!(
+            name_string(ck.cert.subject_name()),
+            "C=NZ,ST=WGN,L=Wellington,O=Example Corp,OU=VOICE,CN=pub.example.test"
+        );
+        assert_eq!(
+            crate::codec::hex(&serial_bytes(&ck.cert).unwrap()),
+            "05a01f30e59f16e4966f8ebedc5f63b81fdf3377"
+        );
+        let pk = record_public_key(&ck.cert.public_key().unwrap()).unwrap();
+        assert_eq!(pk.len(), 270);
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        assert!(matches!(
+            load_certs(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
+            Err(CertError::NoCertificate)
+        ));
+        assert!(matches!(
+            load_certs(b"\x30\x03abc"),
+            Err(CertError::NoCertificate)
+        ));
+        assert!(CertAndKey::from_pem(b"nothing").is_err());
+    }
 }
