@@ -85,9 +85,9 @@ pub struct Plan {
     pub auth: AuthPolicy,
     /// The operation's "completes by" has passed.
     pub expired: bool,
-    /// Issuers an LSC must chain to (the CAPF certificate and CAPF-trust).
+    /// The CAPF certificate(s) LSCs chain to.
     pub lsc_anchors: Vec<X509>,
-    /// Issuers a MIC must chain to (manufacturer CAs in CAPF-trust).
+    /// CAPF-trust: manufacturer CAs (for MICs) and earlier or external CAPF roots.
     pub mic_anchors: Vec<X509>,
     /// Now, Unix seconds (for certificate validity).
     pub now: i64,
@@ -633,16 +633,19 @@ fn verify_cert_auth(
             }
         }
     }
-    let lsc = verify_chain(&cert, &[], &plan.lsc_anchors, plan.now);
-    if lsc.is_ok() {
-        return Ok((AuthCertKind::Lsc, der.to_vec()));
-    }
-    match verify_chain(&cert, &[], &plan.mic_anchors, plan.now) {
-        Ok(()) => Ok((AuthCertKind::Mic, der.to_vec())),
-        Err(e) => Err(format!(
-            "the certificate chains to no CAPF or manufacturer CA in CAPF-trust: {e}"
-        )),
-    }
+    // An LSC names the phone itself (CN=SEP<MAC>); a MIC names the model too
+    // (CN=CP-<model>-SEP<MAC>). Either must chain to a trusted issuer.
+    let kind = if cn == device {
+        AuthCertKind::Lsc
+    } else {
+        AuthCertKind::Mic
+    };
+    let mut anchors = plan.lsc_anchors.clone();
+    anchors.extend(plan.mic_anchors.iter().cloned());
+    verify_chain(&cert, &[], &anchors, plan.now).map_err(|e| {
+        format!("the certificate chains to no CAPF or manufacturer CA in CAPF-trust: {e}")
+    })?;
+    Ok((kind, der.to_vec()))
 }
 
 /// The key requests of a key order.

@@ -503,7 +503,7 @@ impl Db {
         name: &str,
         state: OpState,
         status: &str,
-        cert: Option<&DeviceCert>,
+        certs: &[DeviceCert],
         delete_lsc: bool,
         now: i64,
     ) -> Result<(), StoreError> {
@@ -526,7 +526,7 @@ impl Db {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("unknown phone {name}")));
         }
-        if let Some(c) = cert {
+        for c in certs {
             sqlx::query("DELETE FROM devicecert WHERE device = $1 AND kind = $2")
                 .bind(name)
                 .bind(c.kind.as_str())

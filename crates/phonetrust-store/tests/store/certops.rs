@@ -164,7 +164,7 @@ async fn regenerating_capf_with_installed_lscs_needs_confirmation() {
         "SEP001122334455",
         OpState::Success,
         "Upgrade Success",
-        Some(&rec),
+        std::slice::from_ref(&rec),
         false,
         NOW,
     )

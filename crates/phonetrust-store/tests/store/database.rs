@@ -325,7 +325,7 @@ async fn phones_add_show_change_list_delete() {
         "SEP001122334455",
         OpState::Success,
         "Upgrade Success",
-        Some(&rec),
+        std::slice::from_ref(&rec),
         false,
         NOW,
     )
@@ -393,7 +393,7 @@ async fn phones_add_show_change_list_delete() {
         "SEP001122334455",
         OpState::Success,
         "Delete Success",
-        None,
+        &[],
         true,
         NOW,
     )

@@ -1,0 +1,258 @@
+//! Simulated IP phones: a MAC, a model, a factory MIC (from a test manufacturer CA),
+//! storage for the LSC, and CAPF sessions run exactly as the reference phone client does
+//! (the session logic is `phonetrust_proto::capf_phone`; this crate owns the socket).
+//! Keys come from a [`KeySource`], so load tests can use pre-generated keys.
+
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use openssl::pkey::{PKey, Private};
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode, SslVersion};
+use openssl::x509::X509;
+use phonetrust_pki::{
+    BasicConstraints, CertParams, DistinguishedName, KeySpec, KeyUsage, generate_key, issue,
+    self_signed,
+};
+use phonetrust_proto::capf::Curve;
+use phonetrust_proto::capf_phone::{PhoneAction, PhoneAuth, PhoneResult, PhoneSession, PhoneState};
+use phonetrust_proto::capf_server::KeyRequest;
+use phonetrust_proto::cert::CertAndKey;
+use phonetrust_proto::rand::OsRandom;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Where a phone's new keys come from.
+pub trait KeySource: Send + Sync {
+    /// A key for `req`, or `None` when this phone cannot make such a key.
+    fn key(&self, req: KeyRequest) -> Option<PKey<Private>>;
+}
+
+/// Generates a fresh key for every request (as a phone does); `ec: false` models a phone
+/// without EC support.
+#[derive(Clone, Copy, Debug)]
+pub struct Generate {
+    /// Whether the phone can make EC keys.
+    pub ec: bool,
+}
+
+impl KeySource for Generate {
+    fn key(&self, req: KeyRequest) -> Option<PKey<Private>> {
+        let spec = match req {
+            KeyRequest::Rsa(bits) => KeySpec::Rsa(u32::from(bits)),
+            KeyRequest::Ec(_) if !self.ec => return None,
+            KeyRequest::Ec(Curve::P384) => KeySpec::EcP384,
+            KeyRequest::Ec(Curve::P521) => KeySpec::EcP521,
+            KeyRequest::Ec(_) => KeySpec::EcP256,
+        };
+        generate_key(spec).ok()
+    }
+}
+
+/// Hands out keys from a pool made beforehand, round robin (load tests).
+#[derive(Debug)]
+pub struct Pool {
+    keys: Vec<PKey<Private>>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Pool {
+    /// `n` RSA keys of `bits`.
+    pub fn rsa(n: usize, bits: u32) -> Result<Self, openssl::error::ErrorStack> {
+        let mut keys = Vec::with_capacity(n);
+        for _ in 0..n.max(1) {
+            keys.push(PKey::from_rsa(openssl::rsa::Rsa::generate(bits)?)?);
+        }
+        Ok(Self {
+            keys,
+            next: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+}
+
+impl KeySource for Pool {
+    fn key(&self, req: KeyRequest) -> Option<PKey<Private>> {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let k = self.keys.get(i % self.keys.len())?;
+        match req {
+            KeyRequest::Rsa(bits) if k.bits() == u32::from(bits) => Some(k.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// A test manufacturer CA that issues MICs.
+pub fn manufacturer_ca(name: &str) -> Result<CertAndKey, String> {
+    let key = generate_key(KeySpec::Rsa(2048)).map_err(|e| e.to_string())?;
+    let mut p = CertParams::new(
+        DistinguishedName {
+            cn: name.into(),
+            o: "Example Phones Inc".into(),
+            ..DistinguishedName::default()
+        },
+        now() - 86_400,
+        3650,
+    );
+    p.basic_constraints = Some(BasicConstraints {
+        ca: true,
+        path_len: None,
+    });
+    p.key_usage = Some(KeyUsage {
+        key_cert_sign: true,
+        crl_sign: true,
+        digital_signature: true,
+        ..KeyUsage::default()
+    });
+    let cert = self_signed(&p, &key, &OsRandom).map_err(|e| e.to_string())?;
+    CertAndKey::new(cert, key).map_err(|e| e.to_string())
+}
+
+/// A MIC for `device` of `model`, issued by `ca` (`CN=CP-<model>-<device>`).
+pub fn mic(
+    ca: &CertAndKey,
+    model: &str,
+    device: &str,
+    key: &PKey<Private>,
+) -> Result<CertAndKey, String> {
+    let mut p = CertParams::new(
+        DistinguishedName {
+            cn: format!("CP-{model}-{device}"),
+            ou: "EPI".into(),
+            o: "Example Phones Inc".into(),
+            ..DistinguishedName::default()
+        },
+        now() - 86_400,
+        3650,
+    );
+    p.basic_constraints = Some(BasicConstraints {
+        ca: false,
+        path_len: None,
+    });
+    let cert = issue(&p, key, ca, &OsRandom).map_err(|e| e.to_string())?;
+    CertAndKey::new(cert, key.clone()).map_err(|e| e.to_string())
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
+        .unwrap_or(0)
+}
+
+/// A simulated phone.
+#[derive(Clone, Debug)]
+pub struct SimPhone {
+    /// Storage: name, MIC, LSC.
+    pub state: PhoneState,
+    /// Model (e.g. 8845).
+    pub model: String,
+    /// Status messages, as the phone's Status Messages screen lists them.
+    pub status_messages: Vec<String>,
+}
+
+impl SimPhone {
+    /// A phone `SEP<mac>` without MIC or LSC.
+    pub fn new(mac: &str, model: &str) -> Self {
+        Self {
+            state: PhoneState {
+                device: format!("SEP{}", mac.to_ascii_uppercase()),
+                mic: None,
+                lsc: None,
+                version: 3,
+            },
+            model: model.into(),
+            status_messages: Vec::new(),
+        }
+    }
+
+    /// One CAPF session against `addr`, trusting `capf` (the CAPF certificate from the
+    /// phone's ITL). Returns the result and records the status message.
+    pub async fn capf(
+        &mut self,
+        addr: SocketAddr,
+        capf: &X509,
+        auth: PhoneAuth,
+        keys: &dyn KeySource,
+    ) -> PhoneResult {
+        let r = match self.capf_inner(addr, capf, auth, keys).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!(
+                    device = self.state.device,
+                    error = e,
+                    "LSC: Connection failed"
+                );
+                self.status_messages.push("LSC: Connection failed".into());
+                return PhoneResult::Failed(format!("LSC: Connection failed ({e})"));
+            }
+        };
+        self.status_messages.push(r.status_message());
+        r
+    }
+
+    async fn capf_inner(
+        &mut self,
+        addr: SocketAddr,
+        capf: &X509,
+        auth: PhoneAuth,
+        keys: &dyn KeySource,
+    ) -> Result<PhoneResult, String> {
+        let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(|e| e.to_string())?;
+        b.set_security_level(0);
+        b.set_min_proto_version(Some(SslVersion::TLS1))
+            .map_err(|e| e.to_string())?;
+        // The phone trusts exactly the CAPF certificate its ITL lists.
+        b.cert_store_mut()
+            .add_cert(capf.clone())
+            .map_err(|e| e.to_string())?;
+        b.set_verify(SslVerifyMode::PEER);
+        let conn = b.build();
+        let tcp = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
+            .await
+            .map_err(|_| "connect timed out".to_string())?
+            .map_err(|e| e.to_string())?;
+        let _ = tcp.set_nodelay(true);
+        let mut cfg = conn.configure().map_err(|e| e.to_string())?;
+        cfg.set_verify_hostname(false);
+        let ssl = cfg.into_ssl("capf").map_err(|e| e.to_string())?;
+        let mut tls = tokio_openssl::SslStream::new(ssl, tcp).map_err(|e| e.to_string())?;
+        tokio::time::timeout(Duration::from_secs(20), Pin::new(&mut tls).connect())
+            .await
+            .map_err(|_| "TLS handshake timed out".to_string())?
+            .map_err(|e| format!("TLS: {e}"))?;
+        let mut session = PhoneSession::new(self.state.clone(), auth);
+        let result = loop {
+            let mut head = [0u8; 8];
+            tokio::time::timeout(Duration::from_secs(60), tls.read_exact(&mut head))
+                .await
+                .map_err(|_| "no answer from CAPF".to_string())?
+                .map_err(|e| e.to_string())?;
+            let [.., hi, lo] = head;
+            let len = usize::from(u16::from_be_bytes([hi, lo]));
+            let mut body = vec![0u8; len];
+            tls.read_exact(&mut body).await.map_err(|e| e.to_string())?;
+            let mut msg = head.to_vec();
+            msg.extend_from_slice(&body);
+            let mut actions = session.handle(&msg);
+            let mut done = None;
+            while !actions.is_empty() {
+                let a = actions.remove(0);
+                match a {
+                    PhoneAction::Send(b) => tls.write_all(&b).await.map_err(|e| e.to_string())?,
+                    PhoneAction::GenerateKey(req) => {
+                        actions.extend(session.key_ready(keys.key(req)))
+                    }
+                    PhoneAction::Done(r) => done = Some(r),
+                }
+            }
+            if let Some(r) = done {
+                break r;
+            }
+        };
+        let _ = tls.shutdown().await;
+        self.state = session.into_state();
+        Ok(result)
+    }
+}

@@ -1,0 +1,538 @@
+//! The CAPF server: TLS on the CAPF Phone Port (TLS 1.0–1.3, static-RSA CBC suites
+//! included for old firmware), one task per phone, the session logic in
+//! [`phonetrust_proto::capf_server`]. This shell frames messages (length capped, a
+//! deadline on every read), answers lookups from the store, issues LSCs with the CAPF key
+//! and records outcomes in one transaction before the END_SESSION leaves.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use openssl::ssl::{Ssl, SslAcceptor, SslMethod, SslOptions, SslVersion};
+use openssl::x509::X509;
+use phonetrust_pki::profiles::lsc;
+use phonetrust_proto::capf::{Curve, Message};
+use phonetrust_proto::capf_server::{
+    Action, AuthCertKind, AuthPolicy, FailKind, KeyOrderKind, MAX_MESSAGE, Operation, Outcome,
+    Plan, ServerSession, key_requests,
+};
+use phonetrust_proto::cert::CertAndKey;
+use phonetrust_proto::rand::{OsRandom, RandomSource};
+use phonetrust_store::Db;
+use phonetrust_store::devices::device_cert;
+use phonetrust_store::model::{
+    AuthMode, CertOperation, DeviceCertKind, EcCurve, KeyOrder, OpState, TrustStore,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{RwLock, Semaphore};
+use tokio_openssl::SslStream;
+
+use crate::ServiceError;
+
+/// Settings of the CAPF server.
+#[derive(Clone, Debug)]
+pub struct CapfConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Lowest TLS version accepted (TLS 1.0 by default: old phones need it).
+    pub min_tls: SslVersion,
+    /// Sessions at once; further phones get RETRY_LATER.
+    pub max_sessions: usize,
+    /// RETRY_LATER delay, seconds.
+    pub retry_delay: u32,
+    /// Authentication failures from one address or device before it is slowed down.
+    pub auth_failures_before_backoff: u32,
+}
+
+impl Default for CapfConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 3804)),
+            min_tls: SslVersion::TLS1,
+            max_sessions: 1000,
+            retry_delay: 30,
+            auth_failures_before_backoff: 5,
+        }
+    }
+}
+
+/// The TLS acceptor CAPF presents: the CAPF certificate, TLS `min`–1.3, modern suites
+/// first and the static-RSA CBC suites legacy phones need.
+pub fn acceptor(capf: &CertAndKey, min: SslVersion) -> Result<SslAcceptor, ServiceError> {
+    let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
+    b.clear_options(SslOptions::NO_TLSV1 | SslOptions::NO_TLSV1_1);
+    b.set_security_level(0);
+    b.set_min_proto_version(Some(min))?;
+    b.set_cipher_list(
+        "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:ECDHE+AES:AES128-GCM-SHA256:AES256-GCM-SHA384:AES128-SHA:AES256-SHA:@SECLEVEL=0",
+    )?;
+    b.set_certificate(&capf.cert)?;
+    b.set_private_key(&capf.key)?;
+    b.check_private_key()?;
+    Ok(b.build())
+}
+
+/// State shared by the sessions.
+struct Shared {
+    db: Db,
+    capf: CertAndKey,
+    acceptor: SslAcceptor,
+    cfg: CapfConfig,
+    sessions: Semaphore,
+    next_sid: AtomicU32,
+    anchors: RwLock<(Instant, Vec<X509>)>,
+    failures: std::sync::Mutex<HashMap<String, (u32, Instant)>>,
+    rng: OsRandom,
+}
+
+/// A running CAPF server.
+pub struct CapfServer {
+    shared: Arc<Shared>,
+    listener: TcpListener,
+}
+
+const ANCHOR_TTL: Duration = Duration::from_secs(5);
+const BACKOFF_WINDOW: Duration = Duration::from_secs(600);
+
+impl CapfServer {
+    /// Bind the CAPF port with the node's CAPF certificate.
+    pub async fn bind(db: Db, capf: CertAndKey, cfg: CapfConfig) -> Result<Self, ServiceError> {
+        let acceptor = acceptor(&capf, cfg.min_tls)?;
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| ServiceError::Bind(cfg.listen, e))?;
+        let mut first = [0u8; 4];
+        OsRandom
+            .fill(&mut first)
+            .map_err(|e| ServiceError::Other(e.to_string()))?;
+        let shared = Arc::new(Shared {
+            db,
+            capf,
+            acceptor,
+            sessions: Semaphore::new(cfg.max_sessions),
+            cfg,
+            next_sid: AtomicU32::new(u32::from_be_bytes(first) | 1),
+            anchors: RwLock::new((Instant::now() - ANCHOR_TTL * 2, Vec::new())),
+            failures: std::sync::Mutex::new(HashMap::new()),
+            rng: OsRandom,
+        });
+        Ok(Self { shared, listener })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> Result<SocketAddr, ServiceError> {
+        self.listener.local_addr().map_err(ServiceError::Io)
+    }
+
+    /// Accept phones until the task is dropped.
+    pub async fn run(self) {
+        loop {
+            match self.listener.accept().await {
+                Ok((tcp, peer)) => {
+                    let shared = self.shared.clone();
+                    tokio::spawn(async move {
+                        connection(shared, tcp, peer).await;
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "CAPF accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn send(tls: &mut SslStream<TcpStream>, bytes: &[u8]) -> std::io::Result<()> {
+    // One message, one write: the whole buffer goes into one TLS record.
+    tokio::time::timeout(Duration::from_secs(20), tls.write_all(bytes))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out"))??;
+    tls.flush().await
+}
+
+async fn read_message(
+    tls: &mut SslStream<TcpStream>,
+    deadline: Duration,
+) -> Result<Vec<u8>, String> {
+    let fut = async {
+        let mut head = [0u8; 8];
+        tls.read_exact(&mut head)
+            .await
+            .map_err(|e| format!("connection lost ({e})"))?;
+        let [.., hi, lo] = head;
+        let len = usize::from(u16::from_be_bytes([hi, lo]));
+        if len + 8 > MAX_MESSAGE {
+            return Err(format!(
+                "message of {} bytes is over the {MAX_MESSAGE}-byte cap",
+                len + 8
+            ));
+        }
+        let mut body = vec![0u8; len];
+        tls.read_exact(&mut body)
+            .await
+            .map_err(|e| format!("connection lost ({e})"))?;
+        let mut msg = head.to_vec();
+        msg.extend_from_slice(&body);
+        Ok(msg)
+    };
+    tokio::time::timeout(deadline, fut)
+        .await
+        .map_err(|_| format!("no message within {} s", deadline.as_secs()))?
+}
+
+fn backoff_key_ip(ip: IpAddr) -> String {
+    format!("ip:{ip}")
+}
+
+impl Shared {
+    fn failures_of(&self, key: &str) -> u32 {
+        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(key)
+            .filter(|(_, t)| t.elapsed() < BACKOFF_WINDOW)
+            .map(|(n, _)| *n)
+            .unwrap_or(0)
+    }
+
+    fn note_failure(&self, key: String) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let e = map.entry(key).or_insert((0, Instant::now()));
+        if e.1.elapsed() >= BACKOFF_WINDOW {
+            *e = (0, Instant::now());
+        }
+        e.0 += 1;
+        e.1 = Instant::now();
+        if map.len() > 100_000 {
+            map.retain(|_, (_, t)| t.elapsed() < BACKOFF_WINDOW);
+        }
+    }
+
+    fn backoff_delay(&self, key: &str) -> Option<u32> {
+        let n = self.failures_of(key);
+        let limit = self.cfg.auth_failures_before_backoff;
+        (n >= limit)
+            .then(|| 1u32 << (n - limit).min(6))
+            .map(|s| s.min(60) * 10)
+    }
+
+    async fn anchors(&self) -> Vec<X509> {
+        {
+            let a = self.anchors.read().await;
+            if a.0.elapsed() < ANCHOR_TTL {
+                return a.1.clone();
+            }
+        }
+        let certs = self
+            .db
+            .trust_certs(TrustStore::Capf)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "reading CAPF-trust");
+                Vec::new()
+            });
+        *self.anchors.write().await = (Instant::now(), certs.clone());
+        certs
+    }
+
+    async fn plan(&self, device: &str, now: i64) -> Result<Option<Plan>, String> {
+        let d = match self.db.device(device).await {
+            Ok(d) => d,
+            Err(phonetrust_store::StoreError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        let c = &d.capf;
+        let curve = match c.ec_curve {
+            EcCurve::P256 => Curve::P256,
+            EcCurve::P384 => Curve::P384,
+            EcCurve::P521 => Curve::P521,
+        };
+        let order = match c.key_order {
+            KeyOrder::Rsa => KeyOrderKind::Rsa,
+            KeyOrder::Ec => KeyOrderKind::Ec,
+            KeyOrder::EcRsa => KeyOrderKind::EcRsa,
+            KeyOrder::RsaEc => KeyOrderKind::RsaEc,
+        };
+        let bits = u16::try_from(c.rsa_bits).unwrap_or(2048);
+        let operation = match c.operation {
+            CertOperation::None => Operation::None,
+            CertOperation::Install => Operation::Install(key_requests(order, bits, curve)),
+            CertOperation::Troubleshoot => Operation::Fetch,
+            CertOperation::Delete => Operation::Delete,
+        };
+        let auth = match c.auth_mode {
+            AuthMode::NullString => AuthPolicy::NullString,
+            AuthMode::AuthString => {
+                AuthPolicy::AuthString(c.auth_string.clone().unwrap_or_default())
+            }
+            AuthMode::Lsc => AuthPolicy::Lsc,
+            AuthMode::Mic => AuthPolicy::Mic,
+        };
+        let trust = self.anchors().await;
+        Ok(Some(Plan {
+            operation,
+            auth,
+            expired: c.completes_by.is_some_and(|t| t < now),
+            lsc_anchors: vec![self.capf.cert.clone()],
+            mic_anchors: trust,
+            now,
+        }))
+    }
+
+    async fn issue(
+        &self,
+        device: &str,
+        key: &openssl::pkey::PKeyRef<openssl::pkey::Public>,
+        now: i64,
+    ) -> Result<Vec<u8>, String> {
+        let days = self
+            .db
+            .param(phonetrust_store::params::LSC_VALIDITY_DAYS)
+            .await
+            .map_err(|e| e.to_string())?;
+        let params = lsc(
+            device,
+            &self.capf.cert,
+            now,
+            u32::try_from(days).unwrap_or(1826),
+        );
+        let cert = phonetrust_pki::issue(&params, key, &self.capf, &self.rng)
+            .map_err(|e| e.to_string())?;
+        cert.to_der().map_err(|e| e.to_string())
+    }
+
+    /// Record an outcome; Ok when it is committed (or there is nothing to record).
+    async fn record(&self, outcome: &Outcome, now: i64) -> Result<(), String> {
+        let db = &self.db;
+        let to_cert = |kind, der: &[u8]| {
+            X509::from_der(der)
+                .map_err(|e| e.to_string())
+                .and_then(|x| device_cert(kind, &x, now).map_err(|e| e.to_string()))
+        };
+        let auth_cert = |a: &Option<(AuthCertKind, Vec<u8>)>| -> Result<Vec<_>, String> {
+            match a {
+                Some((AuthCertKind::Mic, der)) => Ok(vec![to_cert(DeviceCertKind::Mic, der)?]),
+                _ => Ok(Vec::new()),
+            }
+        };
+        let r = match outcome {
+            Outcome::Installed {
+                device,
+                cert,
+                auth_cert: a,
+            } => {
+                let mut certs = auth_cert(a)?;
+                certs.push(to_cert(DeviceCertKind::Lsc, cert)?);
+                db.record_capf_result(
+                    device,
+                    OpState::Success,
+                    "Upgrade Success",
+                    &certs,
+                    false,
+                    now,
+                )
+                .await
+            }
+            Outcome::Fetched {
+                device,
+                cert,
+                auth_cert: a,
+            } => {
+                let issued_here = X509::from_der(cert).ok().is_some_and(|x| {
+                    self.capf.cert.issued(&x) == openssl::x509::X509VerifyResult::OK
+                });
+                let kind = if issued_here {
+                    DeviceCertKind::Lsc
+                } else {
+                    DeviceCertKind::Mic
+                };
+                let mut certs = auth_cert(a)?;
+                certs.push(to_cert(kind, cert)?);
+                db.record_capf_result(
+                    device,
+                    OpState::Success,
+                    "Troubleshoot Success",
+                    &certs,
+                    false,
+                    now,
+                )
+                .await
+            }
+            Outcome::Deleted { device } => {
+                db.record_capf_result(device, OpState::Success, "Delete Success", &[], true, now)
+                    .await
+            }
+            Outcome::Failed {
+                device: Some(device),
+                status,
+                ..
+            } => {
+                match db
+                    .record_capf_result(device, OpState::Failed, status, &[], false, now)
+                    .await
+                {
+                    Err(phonetrust_store::StoreError::NotFound(_)) => Ok(()),
+                    other => other,
+                }
+            }
+            Outcome::Failed { device: None, .. }
+            | Outcome::NothingScheduled { .. }
+            | Outcome::UnknownDevice { .. } => Ok(()),
+        };
+        r.map_err(|e| e.to_string())
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+    let _ = tcp.set_nodelay(true);
+    let ssl = match Ssl::new(shared.acceptor.context()) {
+        Ok(s) => s,
+        Err(e) => return tracing::warn!(%peer, error = %e, "CAPF: TLS setup failed"),
+    };
+    let Ok(mut tls) = SslStream::new(ssl, tcp) else {
+        return;
+    };
+    match tokio::time::timeout(Duration::from_secs(20), Pin::new(&mut tls).accept()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return tracing::info!(%peer, error = %e, "CAPF: TLS handshake failed"),
+        Err(_) => return tracing::info!(%peer, "CAPF: TLS handshake timed out"),
+    }
+    let sid = shared.next_sid.fetch_add(1, Ordering::Relaxed);
+    // Busy, or this address failed too often: RETRY_LATER, never a dropped connection.
+    let delay = shared.backoff_delay(&backoff_key_ip(peer.ip()));
+    let permit = match (delay, shared.sessions.try_acquire()) {
+        (None, Ok(p)) => p,
+        (d, _) => {
+            let d = d.unwrap_or(shared.cfg.retry_delay);
+            tracing::info!(%peer, delay = d, "CAPF: RETRY_LATER");
+            if let Ok(m) = Message::retry_later(sid, d).encode() {
+                let _ = send(&mut tls, &m).await;
+            }
+            let _ = tls.shutdown().await;
+            return;
+        }
+    };
+    let mut s = ServerSession::new(sid);
+    let mut actions = s.start();
+    'session: loop {
+        let mut next = Vec::new();
+        for a in actions.drain(..) {
+            match a {
+                Action::Send(b) => {
+                    if let Err(e) = send(&mut tls, &b).await {
+                        tracing::info!(%peer, device = s.device().unwrap_or("?"), error = %e, "CAPF: LSC: Connection failed (write)");
+                        break 'session;
+                    }
+                }
+                Action::Lookup { device } => {
+                    if let Some(d) = shared.backoff_delay(&format!("dev:{device}")) {
+                        tracing::warn!(%peer, device, delay = d, "CAPF: repeated authentication failures, slowed down");
+                        if let Ok(m) = Message::retry_later(sid, d).encode() {
+                            let _ = send(&mut tls, &m).await;
+                        }
+                        break 'session;
+                    }
+                    let plan = match shared.plan(&device, unix_now()).await {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::error!(%peer, device, error = %e, "CAPF: store lookup failed");
+                            let _ = send(&mut tls, &s.failure_end()).await;
+                            break 'session;
+                        }
+                    };
+                    next.extend(s.plan(plan));
+                }
+                Action::Issue { device, public_key } => {
+                    let r = shared.issue(&device, &public_key, unix_now()).await;
+                    if let Err(e) = &r {
+                        tracing::error!(%peer, device, error = %e, "CAPF: could not issue the LSC");
+                    }
+                    next.extend(s.issued(r));
+                }
+                Action::Finish { outcome, end } => {
+                    let end = match shared.record(&outcome, unix_now()).await {
+                        Ok(()) => end,
+                        Err(e) => {
+                            tracing::error!(%peer, device = s.device().unwrap_or("?"), error = %e, "CAPF: could not record the outcome; the phone is told the operation failed");
+                            s.failure_end()
+                        }
+                    };
+                    log_outcome(&shared, &outcome, peer);
+                    let _ = send(&mut tls, &end).await;
+                    break 'session;
+                }
+            }
+        }
+        if !next.is_empty() {
+            actions = next;
+            continue;
+        }
+        if s.is_done() {
+            break;
+        }
+        match read_message(&mut tls, s.read_timeout()).await {
+            Ok(m) => actions = s.handle(&m),
+            Err(why) => {
+                // Oversized: tell the phone (reason 7). Lost or silent: nothing to tell.
+                if why.contains("cap") {
+                    let _ = send(&mut tls, &s.failure_end()).await;
+                }
+                let outcome = Outcome::Failed {
+                    device: s.device().map(str::to_string),
+                    kind: FailKind::Protocol,
+                    status: format!("Operation Failed: {why}"),
+                };
+                if s.device().is_some() {
+                    let _ = shared.record(&outcome, unix_now()).await;
+                }
+                tracing::warn!(%peer, device = s.device().unwrap_or("?"), cause = why, "CAPF: session ended");
+                break;
+            }
+        }
+    }
+    drop(permit);
+    let _ = tokio::time::timeout(Duration::from_secs(2), tls.shutdown()).await;
+}
+
+fn log_outcome(shared: &Shared, o: &Outcome, peer: SocketAddr) {
+    match o {
+        Outcome::Installed { device, .. } => {
+            tracing::info!(%peer, device, "CAPF: LSC installed (Upgrade Success)")
+        }
+        Outcome::Fetched { device, .. } => {
+            tracing::info!(%peer, device, "CAPF: certificate fetched (Troubleshoot Success)")
+        }
+        Outcome::Deleted { device } => {
+            tracing::info!(%peer, device, "CAPF: LSC deleted (Delete Success)")
+        }
+        Outcome::NothingScheduled { device } => {
+            tracing::info!(%peer, device, "CAPF: no operation scheduled")
+        }
+        Outcome::UnknownDevice { device } => {
+            tracing::warn!(%peer, device, "CAPF: unknown device (reason 9): add the phone first")
+        }
+        Outcome::Failed {
+            device,
+            kind,
+            status,
+        } => {
+            tracing::warn!(%peer, device = device.as_deref().unwrap_or("?"), ?kind, status, "CAPF: operation failed");
+            if *kind == FailKind::Auth {
+                shared.note_failure(backoff_key_ip(peer.ip()));
+                if let Some(d) = device {
+                    shared.note_failure(format!("dev:{d}"));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! The network services of a phonetrust node, as thin async shells: sockets, TLS,
+//! deadlines and the store here; protocol logic in `phonetrust-proto`'s sans-IO sessions.
+//!
+//! - [`capf`]: the CAPF server (certificate enrolment).
+
+#![forbid(unsafe_code)]
+
+pub mod capf;
+
+/// Why a service could not start or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The port could not be bound.
+    #[error(
+        "cannot listen on {0}: {1} (is another service using the port? a port below 1024 needs privileges)"
+    )]
+    Bind(std::net::SocketAddr, std::io::Error),
+    /// A socket operation failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// TLS set-up failed.
+    #[error("TLS: {0}")]
+    Tls(#[from] openssl::error::ErrorStack),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}

@@ -1,0 +1,470 @@
+//! The CAPF server end to end over loopback TLS, with simulated phones: every operation,
+//! every authentication mode, and every refusal, checked on the phone and in the store.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode, SslVersion};
+use openssl::x509::X509;
+use phonetrust_phonesim::{Generate, SimPhone, manufacturer_ca, mic};
+use phonetrust_pki::profiles::{NodeIdentity, OwnCert};
+use phonetrust_pki::{DistinguishedName, KeySpec, generate_key};
+use phonetrust_proto::capf::{Command, Message, Reason};
+use phonetrust_proto::capf_phone::{PhoneAuth, PhoneResult};
+use phonetrust_proto::rand::OsRandom;
+use phonetrust_services::capf::{CapfConfig, CapfServer};
+use phonetrust_store::devices::{CapfChange, NewDevice};
+use phonetrust_store::layout::DataDir;
+use phonetrust_store::model::{AuthMode, CertOperation, KeyOrder, OpState, Protocol, TrustStore};
+use phonetrust_store::{Db, identity};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+struct Node {
+    db: Db,
+    capf: X509,
+    addr: SocketAddr,
+}
+
+async fn node(tag: &str, cfg: CapfConfig) -> Node {
+    let dir = std::env::temp_dir().join(format!("phonetrust-capf-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = DataDir::new(&dir);
+    let mut n = NodeIdentity::new(
+        "pub.example.test",
+        DistinguishedName {
+            o: "Example Corp".into(),
+            c: "NZ".into(),
+            ..DistinguishedName::default()
+        },
+    );
+    n.rsa_bits = 2048;
+    let id = identity::create(&data, &n, now() - 60, &OsRandom).unwrap();
+    let db = Db::open(&phonetrust_store::db::default_url(&dir))
+        .await
+        .unwrap();
+    let capf = id.get(OwnCert::Capf).unwrap().clone();
+    let server = CapfServer::bind(
+        db.clone(),
+        capf.clone(),
+        CapfConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..cfg
+        },
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    tokio::spawn(server.run());
+    Node {
+        db,
+        capf: capf.cert,
+        addr,
+    }
+}
+
+async fn schedule(
+    db: &Db,
+    name: &str,
+    op: CertOperation,
+    auth: AuthMode,
+    s: Option<&str>,
+    order: KeyOrder,
+) {
+    if db.device(name).await.is_err() {
+        db.add_devices(
+            &[NewDevice {
+                name: name.into(),
+                model: "8845".into(),
+                protocol: Protocol::Sip,
+                profile: None,
+                description: String::new(),
+            }],
+            now(),
+        )
+        .await
+        .unwrap();
+    }
+    db.set_capf(
+        name,
+        &CapfChange {
+            operation: Some(op),
+            auth_mode: Some(auth),
+            auth_string: s.map(str::to_string),
+            key_order: Some(order),
+            ..CapfChange::default()
+        },
+        now(),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_fetch_delete_with_every_authentication_mode() {
+    let n = node("ops", CapfConfig::default()).await;
+    let rsa = Generate { ec: true };
+
+    // Null string, RSA: installed, recorded only with the phone's confirmation.
+    let mut p = SimPhone::new("001122334455", "8845");
+    schedule(
+        &n.db,
+        "SEP001122334455",
+        CertOperation::Install,
+        AuthMode::NullString,
+        None,
+        KeyOrder::Rsa,
+    )
+    .await;
+    assert_eq!(
+        p.capf(n.addr, &n.capf, PhoneAuth::None, &rsa).await,
+        PhoneResult::Installed
+    );
+    assert_eq!(p.status_messages, ["LSC: Installed"]);
+    let lsc = p.state.lsc.clone().unwrap();
+    assert!(
+        phonetrust_proto::cert::verify_chain(&lsc.cert, &[], std::slice::from_ref(&n.capf), now())
+            .is_ok()
+    );
+    let d = n.db.device("SEP001122334455").await.unwrap();
+    assert_eq!(d.capf.status, "Upgrade Success");
+    assert_eq!(d.capf.state, OpState::Success);
+    assert_eq!(d.capf.operation, CertOperation::None);
+    let md5 = phonetrust_proto::cert::md5_hex(&lsc.cert.to_der().unwrap());
+    assert_eq!(d.md5hash.as_deref(), Some(md5.as_str()));
+    let certs = n.db.device_certs("SEP001122334455").await.unwrap();
+    assert_eq!(certs.len(), 1);
+    assert!(certs[0].issuer.contains("CN=CAPF-"));
+
+    // Nothing scheduled now.
+    assert_eq!(
+        p.capf(n.addr, &n.capf, PhoneAuth::None, &rsa).await,
+        PhoneResult::NothingToDo
+    );
+
+    // Troubleshoot and delete, authenticated by the LSC.
+    schedule(
+        &n.db,
+        "SEP001122334455",
+        CertOperation::Troubleshoot,
+        AuthMode::Lsc,
+        None,
+        KeyOrder::Rsa,
+    )
+    .await;
+    assert_eq!(
+        p.capf(n.addr, &n.capf, PhoneAuth::Certificate { sudi: true }, &rsa)
+            .await,
+        PhoneResult::Fetched
+    );
+    assert_eq!(
+        n.db.device("SEP001122334455").await.unwrap().capf.status,
+        "Troubleshoot Success"
+    );
+    schedule(
+        &n.db,
+        "SEP001122334455",
+        CertOperation::Delete,
+        AuthMode::Lsc,
+        None,
+        KeyOrder::Rsa,
+    )
+    .await;
+    assert_eq!(
+        p.capf(
+            n.addr,
+            &n.capf,
+            PhoneAuth::Certificate { sudi: false },
+            &rsa
+        )
+        .await,
+        PhoneResult::Deleted
+    );
+    assert!(p.state.lsc.is_none());
+    let d = n.db.device("SEP001122334455").await.unwrap();
+    assert_eq!(d.capf.status, "Delete Success");
+    assert_eq!(d.md5hash, None);
+
+    // Authentication string: wrong, then right. EC preferred, RSA backup, phone without EC.
+    let mut q = SimPhone::new("0011223344AA", "7975");
+    schedule(
+        &n.db,
+        "SEP0011223344AA",
+        CertOperation::Install,
+        AuthMode::AuthString,
+        Some("123456"),
+        KeyOrder::EcRsa,
+    )
+    .await;
+    let r = q
+        .capf(n.addr, &n.capf, PhoneAuth::Password("999999".into()), &rsa)
+        .await;
+    assert!(matches!(r, PhoneResult::Failed(_)), "{r:?}");
+    assert_eq!(q.status_messages, ["LSC: Failed"]);
+    let d = n.db.device("SEP0011223344AA").await.unwrap();
+    assert_eq!(
+        d.capf.status,
+        "Upgrade Failed: Invalid Authentication String"
+    );
+    assert_eq!(d.capf.state, OpState::Failed);
+    assert_eq!(
+        q.capf(
+            n.addr,
+            &n.capf,
+            PhoneAuth::Password("123456".into()),
+            &Generate { ec: false }
+        )
+        .await,
+        PhoneResult::Installed
+    );
+    let k = q.state.lsc.as_ref().unwrap().key.clone();
+    assert_eq!(k.id(), openssl::pkey::Id::RSA, "fell back to RSA");
+
+    // EC only, P-256.
+    let mut e = SimPhone::new("0011223344EE", "8845");
+    schedule(
+        &n.db,
+        "SEP0011223344EE",
+        CertOperation::Install,
+        AuthMode::NullString,
+        None,
+        KeyOrder::Ec,
+    )
+    .await;
+    assert_eq!(
+        e.capf(n.addr, &n.capf, PhoneAuth::None, &rsa).await,
+        PhoneResult::Installed
+    );
+    assert_eq!(
+        e.state.lsc.as_ref().unwrap().key.id(),
+        openssl::pkey::Id::EC
+    );
+
+    // MIC: refused until the manufacturer CA is in CAPF-trust, then installed; MIC recorded.
+    let mfg = manufacturer_ca("Example Manufacturing CA").unwrap();
+    let mut m = SimPhone::new("0011AABBCCDD", "8845");
+    let key = generate_key(KeySpec::Rsa(2048)).unwrap();
+    m.state.mic = Some(mic(&mfg, "8845", &m.state.device, &key).unwrap());
+    schedule(
+        &n.db,
+        "SEP0011AABBCCDD",
+        CertOperation::Install,
+        AuthMode::Mic,
+        None,
+        KeyOrder::Rsa,
+    )
+    .await;
+    assert!(matches!(
+        m.capf(n.addr, &n.capf, PhoneAuth::Certificate { sudi: true }, &rsa)
+            .await,
+        PhoneResult::Failed(_)
+    ));
+    let st = n.db.device("SEP0011AABBCCDD").await.unwrap().capf.status;
+    assert!(st.starts_with("Upgrade Failed: Invalid MIC"), "{st}");
+    n.db.trust_import(TrustStore::Capf, &mfg.cert.to_pem().unwrap(), now())
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await; // trust cache TTL
+    schedule(
+        &n.db,
+        "SEP0011AABBCCDD",
+        CertOperation::Install,
+        AuthMode::Mic,
+        None,
+        KeyOrder::Rsa,
+    )
+    .await;
+    assert_eq!(
+        m.capf(n.addr, &n.capf, PhoneAuth::Certificate { sudi: true }, &rsa)
+            .await,
+        PhoneResult::Installed
+    );
+    let kinds: Vec<String> =
+        n.db.device_certs("SEP0011AABBCCDD")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.kind.as_str().to_string())
+            .collect();
+    assert_eq!(kinds, ["MIC", "LSC"]);
+
+    // An LSC from another CAPF: "Invalid LSC".
+    let other = manufacturer_ca("Some Other CAPF").unwrap();
+    let mut x = SimPhone::new("0011223344BB", "8845");
+    let xk = generate_key(KeySpec::Rsa(1024)).unwrap();
+    let params = phonetrust_pki::profiles::lsc("SEP0011223344BB", &other.cert, now() - 60, 30);
+    let forged = phonetrust_pki::issue(&params, &xk, &other, &OsRandom).unwrap();
+    x.state.lsc = Some(phonetrust_proto::cert::CertAndKey::new(forged, xk).unwrap());
+    schedule(
+        &n.db,
+        "SEP0011223344BB",
+        CertOperation::Troubleshoot,
+        AuthMode::Lsc,
+        None,
+        KeyOrder::Rsa,
+    )
+    .await;
+    assert!(matches!(
+        x.capf(
+            n.addr,
+            &n.capf,
+            PhoneAuth::Certificate { sudi: false },
+            &rsa
+        )
+        .await,
+        PhoneResult::Failed(_)
+    ));
+    let st = n.db.device("SEP0011223344BB").await.unwrap().capf.status;
+    assert!(st.starts_with("Troubleshoot Failed: Invalid LSC"), "{st}");
+
+    // Unknown phone.
+    let mut u = SimPhone::new("00000000000D", "8845");
+    assert!(matches!(
+        u.capf(n.addr, &n.capf, PhoneAuth::None, &rsa).await,
+        PhoneResult::Failed(_)
+    ));
+    assert_eq!(u.status_messages, ["LSC: Failed"]);
+
+    // Operation completes by: passed.
+    let mut t = SimPhone::new("00000000000E", "8845");
+    n.db.add_devices(
+        &[NewDevice {
+            name: "SEP00000000000E".into(),
+            model: "8845".into(),
+            protocol: Protocol::Sip,
+            profile: None,
+            description: String::new(),
+        }],
+        now(),
+    )
+    .await
+    .unwrap();
+    n.db.set_capf(
+        "SEP00000000000E",
+        &CapfChange {
+            operation: Some(CertOperation::Install),
+            completes_by: Some(now() + 1),
+            ..CapfChange::default()
+        },
+        now(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(matches!(
+        t.capf(n.addr, &n.capf, PhoneAuth::None, &rsa).await,
+        PhoneResult::Failed(_)
+    ));
+    assert_eq!(
+        n.db.device("SEP00000000000E").await.unwrap().capf.status,
+        "Upgrade Failed: User Initiated Request Late/Timeout"
+    );
+
+    // Server unreachable: "LSC: Connection failed".
+    let mut c = SimPhone::new("00000000000F", "8845");
+    let closed: SocketAddr = "127.0.0.1:1".parse().unwrap();
+    assert!(matches!(
+        c.capf(closed, &n.capf, PhoneAuth::None, &rsa).await,
+        PhoneResult::Failed(_)
+    ));
+    assert_eq!(c.status_messages, ["LSC: Connection failed"]);
+}
+
+async fn raw_client(
+    addr: SocketAddr,
+    legacy: bool,
+) -> tokio_openssl::SslStream<tokio::net::TcpStream> {
+    let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    b.set_verify(SslVerifyMode::NONE);
+    if legacy {
+        b.set_security_level(0);
+        b.set_min_proto_version(Some(SslVersion::TLS1)).unwrap();
+        b.set_max_proto_version(Some(SslVersion::TLS1)).unwrap();
+        b.set_cipher_list("AES128-SHA:@SECLEVEL=0").unwrap();
+    }
+    let ssl = b
+        .build()
+        .configure()
+        .unwrap()
+        .verify_hostname(false)
+        .into_ssl("capf")
+        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut s = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+    Pin::new(&mut s).connect().await.unwrap();
+    s
+}
+
+async fn read_msg(s: &mut tokio_openssl::SslStream<tokio::net::TcpStream>) -> Message {
+    let mut head = [0u8; 8];
+    s.read_exact(&mut head).await.unwrap();
+    let len = u16::from_be_bytes([head[6], head[7]]) as usize;
+    let mut m = head.to_vec();
+    m.resize(8 + len, 0);
+    s.read_exact(&mut m[8..]).await.unwrap();
+    Message::decode(&m).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_tls_limits_and_malformed_input() {
+    let n = node(
+        "limits",
+        CapfConfig {
+            max_sessions: 1,
+            retry_delay: 42,
+            ..CapfConfig::default()
+        },
+    )
+    .await;
+    // TLS 1.0 with static-RSA AES128-SHA, as old firmware speaks it.
+    let mut a = raw_client(n.addr, true).await;
+    assert_eq!(a.ssl().version_str(), "TLSv1");
+    assert_eq!(a.ssl().current_cipher().unwrap().name(), "AES128-SHA");
+    let first = read_msg(&mut a).await;
+    assert_eq!(first.command, Command::AuthRequest);
+    // The one session slot is taken: the next phone gets RETRY_LATER, not a dropped line.
+    let mut b = raw_client(n.addr, false).await;
+    let m = read_msg(&mut b).await;
+    assert_eq!(m.command, Command::RetryLater);
+    assert_eq!(m.retry_delay(), Some(42));
+    // A message over the cap ends the session with reason 7.
+    let mut big = vec![0x55, 2];
+    big.extend(first.session_id.to_be_bytes());
+    big.extend(60_000u16.to_be_bytes());
+    a.write_all(&big).await.unwrap();
+    let m = read_msg(&mut a).await;
+    assert_eq!(
+        (m.command, m.reason()),
+        (Command::EndSession, Some(Reason::Failure))
+    );
+    drop(a);
+    // Garbage inside the cap: reason 7 too; session ids differ per connection.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let mut c = raw_client(n.addr, false).await;
+    let m1 = read_msg(&mut c).await;
+    assert_eq!(m1.command, Command::AuthRequest);
+    assert_ne!(m1.session_id, first.session_id);
+    let mut junk = vec![0x55, 2];
+    junk.extend(m1.session_id.to_be_bytes());
+    junk.extend([0u8, 3, 0xff, 0xff, 0xff]);
+    c.write_all(&junk).await.unwrap();
+    let m = read_msg(&mut c).await;
+    assert_eq!(
+        (m.command, m.reason()),
+        (Command::EndSession, Some(Reason::Failure))
+    );
+}
