@@ -76,6 +76,8 @@ impl InitArgs {
 
 /// Create the identity of a fresh node in `data` and print it.
 pub(crate) fn create_identity(data: &DataDir, node: &NodeIdentity) -> Result<()> {
+    std::fs::create_dir_all(data.root())
+        .with_context(|| format!("creating {}", data.root().display()))?;
     let id = identity::create(data, node, now(), &OsRandom)
         .with_context(|| format!("initialising {}", data.root().display()))?;
     println!(

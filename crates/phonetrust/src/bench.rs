@@ -30,12 +30,18 @@ pub(crate) enum BenchCmd {
         #[arg(long, default_value_t = 200)]
         iterations: u32,
     },
+    /// CAPF enrolment: N simulated phones against a local `phonetrust serve`.
+    Capf(crate::bench_capf::CapfBench),
 }
 
 /// Run a benchmark.
 pub(crate) fn run(cmd: BenchCmd) -> Result<ExitCode> {
     match cmd {
         BenchCmd::Files { iterations } => files(iterations.max(1)),
+        BenchCmd::Capf(b) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(crate::bench_capf::run(b)),
     }
 }
 

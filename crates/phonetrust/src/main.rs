@@ -9,10 +9,12 @@
 
 mod admin;
 mod bench;
+mod bench_capf;
 mod files;
 mod fsutil;
 mod node;
 mod phones;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -51,6 +53,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the node: creates the identity on first start, then serves CAPF on the CAPF
+    /// Phone Port until interrupted.
+    Serve(serve::ServeArgs),
     /// Create this node's identity (CAPF, CallManager, CallManager-ECDSA, TVS,
     /// ITLRecovery, tomcat) in the data directory.
     Init(admin::InitArgs),
@@ -109,12 +114,23 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
         .block_on(f)
 }
 
+/// Run the services on a multi-threaded runtime.
+fn serve_runtime<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
+    f: F,
+) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(f)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     tracing::debug!(data = %cli.data.display(), "starting");
     let node = node::Node::new(&cli.data, cli.database.clone());
     let result = match cli.command {
+        Command::Serve(a) => serve_runtime(serve::serve(&node, a)),
         Command::Init(a) => block_on(admin::init(&node, a)),
         Command::Show(c) => block_on(admin::show(&node, c)),
         Command::Set(c) => block_on(admin::set(&node, c)),

@@ -846,3 +846,46 @@ fn killed_bulk_import_leaves_none_or_all_rows() {
     );
     assert!(stdout(&o).contains(&rows.to_string()));
 }
+
+#[test]
+fn serve_creates_the_identity_on_first_start_and_listens() {
+    let d = tmp("serve");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--capf-port",
+            &port.to_string(),
+            "--host",
+            "pub.example.test",
+            "--rsa-bits",
+            "1024",
+        ])
+        .current_dir(&d)
+        .env("PHONETRUST_DATA", d.join("data"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut up = false;
+    while start.elapsed() < std::time::Duration::from_secs(30) {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(up, "serve did not listen on the CAPF port");
+    let o = pt(&d, &["show", "cert", "list", "own"]);
+    assert!(stdout(&o).contains("CAPF-"), "{}", stdout(&o));
+    assert!(d.join("data/phonetrust.db").exists());
+}

@@ -1,0 +1,178 @@
+//! `phonetrust bench capf`: enrol N simulated phones (RSA keys pre-generated) with
+//! concurrency C against a `phonetrust serve` started as a separate process on loopback;
+//! print enrolments per second, p50/p99 latency and the server's peak memory (VmHWM).
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use openssl::x509::X509;
+use phonetrust_phonesim::{Pool, SimPhone};
+use phonetrust_proto::capf_phone::{PhoneAuth, PhoneResult};
+
+/// Options of `bench capf`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CapfBench {
+    /// Phones to enrol.
+    #[arg(long, default_value_t = 2000)]
+    phones: usize,
+    /// Phones enrolling at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// RSA key size the phones are asked for.
+    #[arg(long, default_value_t = 2048)]
+    rsa_bits: u32,
+    /// Distinct pre-generated phone keys (reused round robin).
+    #[arg(long, default_value_t = 32)]
+    keys: usize,
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).copied().unwrap_or_default()
+}
+
+/// Run the benchmark.
+pub(crate) async fn run(b: CapfBench) -> Result<ExitCode> {
+    let exe = std::env::current_exe()?;
+    let dir = std::env::temp_dir().join(format!("phonetrust-bench-capf-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let data = dir.join("data");
+    let pt = |args: &[&str]| -> Result<()> {
+        let o = Command::new(&exe)
+            .args(args)
+            .env("PHONETRUST_DATA", &data)
+            .output()?;
+        if !o.status.success() {
+            bail!("{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        Ok(())
+    };
+    pt(&["init", "--host", "bench.example.test"])?;
+    let mut csv = String::from("name,model,protocol,operation,auth,key_order,rsa_bits\n");
+    for i in 0..b.phones {
+        csv.push_str(&format!(
+            "SEP{i:012X},8845,SIP,install,null-string,rsa,{}\n",
+            b.rsa_bits
+        ));
+    }
+    std::fs::write(dir.join("phones.csv"), csv)?;
+    pt(&[
+        "phone",
+        "import",
+        dir.join("phones.csv").to_str().unwrap_or_default(),
+    ])?;
+    let capf_pem = Command::new(&exe)
+        .args(["show", "cert", "own", "CAPF", "--pem"])
+        .env("PHONETRUST_DATA", &data)
+        .output()?
+        .stdout;
+    let capf = X509::from_pem(&capf_pem)?;
+
+    let port = free_port()?;
+    let mut server = Command::new(&exe)
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--capf-port",
+            &port.to_string(),
+            "--max-sessions",
+            "100000",
+        ])
+        .env("PHONETRUST_DATA", &data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    let up = Instant::now();
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        if up.elapsed() > Duration::from_secs(20) {
+            let _ = server.kill();
+            bail!("the server did not start");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let idle_kib = vm_hwm_kib(server.id()).unwrap_or(0);
+
+    println!(
+        "pre-generating {} RSA-{} phone keys ...",
+        b.keys, b.rsa_bits
+    );
+    let keys = Arc::new(Pool::rsa(b.keys, b.rsa_bits).context("generating keys")?);
+    let sem = Arc::new(tokio::sync::Semaphore::new(b.concurrency.max(1)));
+    let capf = Arc::new(capf);
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(b.phones);
+    for i in 0..b.phones {
+        let (sem, keys, capf) = (sem.clone(), keys.clone(), capf.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await.ok()?;
+            let mut phone = SimPhone::new(&format!("{i:012X}"), "8845");
+            let t = Instant::now();
+            let r = phone
+                .capf(addr, &capf, PhoneAuth::None, keys.as_ref())
+                .await;
+            Some((r, t.elapsed()))
+        }));
+    }
+    let mut lat = Vec::with_capacity(b.phones);
+    let mut failed = 0usize;
+    for t in tasks {
+        match t.await.ok().flatten() {
+            Some((PhoneResult::Installed, d)) => lat.push(d),
+            _ => failed += 1,
+        }
+    }
+    let wall = start.elapsed();
+    let peak_kib = vm_hwm_kib(server.id()).unwrap_or(0);
+    let _ = server.kill();
+    let _ = server.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    lat.sort();
+    let ok = lat.len();
+    println!(
+        "CAPF enrolment: {} phones, concurrency {}, RSA-{} keys (pre-generated), server and phones on this machine",
+        b.phones, b.concurrency, b.rsa_bits
+    );
+    println!("  enrolled        {ok} ({failed} failed)");
+    println!("  wall time       {:.2} s", wall.as_secs_f64());
+    println!("  enrolments/s    {:.0}", ok as f64 / wall.as_secs_f64());
+    println!(
+        "  latency p50     {:.1} ms",
+        percentile(&lat, 0.50).as_secs_f64() * 1e3
+    );
+    println!(
+        "  latency p99     {:.1} ms",
+        percentile(&lat, 0.99).as_secs_f64() * 1e3
+    );
+    println!(
+        "  server memory   {:.1} MB peak (VmHWM; {:.1} MB after start)",
+        peak_kib as f64 / 1024.0,
+        idle_kib as f64 / 1024.0
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
