@@ -20,6 +20,7 @@ use phonetrust_proto::capf::Curve;
 use phonetrust_proto::capf_phone::{PhoneAction, PhoneAuth, PhoneResult, PhoneSession, PhoneState};
 use phonetrust_proto::capf_server::KeyRequest;
 use phonetrust_proto::cert::CertAndKey;
+use phonetrust_proto::clock::unix_now as now;
 use phonetrust_proto::rand::OsRandom;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -132,13 +133,6 @@ pub fn mic(
     });
     let cert = issue(&p, key, ca, &OsRandom).map_err(|e| e.to_string())?;
     CertAndKey::new(cert, key.clone()).map_err(|e| e.to_string())
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(0))
-        .unwrap_or(0)
 }
 
 /// A simulated phone.

@@ -647,26 +647,3 @@ fn verify_cert_auth(
     })?;
     Ok((kind, der.to_vec()))
 }
-
-/// The key requests of a key order.
-pub fn key_requests(order: KeyOrderKind, rsa_bits: u16, curve: Curve) -> Vec<KeyRequest> {
-    match order {
-        KeyOrderKind::Rsa => vec![KeyRequest::Rsa(rsa_bits)],
-        KeyOrderKind::Ec => vec![KeyRequest::Ec(curve)],
-        KeyOrderKind::EcRsa => vec![KeyRequest::Ec(curve), KeyRequest::Rsa(rsa_bits)],
-        KeyOrderKind::RsaEc => vec![KeyRequest::Rsa(rsa_bits), KeyRequest::Ec(curve)],
-    }
-}
-
-/// Key orders.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyOrderKind {
-    /// RSA only.
-    Rsa,
-    /// EC only.
-    Ec,
-    /// EC preferred, RSA backup.
-    EcRsa,
-    /// RSA preferred, EC backup.
-    RsaEc,
-}

@@ -20,6 +20,7 @@ pub mod capf;
 pub mod capf_phone;
 pub mod capf_server;
 pub mod cert;
+pub mod clock;
 pub mod codec;
 pub mod element;
 pub mod enccnf;

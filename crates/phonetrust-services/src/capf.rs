@@ -16,10 +16,11 @@ use openssl::x509::X509;
 use phonetrust_pki::profiles::lsc;
 use phonetrust_proto::capf::{Curve, Message};
 use phonetrust_proto::capf_server::{
-    Action, AuthCertKind, AuthPolicy, FailKind, KeyOrderKind, MAX_MESSAGE, Operation, Outcome,
-    Plan, ServerSession, key_requests,
+    Action, AuthCertKind, AuthPolicy, FailKind, KeyRequest, MAX_MESSAGE, Operation, Outcome, Plan,
+    ServerSession,
 };
 use phonetrust_proto::cert::CertAndKey;
+use phonetrust_proto::clock::unix_now;
 use phonetrust_proto::rand::{OsRandom, RandomSource};
 use phonetrust_store::Db;
 use phonetrust_store::devices::device_cert;
@@ -76,6 +77,15 @@ pub fn acceptor(capf: &CertAndKey, min: SslVersion) -> Result<SslAcceptor, Servi
     Ok(b.build())
 }
 
+/// What sessions read from the store, cached.
+#[derive(Clone)]
+struct Settings {
+    /// CAPF-trust.
+    anchors: Vec<X509>,
+    /// LscValidityDays.
+    lsc_days: u32,
+}
+
 /// State shared by the sessions.
 struct Shared {
     db: Db,
@@ -84,7 +94,7 @@ struct Shared {
     cfg: CapfConfig,
     sessions: Semaphore,
     next_sid: AtomicU32,
-    anchors: RwLock<(Instant, Vec<X509>)>,
+    settings: RwLock<(Instant, Settings)>,
     failures: std::sync::Mutex<HashMap<String, (u32, Instant)>>,
     rng: OsRandom,
 }
@@ -95,7 +105,8 @@ pub struct CapfServer {
     listener: TcpListener,
 }
 
-const ANCHOR_TTL: Duration = Duration::from_secs(5);
+/// How long CAPF-trust and the LSC validity are taken from the cache.
+const SETTINGS_TTL: Duration = Duration::from_secs(5);
 const BACKOFF_WINDOW: Duration = Duration::from_secs(600);
 
 impl CapfServer {
@@ -116,7 +127,13 @@ impl CapfServer {
             sessions: Semaphore::new(cfg.max_sessions),
             cfg,
             next_sid: AtomicU32::new(u32::from_be_bytes(first) | 1),
-            anchors: RwLock::new((Instant::now() - ANCHOR_TTL * 2, Vec::new())),
+            settings: RwLock::new((
+                Instant::now() - SETTINGS_TTL * 2,
+                Settings {
+                    anchors: Vec::new(),
+                    lsc_days: 1826,
+                },
+            )),
             failures: std::sync::Mutex::new(HashMap::new()),
             rng: OsRandom,
         });
@@ -214,19 +231,20 @@ impl Shared {
     fn backoff_delay(&self, key: &str) -> Option<u32> {
         let n = self.failures_of(key);
         let limit = self.cfg.auth_failures_before_backoff;
-        (n >= limit)
-            .then(|| 1u32 << (n - limit).min(6))
-            .map(|s| s.min(60) * 10)
+        // 10 s, doubling per further failure, at most 10 minutes.
+        (n >= limit).then(|| (10u32 << (n - limit).min(6)).min(600))
     }
 
-    async fn anchors(&self) -> Vec<X509> {
+    /// CAPF-trust and the LSC validity, read from the store at most every
+    /// [`SETTINGS_TTL`], so a session costs no extra queries for them.
+    async fn settings(&self) -> Settings {
         {
-            let a = self.anchors.read().await;
-            if a.0.elapsed() < ANCHOR_TTL {
-                return a.1.clone();
+            let c = self.settings.read().await;
+            if c.0.elapsed() < SETTINGS_TTL {
+                return c.1.clone();
             }
         }
-        let certs = self
+        let anchors = self
             .db
             .trust_certs(TrustStore::Capf)
             .await
@@ -234,8 +252,20 @@ impl Shared {
                 tracing::warn!(error = %e, "reading CAPF-trust");
                 Vec::new()
             });
-        *self.anchors.write().await = (Instant::now(), certs.clone());
-        certs
+        let lsc_days = match self
+            .db
+            .param(phonetrust_store::params::LSC_VALIDITY_DAYS)
+            .await
+        {
+            Ok(d) => u32::try_from(d).unwrap_or(1826),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading LscValidityDays");
+                1826
+            }
+        };
+        let fresh = Settings { anchors, lsc_days };
+        *self.settings.write().await = (Instant::now(), fresh.clone());
+        fresh
     }
 
     async fn plan(&self, device: &str, now: i64) -> Result<Option<Plan>, String> {
@@ -250,16 +280,17 @@ impl Shared {
             EcCurve::P384 => Curve::P384,
             EcCurve::P521 => Curve::P521,
         };
-        let order = match c.key_order {
-            KeyOrder::Rsa => KeyOrderKind::Rsa,
-            KeyOrder::Ec => KeyOrderKind::Ec,
-            KeyOrder::EcRsa => KeyOrderKind::EcRsa,
-            KeyOrder::RsaEc => KeyOrderKind::RsaEc,
+        let rsa = KeyRequest::Rsa(u16::try_from(c.rsa_bits).unwrap_or(2048));
+        let ec = KeyRequest::Ec(curve);
+        let keys = match c.key_order {
+            KeyOrder::Rsa => vec![rsa],
+            KeyOrder::Ec => vec![ec],
+            KeyOrder::EcRsa => vec![ec, rsa],
+            KeyOrder::RsaEc => vec![rsa, ec],
         };
-        let bits = u16::try_from(c.rsa_bits).unwrap_or(2048);
         let operation = match c.operation {
             CertOperation::None => Operation::None,
-            CertOperation::Install => Operation::Install(key_requests(order, bits, curve)),
+            CertOperation::Install => Operation::Install(keys),
             CertOperation::Troubleshoot => Operation::Fetch,
             CertOperation::Delete => Operation::Delete,
         };
@@ -271,7 +302,7 @@ impl Shared {
             AuthMode::Lsc => AuthPolicy::Lsc,
             AuthMode::Mic => AuthPolicy::Mic,
         };
-        let trust = self.anchors().await;
+        let trust = self.settings().await.anchors;
         Ok(Some(Plan {
             operation,
             auth,
@@ -288,17 +319,7 @@ impl Shared {
         key: &openssl::pkey::PKeyRef<openssl::pkey::Public>,
         now: i64,
     ) -> Result<Vec<u8>, String> {
-        let days = self
-            .db
-            .param(phonetrust_store::params::LSC_VALIDITY_DAYS)
-            .await
-            .map_err(|e| e.to_string())?;
-        let params = lsc(
-            device,
-            &self.capf.cert,
-            now,
-            u32::try_from(days).unwrap_or(1826),
-        );
+        let params = lsc(device, &self.capf.cert, now, self.settings().await.lsc_days);
         let cert = phonetrust_pki::issue(&params, key, &self.capf, &self.rng)
             .map_err(|e| e.to_string())?;
         cert.to_der().map_err(|e| e.to_string())
@@ -384,13 +405,6 @@ impl Shared {
         };
         r.map_err(|e| e.to_string())
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {

@@ -373,49 +373,49 @@ impl Db {
 
     /// Phones matching `f`, by name.
     pub async fn devices(&self, f: &DeviceFilter) -> Result<Vec<Device>, StoreError> {
-        let mut sql = format!(
-            "SELECT {} FROM device d LEFT JOIN devicecert c ON c.device = d.name AND c.kind = 'LSC' WHERE 1 = 1",
-            DEVICE_COLUMNS
-                .split(", ")
-                .map(|c| format!("d.{}", c.trim()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let mut n = 0;
-        let mut next = || {
-            n += 1;
-            format!("${n}")
+        enum Value {
+            Text(String),
+            Int(i64),
+        }
+        let mut sql = format!("SELECT {DEVICE_COLUMNS} FROM device WHERE 1 = 1");
+        let mut values = Vec::new();
+        // `cond` with `?` standing for the next placeholder.
+        let mut when = |cond: &str, v: Value| {
+            values.push(v);
+            sql.push_str(" AND ");
+            sql.push_str(&cond.replace('?', &format!("${}", values.len())));
         };
-        match f.lsc {
-            Some(LscFilter::Installed) => sql.push_str(" AND c.device IS NOT NULL"),
-            Some(LscFilter::None) => sql.push_str(" AND c.device IS NULL"),
-            None => {}
-        }
-        if f.auth_string.is_some() {
-            sql.push_str(&format!(" AND d.capf_auth_string = {}", next()));
-        }
-        if f.lsc_expires_before.is_some() {
-            sql.push_str(&format!(" AND c.not_after < {}", next()));
-        }
-        if f.state.is_some() {
-            sql.push_str(&format!(" AND d.capf_state = {}", next()));
-        }
-        if f.profile.is_some() {
-            sql.push_str(&format!(" AND d.securityprofile = {}", next()));
-        }
-        sql.push_str(" ORDER BY d.name");
-        let mut q = sqlx::query(AssertSqlSafe(sql));
         if let Some(s) = &f.auth_string {
-            q = q.bind(s.clone());
+            when("capf_auth_string = ?", Value::Text(s.clone()));
         }
         if let Some(t) = f.lsc_expires_before {
-            q = q.bind(t);
+            when(
+                "name IN (SELECT device FROM devicecert WHERE kind = 'LSC' AND not_after < ?)",
+                Value::Int(t),
+            );
         }
         if let Some(s) = f.state {
-            q = q.bind(s.as_str());
+            when("capf_state = ?", Value::Text(s.as_str().into()));
         }
         if let Some(p) = &f.profile {
-            q = q.bind(p.clone());
+            when("securityprofile = ?", Value::Text(p.clone()));
+        }
+        match f.lsc {
+            Some(LscFilter::Installed) => {
+                sql.push_str(" AND name IN (SELECT device FROM devicecert WHERE kind = 'LSC')")
+            }
+            Some(LscFilter::None) => {
+                sql.push_str(" AND name NOT IN (SELECT device FROM devicecert WHERE kind = 'LSC')")
+            }
+            None => {}
+        }
+        sql.push_str(" ORDER BY name");
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for v in values {
+            q = match v {
+                Value::Text(t) => q.bind(t),
+                Value::Int(i) => q.bind(i),
+            };
         }
         let rows = q.fetch_all(&self.pool).await.map_err(db_err)?;
         rows.iter().map(row_to_device).collect()
@@ -635,7 +635,7 @@ pub(crate) async fn insert_device(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     d: &NewDevice,
     now: i64,
-) -> Result<(String, CapfInfo), StoreError> {
+) -> Result<String, StoreError> {
     let name = device_name(&d.name)?;
     let model = text_field("a model", &d.model)?;
     let description = text_field("a description", &d.description)?;
@@ -668,12 +668,7 @@ pub(crate) async fn insert_device(
             "phone {name} exists already (change it with `phonetrust phone set {name}`)"
         )));
     }
-    let auth_mode = if p.auth_mode == AuthMode::AuthString {
-        // A profile cannot carry a per-phone string; start with the null string.
-        AuthMode::NullString
-    } else {
-        p.auth_mode
-    };
+    let capf = CapfInfo::idle(&p, now);
     sqlx::query(AssertSqlSafe(format!(
         "INSERT INTO device ({DEVICE_COLUMNS}) VALUES \
          ($1, $2, $3, $4, $5, 'none', $6, NULL, $7, $8, $9, NULL, 'none', 'None', $10, NULL, $10, $10)"
@@ -683,27 +678,15 @@ pub(crate) async fn insert_device(
     .bind(d.protocol.as_str())
     .bind(&p.name)
     .bind(&description)
-    .bind(auth_mode.as_str())
-    .bind(p.key_order.as_str())
-    .bind(i64::from(p.rsa_bits))
-    .bind(p.ec_curve.as_str())
+    .bind(capf.auth_mode.as_str())
+    .bind(capf.key_order.as_str())
+    .bind(i64::from(capf.rsa_bits))
+    .bind(capf.ec_curve.as_str())
     .bind(now)
     .execute(&mut **tx)
     .await
     .map_err(db_err)?;
-    let capf = CapfInfo {
-        operation: CertOperation::None,
-        auth_mode,
-        auth_string: None,
-        key_order: p.key_order,
-        rsa_bits: p.rsa_bits,
-        ec_curve: p.ec_curve,
-        completes_by: None,
-        state: OpState::None,
-        status: "None".into(),
-        status_at: now,
-    };
-    Ok((name, capf))
+    Ok(name)
 }
 
 pub(crate) async fn write_capf(
@@ -742,12 +725,8 @@ pub fn device_cert(
     now: i64,
 ) -> Result<DeviceCert, StoreError> {
     let f = crate::trust::CertFacts::of(cert)?;
-    let der = cert
-        .to_der()
-        .map_err(|e| StoreError::Pki(phonetrust_pki::PkiError::from(e)))?;
-    let public = cert
-        .public_key()
-        .map_err(|e| StoreError::Pki(phonetrust_pki::PkiError::from(e)))?;
+    let der = cert.to_der()?;
+    let public = cert.public_key()?;
     let pk = phonetrust_proto::cert::record_public_key(&public)
         .map_err(|e| StoreError::Invalid(e.to_string()))?;
     Ok(DeviceCert {

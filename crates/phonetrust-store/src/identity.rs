@@ -42,12 +42,8 @@ pub fn exists(data: &DataDir) -> bool {
 }
 
 fn pem_of(ck: &CertAndKey) -> Result<Vec<u8>, StoreError> {
-    let mut pem = ck.cert.to_pem().map_err(phonetrust_pki::PkiError::from)?;
-    pem.extend_from_slice(
-        &ck.key
-            .private_key_to_pem_pkcs8()
-            .map_err(phonetrust_pki::PkiError::from)?,
-    );
+    let mut pem = ck.cert.to_pem()?;
+    pem.extend_from_slice(&ck.key.private_key_to_pem_pkcs8()?);
     Ok(pem)
 }
 
@@ -93,7 +89,7 @@ pub fn create(
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o700)).map_err(io(&tmp))?;
     }
     let mut tag = [0u8; 4];
-    rng.fill(&mut tag).map_err(phonetrust_pki::PkiError::from)?;
+    rng.fill(&mut tag)?;
     let capf_tag = hex(&tag);
     let result = (|| {
         let mut certs = Vec::new();
@@ -145,7 +141,7 @@ pub fn replace_with_chain(
 ) -> Result<(), StoreError> {
     let mut pem = pem_of(ck)?;
     for c in chain {
-        pem.extend_from_slice(&c.to_pem().map_err(phonetrust_pki::PkiError::from)?);
+        pem.extend_from_slice(&c.to_pem()?);
     }
     write_private(&data.own_cert(which), &pem)
 }

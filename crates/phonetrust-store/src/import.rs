@@ -7,12 +7,12 @@
 //! crash or a full disk leaves the store as it was before the import or with every valid
 //! row, never part of them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::StoreError;
 use crate::db::{Db, db_err};
 use crate::devices::{CapfChange, NewDevice, apply_capf_change, insert_device, write_capf};
-use crate::model::{device_name, parse_time};
+use crate::model::{CapfInfo, SecurityProfile, device_name, parse_time};
 
 /// Largest CSV file accepted.
 pub const MAX_CSV: usize = 64 << 20;
@@ -49,6 +49,8 @@ struct Row {
     line: u64,
     dev: NewDevice,
     capf: CapfChange,
+    /// The CAPF information to write, when the row sets any.
+    final_capf: Option<CapfInfo>,
 }
 
 fn parse_row(cells: &[(String, String)], line: u64) -> Result<Row, String> {
@@ -90,7 +92,12 @@ fn parse_row(cells: &[(String, String)], line: u64) -> Result<Row, String> {
             .transpose()
             .map_err(e)?,
     };
-    Ok(Row { line, dev, capf })
+    Ok(Row {
+        line,
+        dev,
+        capf,
+        final_capf: None,
+    })
 }
 
 impl Db {
@@ -127,8 +134,12 @@ impl Db {
         let days = self
             .param(crate::params::CAPF_OPERATION_EXPIRES_DAYS)
             .await?;
-        let profiles: HashSet<String> =
-            self.profiles().await?.into_iter().map(|p| p.name).collect();
+        let profiles: HashMap<String, SecurityProfile> = self
+            .profiles()
+            .await?
+            .into_iter()
+            .map(|p| (p.name.clone(), p))
+            .collect();
         let existing: HashSet<String> = self.device_names().await?.into_iter().collect();
         let mut seen = HashSet::new();
         let mut reports = Vec::new();
@@ -161,35 +172,28 @@ impl Db {
                 .find(|(c, _)| c == "name")
                 .map(|(_, v)| v.clone())
                 .unwrap_or_default();
-            let checked = parse_row(&cells, line).and_then(|row| {
-                let profile = row
+            let checked = parse_row(&cells, line).and_then(|mut row| {
+                let name = row
                     .dev
                     .profile
                     .clone()
                     .unwrap_or_else(|| crate::devices::DEFAULT_PROFILE.to_string());
-                if !profiles.contains(&profile) {
-                    return Err(format!("no phone security profile '{profile}'"));
-                }
+                let Some(profile) = profiles.get(&name) else {
+                    return Err(format!("no phone security profile '{name}'"));
+                };
                 if existing.contains(&row.dev.name) {
                     return Err(format!("phone {} exists already", row.dev.name));
                 }
                 if !seen.insert(row.dev.name.clone()) {
                     return Err(format!("phone {} appears twice in the file", row.dev.name));
                 }
-                // Check the CAPF settings against a throw-away CAPF information.
-                let mut probe = crate::model::CapfInfo {
-                    operation: crate::model::CertOperation::None,
-                    auth_mode: crate::model::AuthMode::NullString,
-                    auth_string: None,
-                    key_order: crate::model::KeyOrder::Rsa,
-                    rsa_bits: 2048,
-                    ec_curve: crate::model::EcCurve::P256,
-                    completes_by: None,
-                    state: crate::model::OpState::None,
-                    status: String::new(),
-                    status_at: now,
-                };
-                apply_capf_change(&mut probe, &row.capf, now, days).map_err(|e| e.to_string())?;
+                // The phone's CAPF information as it will be written, checked now.
+                if row.capf != CapfChange::default() {
+                    let mut capf = CapfInfo::idle(profile, now);
+                    apply_capf_change(&mut capf, &row.capf, now, days)
+                        .map_err(|e| e.to_string())?;
+                    row.final_capf = Some(capf);
+                }
                 Ok(row)
             });
             match checked {
@@ -210,12 +214,11 @@ impl Db {
         }
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         for row in &good {
-            let (name, mut capf) = insert_device(&mut tx, &row.dev, now)
+            let name = insert_device(&mut tx, &row.dev, now)
                 .await
                 .map_err(|e| StoreError::Invalid(format!("line {}: {e}", row.line)))?;
-            if row.capf != CapfChange::default() {
-                apply_capf_change(&mut capf, &row.capf, now, days)?;
-                write_capf(&mut tx, &name, &capf, now).await?;
+            if let Some(capf) = &row.final_capf {
+                write_capf(&mut tx, &name, capf, now).await?;
             }
         }
         tx.commit().await.map_err(db_err)?;

@@ -74,6 +74,12 @@ pub enum StoreError {
     NeedsConfirmation(String),
 }
 
+impl From<openssl::error::ErrorStack> for StoreError {
+    fn from(e: openssl::error::ErrorStack) -> Self {
+        Self::Pki(phonetrust_pki::PkiError::from(e))
+    }
+}
+
 pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |source| StoreError::Io {
         path: path.to_path_buf(),

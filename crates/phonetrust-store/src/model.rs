@@ -300,6 +300,30 @@ pub struct CapfInfo {
     pub status_at: i64,
 }
 
+impl CapfInfo {
+    /// The CAPF information of a new phone with profile `p`: nothing scheduled, the
+    /// profile's key settings. A profile cannot carry a per-phone string, so "By
+    /// Authentication String" starts as the null string.
+    pub fn idle(p: &SecurityProfile, now: i64) -> Self {
+        Self {
+            operation: CertOperation::None,
+            auth_mode: if p.auth_mode == AuthMode::AuthString {
+                AuthMode::NullString
+            } else {
+                p.auth_mode
+            },
+            auth_string: None,
+            key_order: p.key_order,
+            rsa_bits: p.rsa_bits,
+            ec_curve: p.ec_curve,
+            completes_by: None,
+            state: OpState::None,
+            status: "None".into(),
+            status_at: now,
+        }
+    }
+}
+
 /// A phone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Device {

@@ -48,10 +48,6 @@ pub struct ChangeReport {
     pub lsc_holders: i64,
 }
 
-fn pki(e: openssl::error::ErrorStack) -> StoreError {
-    StoreError::Pki(phonetrust_pki::PkiError::from(e))
-}
-
 fn spec_of(key: &PKey<Private>) -> KeySpec {
     match key.id() {
         Id::EC => match key.bits() {
@@ -180,12 +176,9 @@ pub fn csr_generate(data: &DataDir, which: OwnCert) -> Result<CsrReport, StoreEr
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io(&dir))?;
     }
-    let pem = String::from_utf8(req.to_pem().map_err(pki)?)
+    let pem = String::from_utf8(req.to_pem()?)
         .map_err(|_| StoreError::Invalid("CSR PEM is not text".into()))?;
-    write_private(
-        &data.pending_key(which),
-        &key.private_key_to_pem_pkcs8().map_err(pki)?,
-    )?;
+    write_private(&data.pending_key(which), &key.private_key_to_pem_pkcs8()?)?;
     let path = data.pending_csr(which);
     crate::write_atomic(&path, pem.as_bytes(), 0o644)?;
     tracing::info!(cert = which.name(), "CSR generated");
@@ -280,7 +273,7 @@ pub async fn import_signed(
     }
     let store = trust_store_for(which);
     let anchors = db.trust_certs(store).await?;
-    verify_chain(&leaf, &chain, &anchors, now).map_err(|reason| {
+    phonetrust_proto::cert::verify_chain(&leaf, &chain, &anchors, now).map_err(|reason| {
         StoreError::Invalid(format!(
             "the certificate chain does not verify ({reason}): import the issuing CA certificates into {store} first (`phonetrust set cert import trust {store} ca.pem`); nothing was changed"
         ))
@@ -305,11 +298,6 @@ pub async fn import_signed(
         phones_reset,
         lsc_holders: 0,
     })
-}
-
-/// Verify `leaf` against `anchors` with `chain` as untrusted intermediates, at `now`.
-pub fn verify_chain(leaf: &X509, chain: &[X509], anchors: &[X509], now: i64) -> Result<(), String> {
-    phonetrust_proto::cert::verify_chain(leaf, chain, anchors, now)
 }
 
 /// One line of the expiry report.

@@ -129,14 +129,31 @@ pub fn validate(d: &ParamDef, value: &str) -> Result<i64, StoreError> {
     Ok(v)
 }
 
+/// A value read back from the database, checked like a new one.
+fn stored_value(d: &ParamDef, v: &str) -> Result<i64, StoreError> {
+    validate(d, v).map_err(|e| StoreError::Db(format!("stored value: {e}")))
+}
+
 impl Db {
-    /// Every parameter with its current value.
+    /// Every parameter with its current value (one query).
     pub async fn params(&self) -> Result<Vec<(&'static ParamDef, i64)>, StoreError> {
-        let mut out = Vec::new();
-        for d in &PARAMS {
-            out.push((d, self.param(d.name).await?));
+        let rows = sqlx::query("SELECT paramname, paramvalue FROM processconfig")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let mut stored = std::collections::HashMap::new();
+        for r in &rows {
+            let name: String = r.try_get(0).map_err(db_err)?;
+            let value: String = r.try_get(1).map_err(db_err)?;
+            stored.insert(name, value);
         }
-        Ok(out)
+        PARAMS
+            .iter()
+            .map(|d| match stored.get(d.name) {
+                None => Ok((d, d.default)),
+                Some(v) => stored_value(d, v).map(|v| (d, v)),
+            })
+            .collect()
     }
 
     /// The value of a parameter (its default when unset).
@@ -149,10 +166,7 @@ impl Db {
             .map_err(db_err)?;
         match row {
             None => Ok(d.default),
-            Some(r) => {
-                let v: String = r.try_get(0).map_err(db_err)?;
-                validate(d, &v).map_err(|e| StoreError::Db(format!("stored value: {e}")))
-            }
+            Some(r) => stored_value(d, &r.try_get::<String, _>(0).map_err(db_err)?),
         }
     }
 

@@ -51,8 +51,8 @@ pub struct CertFacts {
 impl CertFacts {
     /// Read the facts of `cert`.
     pub fn of(cert: &X509Ref) -> Result<Self, StoreError> {
-        let der = cert.to_der().map_err(pki)?;
-        let pem = String::from_utf8(cert.to_pem().map_err(pki)?)
+        let der = cert.to_der()?;
+        let pem = String::from_utf8(cert.to_pem()?)
             .map_err(|_| StoreError::Invalid("certificate PEM is not text".into()))?;
         let cn = phonetrust_pki::DistinguishedName::from_x509_name(cert.subject_name()).cn;
         let cn = if cn.is_empty() {
@@ -76,10 +76,6 @@ impl CertFacts {
             cn,
         })
     }
-}
-
-fn pki(e: openssl::error::ErrorStack) -> StoreError {
-    StoreError::Pki(phonetrust_pki::PkiError::from(e))
 }
 
 /// A file-like name for a certificate: its common name with unsafe characters replaced.
@@ -130,9 +126,8 @@ fn row_to_trust(r: &AnyRow) -> Result<TrustCert, StoreError> {
 const TRUST_COLUMNS: &str =
     "store, name, fingerprint, subject, issuer, serial, not_before, not_after, pem, imported_at";
 
-/// Parse and check a bundle for import: at least one certificate, none expired or not yet
-/// valid at `now`.
-pub fn parse_bundle(input: &[u8], now: i64) -> Result<Vec<X509>, StoreError> {
+/// Read a certificate file: a PEM bundle or one DER certificate, size and count capped.
+pub fn read_bundle(input: &[u8]) -> Result<Vec<X509>, StoreError> {
     if input.len() > MAX_BUNDLE {
         return Err(StoreError::Invalid(format!(
             "the file is {} bytes; a certificate bundle is at most {MAX_BUNDLE}",
@@ -150,6 +145,13 @@ pub fn parse_bundle(input: &[u8], now: i64) -> Result<Vec<X509>, StoreError> {
             certs.len()
         )));
     }
+    Ok(certs)
+}
+
+/// Parse and check a bundle for import: at least one certificate, none expired or not yet
+/// valid at `now`.
+pub fn parse_bundle(input: &[u8], now: i64) -> Result<Vec<X509>, StoreError> {
+    let certs = read_bundle(input)?;
     for c in &certs {
         let f = CertFacts::of(c)?;
         if f.not_after < now {

@@ -108,8 +108,7 @@ fn print_list(id: &identity::Identity) {
     );
     for (which, ck) in id.all() {
         let cn = DistinguishedName::from_x509_name(ck.cert.subject_name()).cn;
-        let self_signed =
-            ck.cert.issuer_name().to_der().ok() == ck.cert.subject_name().to_der().ok();
+        let self_signed = is_self_signed(&ck.cert);
         let key = match ck.key.id() {
             openssl::pkey::Id::EC => "EC",
             _ => "RSA",
@@ -296,8 +295,11 @@ fn parse_own(s: &str) -> Result<OwnCert, String> {
 }
 
 fn parse_store(s: &str) -> Result<TrustStore, String> {
-    s.parse()
-        .map_err(|e: phonetrust_store::StoreError| e.to_string())
+    crate::phones::parse(s)
+}
+
+fn is_self_signed(cert: &openssl::x509::X509Ref) -> bool {
+    cert.issuer_name().to_der().ok() == cert.subject_name().to_der().ok()
 }
 
 fn write_cert(cert: &openssl::x509::X509Ref, pem: bool) -> Result<()> {
@@ -341,8 +343,7 @@ pub(crate) async fn show(node: &Node, cmd: ShowCmd) -> Result<ExitCode> {
             if form.pem || form.der {
                 write_cert(&ck.cert, form.pem)?;
             } else {
-                let self_signed =
-                    ck.cert.issuer_name().to_der().ok() == ck.cert.subject_name().to_der().ok();
+                let self_signed = is_self_signed(&ck.cert);
                 println!(
                     "Certificate Details for {}, {}",
                     DistinguishedName::from_x509_name(ck.cert.subject_name()).cn,

@@ -44,10 +44,7 @@ pub(crate) fn mtime(path: &Path) -> Option<i64> {
 
 /// Now, in Unix seconds.
 pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    phonetrust_proto::clock::unix_now()
 }
 
 /// Now, in Unix seconds as file headers carry it (u32).

@@ -15,7 +15,10 @@ use phonetrust_store::model::{
 use crate::fsutil::{now, read};
 use crate::node::Node;
 
-fn parse<T: std::str::FromStr<Err = phonetrust_store::StoreError>>(s: &str) -> Result<T, String> {
+/// A store value from the command line, with the store's message on error.
+pub(crate) fn parse<T: std::str::FromStr<Err = phonetrust_store::StoreError>>(
+    s: &str,
+) -> Result<T, String> {
     s.parse()
         .map_err(|e: phonetrust_store::StoreError| e.to_string())
 }

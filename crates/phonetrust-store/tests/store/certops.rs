@@ -274,7 +274,10 @@ async fn csr_and_ca_signed_import_with_every_refusal() {
         !data.pending_key(OwnCert::Capf).exists(),
         "pending key consumed"
     );
-    assert!(own::verify_chain(&capf.cert, &[], std::slice::from_ref(&ca.cert), NOW).is_ok());
+    assert!(
+        phonetrust_proto::cert::verify_chain(&capf.cert, &[], std::slice::from_ref(&ca.cert), NOW)
+            .is_ok()
+    );
 }
 
 #[tokio::test]
