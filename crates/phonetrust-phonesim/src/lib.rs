@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use openssl::pkey::{PKey, Private};
-use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode, SslVersion};
+use openssl::ssl::{Ssl, SslContext, SslMethod, SslVerifyMode, SslVersion};
 use openssl::x509::X509;
 use phonetrust_pki::{
     BasicConstraints, CertParams, DistinguishedName, KeySpec, KeyUsage, generate_key, issue,
@@ -135,6 +135,68 @@ pub fn mic(
     CertAndKey::new(cert, key.clone()).map_err(|e| e.to_string())
 }
 
+/// The TLS client side of a phone's CAPF connection: trusts exactly the CAPF certificate
+/// its ITL lists (no system CA store), TLS 1.0 and up. Made once, used by many phones.
+#[derive(Clone)]
+pub struct CapfConnector(SslContext);
+
+impl std::fmt::Debug for CapfConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CapfConnector")
+    }
+}
+
+/// Which TLS a simulated phone speaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PhoneTls {
+    /// Current firmware: TLS 1.2/1.3 with X25519/P-256 key exchange.
+    #[default]
+    Modern,
+    /// TLS 1.2 at most, ECDHE-RSA with AES-GCM.
+    Tls12,
+    /// Old firmware: TLS 1.0 with the static-RSA `AES128-SHA` suite.
+    Legacy,
+}
+
+impl CapfConnector {
+    /// A connector trusting `capf`, speaking current TLS.
+    pub fn new(capf: &X509) -> Result<Self, String> {
+        Self::with_tls(capf, PhoneTls::Modern)
+    }
+
+    /// A connector trusting `capf`, speaking `tls`.
+    pub fn with_tls(capf: &X509, tls: PhoneTls) -> Result<Self, String> {
+        let mut ctx = SslContext::builder(SslMethod::tls_client()).map_err(|e| e.to_string())?;
+        ctx.set_security_level(0);
+        ctx.set_min_proto_version(Some(SslVersion::TLS1))
+            .map_err(|e| e.to_string())?;
+        ctx.cert_store_mut()
+            .add_cert(capf.clone())
+            .map_err(|e| e.to_string())?;
+        ctx.set_verify(SslVerifyMode::PEER);
+        // Phones offer classic key-exchange groups only (no post-quantum hybrids).
+        ctx.set_groups_list("X25519:P-256:P-384")
+            .map_err(|e| e.to_string())?;
+        ctx.set_read_ahead(true);
+        match tls {
+            PhoneTls::Modern => {}
+            PhoneTls::Tls12 => {
+                ctx.set_max_proto_version(Some(SslVersion::TLS1_2))
+                    .map_err(|e| e.to_string())?;
+                ctx.set_cipher_list("ECDHE-RSA-AES128-GCM-SHA256")
+                    .map_err(|e| e.to_string())?;
+            }
+            PhoneTls::Legacy => {
+                ctx.set_max_proto_version(Some(SslVersion::TLS1))
+                    .map_err(|e| e.to_string())?;
+                ctx.set_cipher_list("AES128-SHA:@SECLEVEL=0")
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(Self(ctx.build()))
+    }
+}
+
 /// A simulated phone.
 #[derive(Clone, Debug)]
 pub struct SimPhone {
@@ -170,7 +232,24 @@ impl SimPhone {
         auth: PhoneAuth,
         keys: &dyn KeySource,
     ) -> PhoneResult {
-        let r = match self.capf_inner(addr, capf, auth, keys).await {
+        match CapfConnector::new(capf) {
+            Ok(conn) => self.capf_via(addr, &conn, auth, keys).await,
+            Err(e) => {
+                self.status_messages.push("LSC: Connection failed".into());
+                PhoneResult::Failed(format!("LSC: Connection failed ({e})"))
+            }
+        }
+    }
+
+    /// As [`SimPhone::capf`], through a connector made once for many phones (load tests).
+    pub async fn capf_via(
+        &mut self,
+        addr: SocketAddr,
+        conn: &CapfConnector,
+        auth: PhoneAuth,
+        keys: &dyn KeySource,
+    ) -> PhoneResult {
+        let r = match self.capf_inner(addr, conn, auth, keys).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::info!(
@@ -189,28 +268,17 @@ impl SimPhone {
     async fn capf_inner(
         &mut self,
         addr: SocketAddr,
-        capf: &X509,
+        conn: &CapfConnector,
         auth: PhoneAuth,
         keys: &dyn KeySource,
     ) -> Result<PhoneResult, String> {
-        let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(|e| e.to_string())?;
-        b.set_security_level(0);
-        b.set_min_proto_version(Some(SslVersion::TLS1))
-            .map_err(|e| e.to_string())?;
-        // The phone trusts exactly the CAPF certificate its ITL lists.
-        b.cert_store_mut()
-            .add_cert(capf.clone())
-            .map_err(|e| e.to_string())?;
-        b.set_verify(SslVerifyMode::PEER);
-        let conn = b.build();
+        let conn = &conn.0;
         let tcp = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
             .await
             .map_err(|_| "connect timed out".to_string())?
             .map_err(|e| e.to_string())?;
         let _ = tcp.set_nodelay(true);
-        let mut cfg = conn.configure().map_err(|e| e.to_string())?;
-        cfg.set_verify_hostname(false);
-        let ssl = cfg.into_ssl("capf").map_err(|e| e.to_string())?;
+        let ssl = Ssl::new(conn).map_err(|e| e.to_string())?;
         let mut tls = tokio_openssl::SslStream::new(ssl, tcp).map_err(|e| e.to_string())?;
         tokio::time::timeout(Duration::from_secs(20), Pin::new(&mut tls).connect())
             .await

@@ -23,13 +23,13 @@ use phonetrust_proto::cert::CertAndKey;
 use phonetrust_proto::clock::unix_now;
 use phonetrust_proto::rand::{OsRandom, RandomSource};
 use phonetrust_store::Db;
-use phonetrust_store::devices::device_cert;
+use phonetrust_store::devices::{CapfRecord, device_cert};
 use phonetrust_store::model::{
     AuthMode, CertOperation, DeviceCertKind, EcCurve, KeyOrder, OpState, TrustStore,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{RwLock, Semaphore};
+use tokio::sync::{RwLock, Semaphore, mpsc, oneshot};
 use tokio_openssl::SslStream;
 
 use crate::ServiceError;
@@ -74,6 +74,13 @@ pub fn acceptor(capf: &CertAndKey, min: SslVersion) -> Result<SslAcceptor, Servi
     b.set_certificate(&capf.cert)?;
     b.set_private_key(&capf.key)?;
     b.check_private_key()?;
+    // Phones never resume a CAPF session: no TLS 1.3 tickets, no session cache (saves a
+    // record, a write and the ticket key work per connection).
+    b.set_num_tickets(0)?;
+    b.set_options(SslOptions::NO_TICKET);
+    b.set_session_cache_mode(openssl::ssl::SslSessionCacheMode::OFF);
+    // Read whole TLS records (header and body) in one system call.
+    b.set_read_ahead(true);
     Ok(b.build())
 }
 
@@ -97,6 +104,45 @@ struct Shared {
     settings: RwLock<(Instant, Settings)>,
     failures: std::sync::Mutex<HashMap<String, (u32, Instant)>>,
     rng: OsRandom,
+    recorder: mpsc::Sender<(CapfRecord, oneshot::Sender<Result<(), String>>)>,
+}
+
+/// Most outcomes committed in one transaction by the recorder.
+const MAX_BATCH: usize = 256;
+
+/// Group commit: outcomes of concurrent sessions are written in one transaction (one disk
+/// sync), each session told when its own record is committed.
+async fn recorder(
+    db: Db,
+    mut rx: mpsc::Receiver<(CapfRecord, oneshot::Sender<Result<(), String>>)>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(_) => break,
+            }
+        }
+        let (records, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        match db.record_capf_results(&records).await {
+            Ok(results) => {
+                for (reply, r) in replies.into_iter().zip(results) {
+                    let _ = reply.send(match r {
+                        // The phone was deleted meanwhile: nothing to record.
+                        Err(phonetrust_store::StoreError::NotFound(_)) => Ok(()),
+                        other => other.map_err(|e| e.to_string()),
+                    });
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, phones = records.len(), "CAPF: recording outcomes failed");
+                for reply in replies {
+                    let _ = reply.send(Err(e.to_string()));
+                }
+            }
+        }
+    }
 }
 
 /// A running CAPF server.
@@ -120,6 +166,7 @@ impl CapfServer {
         OsRandom
             .fill(&mut first)
             .map_err(|e| ServiceError::Other(e.to_string()))?;
+        let db_for_recorder = db.clone();
         let shared = Arc::new(Shared {
             db,
             capf,
@@ -136,6 +183,11 @@ impl CapfServer {
             )),
             failures: std::sync::Mutex::new(HashMap::new()),
             rng: OsRandom,
+            recorder: {
+                let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
+                tokio::spawn(recorder(db_for_recorder, rx));
+                tx
+            },
         });
         Ok(Self { shared, listener })
     }
@@ -327,7 +379,14 @@ impl Shared {
 
     /// Record an outcome; Ok when it is committed (or there is nothing to record).
     async fn record(&self, outcome: &Outcome, now: i64) -> Result<(), String> {
-        let db = &self.db;
+        let rec = |device: &str, state, status: &str, certs, delete_lsc| CapfRecord {
+            device: device.to_string(),
+            state,
+            status: status.to_string(),
+            certs,
+            delete_lsc,
+            now,
+        };
         let to_cert = |kind, der: &[u8]| {
             X509::from_der(der)
                 .map_err(|e| e.to_string())
@@ -339,7 +398,7 @@ impl Shared {
                 _ => Ok(Vec::new()),
             }
         };
-        let r = match outcome {
+        let record = match outcome {
             Outcome::Installed {
                 device,
                 cert,
@@ -347,15 +406,7 @@ impl Shared {
             } => {
                 let mut certs = auth_cert(a)?;
                 certs.push(to_cert(DeviceCertKind::Lsc, cert)?);
-                db.record_capf_result(
-                    device,
-                    OpState::Success,
-                    "Upgrade Success",
-                    &certs,
-                    false,
-                    now,
-                )
-                .await
+                rec(device, OpState::Success, "Upgrade Success", certs, false)
             }
             Outcome::Fetched {
                 device,
@@ -372,38 +423,33 @@ impl Shared {
                 };
                 let mut certs = auth_cert(a)?;
                 certs.push(to_cert(kind, cert)?);
-                db.record_capf_result(
+                rec(
                     device,
                     OpState::Success,
                     "Troubleshoot Success",
-                    &certs,
+                    certs,
                     false,
-                    now,
                 )
-                .await
             }
             Outcome::Deleted { device } => {
-                db.record_capf_result(device, OpState::Success, "Delete Success", &[], true, now)
-                    .await
+                rec(device, OpState::Success, "Delete Success", Vec::new(), true)
             }
             Outcome::Failed {
                 device: Some(device),
                 status,
                 ..
-            } => {
-                match db
-                    .record_capf_result(device, OpState::Failed, status, &[], false, now)
-                    .await
-                {
-                    Err(phonetrust_store::StoreError::NotFound(_)) => Ok(()),
-                    other => other,
-                }
-            }
+            } => rec(device, OpState::Failed, status, Vec::new(), false),
             Outcome::Failed { device: None, .. }
             | Outcome::NothingScheduled { .. }
-            | Outcome::UnknownDevice { .. } => Ok(()),
+            | Outcome::UnknownDevice { .. } => return Ok(()),
         };
-        r.map_err(|e| e.to_string())
+        let (tx, rx) = oneshot::channel();
+        self.recorder
+            .send((record, tx))
+            .await
+            .map_err(|_| "the recorder has stopped".to_string())?;
+        rx.await
+            .map_err(|_| "the recorder has stopped".to_string())?
     }
 }
 

@@ -74,6 +74,16 @@ impl Db {
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::Db(format!("cannot open the database {url}: {e}")))?;
+        if backend == Backend::Sqlite && !full.contains("mode=ro") {
+            // Write-ahead log: one sync per commit instead of the rollback journal's
+            // several, readers never blocked by the writer. Still `synchronous = FULL`
+            // (SQLite's default), so a committed enrolment survives a power cut. The
+            // setting is stored in the file; other connections follow it.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&pool)
+                .await
+                .map_err(|e| StoreError::Db(format!("setting WAL on {url}: {e}")))?;
+        }
         MIGRATOR
             .run(&pool)
             .await

@@ -507,74 +507,43 @@ impl Db {
         delete_lsc: bool,
         now: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let op_sql = if state == OpState::Success {
-            ", capf_operation = 'none', capf_completes_by = NULL"
-        } else {
-            ""
+        let rec = CapfRecord {
+            device: name.to_string(),
+            state,
+            status: status.to_string(),
+            certs: certs.to_vec(),
+            delete_lsc,
+            now,
         };
-        let done = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE device SET capf_state = $2, capf_status = $3, capf_status_at = $4, updated_at = $4{op_sql} WHERE name = $1"
-        )))
-        .bind(name)
-        .bind(state.as_str())
-        .bind(status)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!("unknown phone {name}")));
+        let mut out = self.record_capf_results(std::slice::from_ref(&rec)).await?;
+        out.pop().unwrap_or(Ok(()))
+    }
+
+    /// Record several outcomes in one transaction (group commit: one disk sync for many
+    /// phones). The transaction commits when every record could be written; a record for
+    /// a phone that no longer exists is reported as `NotFound` in its own slot without
+    /// stopping the others. Any other error rolls the whole batch back.
+    pub async fn record_capf_results(
+        &self,
+        records: &[CapfRecord],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            out.push(record_one(&mut tx, r).await?);
         }
-        for c in certs {
-            sqlx::query("DELETE FROM devicecert WHERE device = $1 AND kind = $2")
-                .bind(name)
-                .bind(c.kind.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            sqlx::query(AssertSqlSafe(format!(
-                "INSERT INTO devicecert (device, {CERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-            )))
-            .bind(name)
-            .bind(c.kind.as_str())
-            .bind(&c.pem)
-            .bind(&c.md5)
-            .bind(&c.public_key)
-            .bind(&c.subject)
-            .bind(&c.issuer)
-            .bind(&c.serial)
-            .bind(c.not_before)
-            .bind(c.not_after)
-            .bind(c.recorded_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        }
-        if delete_lsc {
-            sqlx::query("DELETE FROM devicecert WHERE device = $1 AND kind = 'LSC'")
-                .bind(name)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        }
-        // md5hash follows the certificate CAPF knows the phone by: its LSC, else its MIC.
-        sqlx::query(
-            "UPDATE device SET md5hash = (SELECT md5 FROM devicecert WHERE device = $1 \
-             ORDER BY CASE kind WHEN 'LSC' THEN 0 ELSE 1 END LIMIT 1) WHERE name = $1",
-        )
-        .bind(name)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
-        tracing::info!(
-            device = name,
-            state = state.as_str(),
-            status,
-            "CAPF status recorded"
-        );
-        Ok(())
+        for (r, o) in records.iter().zip(&out) {
+            if o.is_ok() {
+                tracing::info!(
+                    device = r.device,
+                    state = r.state.as_str(),
+                    status = r.status,
+                    "CAPF status recorded"
+                );
+            }
+        }
+        Ok(out)
     }
 
     /// Delete a phone (and its recorded certificates).
@@ -741,4 +710,90 @@ pub fn device_cert(
         not_after: f.not_after,
         recorded_at: now,
     })
+}
+
+/// One CAPF outcome to record (see [`Db::record_capf_results`]).
+#[derive(Clone, Debug)]
+pub struct CapfRecord {
+    /// The phone.
+    pub device: String,
+    /// Success or Failed.
+    pub state: OpState,
+    /// The status text ("Upgrade Success", "Upgrade Failed: ...").
+    pub status: String,
+    /// Certificates learnt (replacing those of the same kind).
+    pub certs: Vec<DeviceCert>,
+    /// Whether the phone's LSC was deleted.
+    pub delete_lsc: bool,
+    /// When.
+    pub now: i64,
+}
+
+/// Write one record inside `tx`: `Ok(Err(NotFound))` when the phone is unknown (nothing
+/// written for it), `Err` on a database error (the caller rolls back).
+async fn record_one(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    r: &CapfRecord,
+) -> Result<Result<(), StoreError>, StoreError> {
+    let name = r.device.as_str();
+    let op_sql = if r.state == OpState::Success {
+        ", capf_operation = 'none', capf_completes_by = NULL"
+    } else {
+        ""
+    };
+    let done = sqlx::query(AssertSqlSafe(format!(
+        "UPDATE device SET capf_state = $2, capf_status = $3, capf_status_at = $4, updated_at = $4{op_sql} WHERE name = $1"
+    )))
+    .bind(name)
+    .bind(r.state.as_str())
+    .bind(&r.status)
+    .bind(r.now)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    if done.rows_affected() == 0 {
+        return Ok(Err(StoreError::NotFound(format!("unknown phone {name}"))));
+    }
+    for c in &r.certs {
+        sqlx::query("DELETE FROM devicecert WHERE device = $1 AND kind = $2")
+            .bind(name)
+            .bind(c.kind.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO devicecert (device, {CERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        )))
+        .bind(name)
+        .bind(c.kind.as_str())
+        .bind(&c.pem)
+        .bind(&c.md5)
+        .bind(&c.public_key)
+        .bind(&c.subject)
+        .bind(&c.issuer)
+        .bind(&c.serial)
+        .bind(c.not_before)
+        .bind(c.not_after)
+        .bind(c.recorded_at)
+        .execute(&mut **tx)
+        .await
+        .map_err(db_err)?;
+    }
+    if r.delete_lsc {
+        sqlx::query("DELETE FROM devicecert WHERE device = $1 AND kind = 'LSC'")
+            .bind(name)
+            .execute(&mut **tx)
+            .await
+            .map_err(db_err)?;
+    }
+    // md5hash follows the certificate CAPF knows the phone by: its LSC, else its MIC.
+    sqlx::query(
+        "UPDATE device SET md5hash = (SELECT md5 FROM devicecert WHERE device = $1 \
+         ORDER BY CASE kind WHEN 'LSC' THEN 0 ELSE 1 END LIMIT 1) WHERE name = $1",
+    )
+    .bind(name)
+    .execute(&mut **tx)
+    .await
+    .map_err(db_err)?;
+    Ok(Ok(()))
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use openssl::x509::X509;
-use phonetrust_phonesim::{Pool, SimPhone};
+use phonetrust_phonesim::{CapfConnector, PhoneTls, Pool, SimPhone};
 use phonetrust_proto::capf_phone::{PhoneAuth, PhoneResult};
 
 /// Options of `bench capf`.
@@ -27,6 +27,17 @@ pub(crate) struct CapfBench {
     /// Distinct pre-generated phone keys (reused round robin).
     #[arg(long, default_value_t = 32)]
     keys: usize,
+    /// TLS the phones speak: modern (1.3, X25519), tls12 (ECDHE-RSA-AES128-GCM-SHA256) or
+    /// legacy (TLS 1.0, AES128-SHA, as old firmware).
+    #[arg(long, value_enum, default_value_t = TlsArg::Modern)]
+    tls: TlsArg,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum TlsArg {
+    Modern,
+    Tls12,
+    Legacy,
 }
 
 fn free_port() -> Result<u16> {
@@ -41,6 +52,16 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`.
+fn cpu_secs(pid: &str) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -120,7 +141,19 @@ pub(crate) async fn run(b: CapfBench) -> Result<ExitCode> {
     );
     let keys = Arc::new(Pool::rsa(b.keys, b.rsa_bits).context("generating keys")?);
     let sem = Arc::new(tokio::sync::Semaphore::new(b.concurrency.max(1)));
-    let capf = Arc::new(capf);
+    let capf = Arc::new(
+        CapfConnector::with_tls(
+            &capf,
+            match b.tls {
+                TlsArg::Modern => PhoneTls::Modern,
+                TlsArg::Tls12 => PhoneTls::Tls12,
+                TlsArg::Legacy => PhoneTls::Legacy,
+            },
+        )
+        .map_err(anyhow::Error::msg)?,
+    );
+    let server_pid = server.id().to_string();
+    let cpu0 = (cpu_secs(&server_pid), cpu_secs("self"));
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(b.phones);
     for i in 0..b.phones {
@@ -130,7 +163,7 @@ pub(crate) async fn run(b: CapfBench) -> Result<ExitCode> {
             let mut phone = SimPhone::new(&format!("{i:012X}"), "8845");
             let t = Instant::now();
             let r = phone
-                .capf(addr, &capf, PhoneAuth::None, keys.as_ref())
+                .capf_via(addr, &capf, PhoneAuth::None, keys.as_ref())
                 .await;
             Some((r, t.elapsed()))
         }));
@@ -145,14 +178,17 @@ pub(crate) async fn run(b: CapfBench) -> Result<ExitCode> {
     }
     let wall = start.elapsed();
     let peak_kib = vm_hwm_kib(server.id()).unwrap_or(0);
+    let cpu1 = (cpu_secs(&server_pid), cpu_secs("self"));
+    let used = |a: Option<f64>, b: Option<f64>| b.zip(a).map(|(b, a)| b - a).unwrap_or(0.0);
+    let (server_cpu, phones_cpu) = (used(cpu0.0, cpu1.0), used(cpu0.1, cpu1.1));
     let _ = server.kill();
     let _ = server.wait();
     let _ = std::fs::remove_dir_all(&dir);
     lat.sort();
     let ok = lat.len();
     println!(
-        "CAPF enrolment: {} phones, concurrency {}, RSA-{} keys (pre-generated), server and phones on this machine",
-        b.phones, b.concurrency, b.rsa_bits
+        "CAPF enrolment: {} phones, concurrency {}, RSA-{} keys (pre-generated), TLS {:?}, server and phones on this machine",
+        b.phones, b.concurrency, b.rsa_bits, b.tls
     );
     println!("  enrolled        {ok} ({failed} failed)");
     println!("  wall time       {:.2} s", wall.as_secs_f64());
@@ -164,6 +200,10 @@ pub(crate) async fn run(b: CapfBench) -> Result<ExitCode> {
     println!(
         "  latency p99     {:.1} ms",
         percentile(&lat, 0.99).as_secs_f64() * 1e3
+    );
+    println!(
+        "  CPU             server {server_cpu:.2} s ({:.2} ms/enrolment), phones {phones_cpu:.2} s",
+        server_cpu * 1e3 / ok.max(1) as f64
     );
     println!(
         "  server memory   {:.1} MB peak (VmHWM; {:.1} MB after start)",

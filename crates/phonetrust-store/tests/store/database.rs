@@ -476,3 +476,44 @@ async fn csv_import_reports_each_row_and_commits_the_valid_ones() {
     }
     assert_eq!(db.device_count().await.unwrap(), 3);
 }
+
+/// Group commit: several outcomes in one transaction; an unknown phone in the batch gets
+/// its own NotFound and does not stop the others.
+#[tokio::test]
+async fn capf_results_are_recorded_in_batches() {
+    let (_dir, db) = db("batch").await;
+    for n in ["SEP00000000000A", "SEP00000000000B"] {
+        db.add_devices(&[phone(n)], NOW).await.unwrap();
+    }
+    let rec = |device: &str, status: &str| phonetrust_store::devices::CapfRecord {
+        device: device.into(),
+        state: OpState::Failed,
+        status: status.into(),
+        certs: Vec::new(),
+        delete_lsc: false,
+        now: NOW,
+    };
+    let out = db
+        .record_capf_results(&[
+            rec(
+                "SEP00000000000A",
+                "Upgrade Failed: Invalid Authentication String",
+            ),
+            rec("SEP0000000000FF", "Upgrade Failed: whatever"),
+            rec(
+                "SEP00000000000B",
+                "Upgrade Failed: User Initiated Request Late/Timeout",
+            ),
+        ])
+        .await
+        .unwrap();
+    assert!(out[0].is_ok() && out[2].is_ok(), "{out:?}");
+    assert!(matches!(out[1], Err(StoreError::NotFound(_))), "{out:?}");
+    let a = db.device("SEP00000000000A").await.unwrap().capf;
+    assert_eq!(a.state, OpState::Failed);
+    assert_eq!(a.status, "Upgrade Failed: Invalid Authentication String");
+    assert_eq!(
+        db.device("SEP00000000000B").await.unwrap().capf.status,
+        "Upgrade Failed: User Initiated Request Late/Timeout"
+    );
+}
