@@ -7,9 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-60}; shift || true
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(trust_list capf_message tvs_message enc_config partial_config)
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(trust_list capf_message capf_server_session tvs_message enc_config partial_config)
 vec=${PHONETRUST_VECTORS:-../../shared/vectors}
-for t in trust_list capf_message tvs_message enc_config partial_config; do mkdir -p "corpus/$t"; done
+for t in trust_list capf_message capf_server_session tvs_message enc_config partial_config; do mkdir -p "corpus/$t"; done
 cp "$vec"/files/*.tlv corpus/trust_list/ 2>/dev/null || true
 cp "$vec"/files/encrypted/*.enc.sgn "$vec"/files/signed/*.sgn corpus/enc_config/ 2>/dev/null || true
 cp "$vec"/files/*.cnf.xml corpus/partial_config/ 2>/dev/null || true
@@ -21,6 +21,21 @@ while read -r who hex; do
   esac
   n=$((n+1))
 done < <(cat "$vec"/transcripts/*.log | grep -v '^#' | grep -v '^$')
+# capf_server_session: each transcript session's phone messages, 2-byte length prefixed,
+# behind a selector byte (operation x authentication).
+python3 - "$vec/transcripts/capf.log" <<'PY'
+import sys
+sessions = []
+for line in open(sys.argv[1]):
+    if line.startswith("##"):
+        sessions.append([])
+    elif line.startswith("capfc ") and sessions:
+        sessions[-1].append(bytes.fromhex(line.split()[1]))
+for i, msgs in enumerate(sessions):
+    for sel in range(16):
+        body = bytes([sel]) + b"".join(len(m).to_bytes(2, "big") + m for m in msgs)
+        open(f"corpus/capf_server_session/s{i}-{sel}", "wb").write(body)
+PY
 toolchain=+nightly
 rustup toolchain list | grep -q nightly || { toolchain=""; export RUSTC_BOOTSTRAP=1; }
 for t in "${targets[@]}"; do

@@ -5,6 +5,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod storage;
+
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;

@@ -295,6 +295,10 @@ impl ServerSession {
     }
 
     fn fail(&mut self, kind: FailKind, why: impl Into<String>) -> Vec<Action> {
+        // A finished session stays finished: one outcome, one END_SESSION.
+        if self.is_done() {
+            return Vec::new();
+        }
         self.state = State::Done;
         let status = format!("{} Failed: {}", self.op_word(), why.into());
         vec![Action::Finish {
@@ -317,6 +321,9 @@ impl ServerSession {
 
     /// A whole message from the phone (header and body).
     pub fn handle(&mut self, bytes: &[u8]) -> Vec<Action> {
+        if self.is_done() {
+            return Vec::new();
+        }
         if bytes.len() > MAX_MESSAGE {
             return self.fail(FailKind::Protocol, "message too large");
         }

@@ -189,3 +189,43 @@ fn partial_config_target() {
     ];
     exercise("partial_config", &seeds, 2000, fuzzing::partial_config);
 }
+
+/// The phone's messages of each transcript session, as `capf_server_session` inputs
+/// (selector byte, then 2-byte-length-prefixed messages), under every operation ×
+/// authentication selector.
+fn capf_session_seeds() -> Vec<Vec<u8>> {
+    let text = String::from_utf8(read(vectors().join("transcripts/capf.log"))).unwrap();
+    let mut sessions: Vec<Vec<Vec<u8>>> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with("##") {
+            sessions.push(Vec::new());
+        } else if let Some(hex) = line.strip_prefix("capfc ") {
+            if let Some(s) = sessions.last_mut() {
+                s.push(unhex(hex).unwrap());
+            }
+        }
+    }
+    assert_eq!(sessions.len(), 8, "the transcript's eight sessions");
+    let mut out = Vec::new();
+    for msgs in &sessions {
+        for sel in 0u8..64 {
+            let mut v = vec![sel];
+            for m in msgs {
+                v.extend_from_slice(&u16::try_from(m.len()).unwrap().to_be_bytes());
+                v.extend_from_slice(m);
+            }
+            out.push(v);
+        }
+    }
+    out
+}
+
+#[test]
+fn capf_server_session_target() {
+    exercise(
+        "capf_server_session",
+        &capf_session_seeds(),
+        20,
+        fuzzing::capf_server_session,
+    );
+}

@@ -38,7 +38,9 @@ pub(crate) enum BenchCmd {
 pub(crate) fn run(cmd: BenchCmd) -> Result<ExitCode> {
     match cmd {
         BenchCmd::Files { iterations } => files(iterations.max(1)),
-        BenchCmd::Capf(b) => tokio::runtime::Builder::new_multi_thread()
+        // The phones run on one thread: they need well under a core, and a second
+        // runtime thread would only compete with the server for the two cores.
+        BenchCmd::Capf(b) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?
             .block_on(crate::bench_capf::run(b)),

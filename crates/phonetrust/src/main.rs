@@ -14,6 +14,7 @@ mod files;
 mod fsutil;
 mod node;
 mod phones;
+mod phonesim_cmd;
 mod serve;
 
 use std::path::PathBuf;
@@ -85,6 +86,10 @@ enum Command {
     /// Device configuration: encrypt to a phone's certificate, decrypt with its key.
     #[command(subcommand)]
     Cnf(files::CnfCmd),
+    /// Simulated phones: CAPF sessions from the command line, each phone's flash kept in
+    /// a directory (`phone-sim capf --mac 001122334455`, `phone-sim show`, `phone-sim factory`).
+    #[command(subcommand, name = "phone-sim")]
+    PhoneSim(phonesim_cmd::PhoneSimCmd),
     /// Measure speed (per-operation times, throughput).
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -141,6 +146,7 @@ fn main() -> ExitCode {
         Command::Sgn(c) => files::sgn(c),
         Command::Cnf(c) => files::cnf(c),
         Command::Bench(c) => bench::run(c),
+        Command::PhoneSim(c) => serve_runtime(phonesim_cmd::run(&node, c)),
     };
     match result {
         Ok(code) => code,

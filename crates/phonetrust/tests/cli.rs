@@ -889,3 +889,226 @@ fn serve_creates_the_identity_on_first_start_and_listens() {
     assert!(stdout(&o).contains("CAPF-"), "{}", stdout(&o));
     assert!(d.join("data/phonetrust.db").exists());
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `serve` on loopback with the given ports; killed on drop.
+struct Server(std::process::Child);
+
+impl Server {
+    fn start(d: &Path, capf_port: u16) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+            .args([
+                "serve",
+                "--bind",
+                "127.0.0.1",
+                "--capf-port",
+                &capf_port.to_string(),
+            ])
+            .current_dir(d)
+            .env("PHONETRUST_DATA", d.join("data"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", capf_port)).is_err() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "serve did not listen"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self(child)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The README's walk-through: schedule an operation, run the simulated phone, watch the
+/// status; MIC authentication with the simulated factory's CA in CAPF-trust; the legacy
+/// TLS 1.0 `AES128-SHA` handshake checked with `openssl s_client`.
+#[test]
+fn phone_sim_enrols_against_serve() {
+    let d = tmp("phonesim");
+    init_node(&d);
+    let port = free_port();
+    let server = Server::start(&d, port);
+    let addr = format!("127.0.0.1:{port}");
+    let sim = |args: &[&str]| {
+        let mut all = vec!["phone-sim"];
+        all.extend_from_slice(args);
+        pt(&d, &all)
+    };
+
+    // Null string, install.
+    assert!(
+        pt(&d, &["phone", "add", "SEP001122334455", "--model", "8845"])
+            .status
+            .success()
+    );
+    let o = pt(
+        &d,
+        &[
+            "phone",
+            "capf",
+            "SEP001122334455",
+            "--operation",
+            "install",
+            "--auth",
+            "null-string",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = pt(&d, &["phone", "show", "SEP001122334455"]);
+    assert!(
+        stdout(&o).contains("Certificate Operation Status: Operation Pending"),
+        "{}",
+        stdout(&o)
+    );
+    let o = sim(&["capf", "--mac", "001122334455", "--server", &addr]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(stdout(&o).trim(), "SEP001122334455: LSC: Installed");
+    let shown = stdout(&pt(&d, &["phone", "show", "SEP001122334455"]));
+    assert!(
+        shown.contains("Certificate Operation Status: Upgrade Success"),
+        "{shown}"
+    );
+    let sim_shown = stdout(&sim(&["show", "SEP001122334455"]));
+    let md5 = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("LSC MD5: "))
+        .expect("LSC MD5 line")
+        .trim()
+        .to_string();
+    assert!(sim_shown.contains(&format!("MD5 {md5})")), "{sim_shown}");
+    assert!(sim_shown.contains("  LSC: Installed"), "{sim_shown}");
+    assert!(d.join("phonetrust-phones/SEP001122334455/lsc.key").exists());
+
+    // Unknown phone: refused, the phone shows LSC: Failed.
+    let o = sim(&["capf", "--mac", "0011223344FF", "--server", &addr]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("SEP0011223344FF: LSC: Failed"),
+        "{}",
+        stdout(&o)
+    );
+
+    // MIC authentication: the factory CA goes into CAPF-trust first.
+    assert!(
+        pt(&d, &["phone", "add", "SEP0011223344AA"])
+            .status
+            .success()
+    );
+    assert!(
+        pt(
+            &d,
+            &[
+                "phone",
+                "capf",
+                "SEP0011223344AA",
+                "--operation",
+                "install",
+                "--auth",
+                "mic"
+            ]
+        )
+        .status
+        .success()
+    );
+    let o = sim(&[
+        "capf",
+        "--mac",
+        "0011223344AA",
+        "--server",
+        &addr,
+        "--certificate",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("LSC: Failed"), "{}", stdout(&o));
+    let status = stdout(&pt(&d, &["phone", "show", "SEP0011223344AA"]));
+    assert!(status.contains("Upgrade Failed: Invalid MIC"), "{status}");
+    let o = sim(&["factory"]);
+    assert!(
+        stdout(&o).contains("set cert import trust CAPF-trust"),
+        "{}",
+        stdout(&o)
+    );
+    let o = pt(
+        &d,
+        &[
+            "set",
+            "cert",
+            "import",
+            "trust",
+            "CAPF-trust",
+            "phonetrust-phones/manufacturer-ca.pem",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        pt(
+            &d,
+            &[
+                "phone",
+                "capf",
+                "SEP0011223344AA",
+                "--operation",
+                "install",
+                "--auth",
+                "mic"
+            ]
+        )
+        .status
+        .success()
+    );
+    // The server reads CAPF-trust again after at most 5 seconds.
+    std::thread::sleep(std::time::Duration::from_millis(5500));
+    let o = sim(&[
+        "capf",
+        "--mac",
+        "0011223344AA",
+        "--server",
+        &addr,
+        "--certificate",
+        "--retries",
+        "0",
+    ]);
+    let installed = stdout(&o).contains("SEP0011223344AA: LSC: Installed");
+    assert!(installed, "{}", stdout(&o));
+
+    // Old firmware: TLS 1.0 with AES128-SHA, by an independent client.
+    let capf_pem = stdout(&pt(&d, &["show", "cert", "own", "CAPF", "--pem"]));
+    std::fs::write(d.join("capf.pem"), capf_pem).unwrap();
+    let o = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &addr,
+            "-tls1",
+            "-cipher",
+            "AES128-SHA:@SECLEVEL=0",
+            "-CAfile",
+            "capf.pem",
+        ])
+        .current_dir(&d)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    assert!(out.contains("Protocol  : TLSv1\n"), "{out}");
+    assert!(out.contains("Cipher    : AES128-SHA"), "{out}");
+    assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
+    drop(server);
+}

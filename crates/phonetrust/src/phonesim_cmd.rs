@@ -1,0 +1,314 @@
+//! `phonetrust phone-sim`: simulated phones from the command line. Each phone keeps its
+//! flash (MIC, LSC, status messages) in `<dir>/SEP<MAC>/`, so running the same MAC again
+//! is the same phone rebooting.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use openssl::x509::X509;
+use phonetrust_phonesim::storage::manufacturer_ca_in;
+use phonetrust_phonesim::{CapfConnector, Generate, KeySource, PhoneTls, Pool, SimPhone};
+use phonetrust_proto::capf_phone::{PhoneAuth, PhoneResult};
+
+use crate::node::Node;
+
+/// `phone-sim` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum PhoneSimCmd {
+    /// Run CAPF sessions as phones do: the operation scheduled for each phone (install,
+    /// troubleshoot, delete) is carried out and its status message printed.
+    Capf(CapfArgs),
+    /// Show a simulated phone's flash: MIC, LSC and status messages.
+    Show {
+        /// The phone's MAC (12 hex digits) or SEP name.
+        mac: String,
+        #[command(flatten)]
+        dir: DirArg,
+    },
+    /// The simulated factory: its manufacturer CA (made on first use), which issues the
+    /// phones' MICs. Import it into CAPF-trust for MIC authentication.
+    Factory {
+        #[command(flatten)]
+        dir: DirArg,
+        /// Print the CA certificate (PEM) instead of a summary.
+        #[arg(long)]
+        pem: bool,
+    },
+}
+
+/// Where the simulated phones keep their flash.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DirArg {
+    /// Directory of the simulated phones (one subdirectory per phone).
+    #[arg(
+        long = "phones-dir",
+        env = "PHONETRUST_PHONES",
+        default_value = "./phonetrust-phones"
+    )]
+    dir: PathBuf,
+}
+
+/// Options of `phone-sim capf`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CapfArgs {
+    /// The first phone's MAC (12 hex digits, or SEP<MAC>); with --count, the next MACs follow.
+    #[arg(long)]
+    mac: String,
+    /// How many phones (consecutive MACs).
+    #[arg(long, default_value_t = 1)]
+    count: u32,
+    /// Phones running a session at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Model of new phones.
+    #[arg(long, default_value = "8845")]
+    model: String,
+    /// CAPF server address (host:port).
+    #[arg(long, default_value = "127.0.0.1:3804")]
+    server: String,
+    /// The CAPF certificate the phones trust (PEM), as their ITL lists it; default: the
+    /// CAPF certificate of the local node (--data).
+    #[arg(long)]
+    capf_cert: Option<PathBuf>,
+    /// Authentication string entered on the phone.
+    #[arg(long, conflicts_with = "certificate")]
+    auth_string: Option<String>,
+    /// Authenticate with the phone's existing certificate (LSC if it has one, else MIC).
+    #[arg(long)]
+    certificate: bool,
+    /// Also send SUDI data (with --certificate).
+    #[arg(long, requires = "certificate")]
+    sudi: bool,
+    /// TLS the phones speak: modern, tls12 or legacy (TLS 1.0 AES128-SHA, old firmware).
+    #[arg(long, value_enum, default_value_t = TlsArg::Modern)]
+    tls: TlsArg,
+    /// Protocol version in the phone's replies (2 or 3).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=3))]
+    protocol_version: u8,
+    /// New phones get no MIC (as phones without a factory certificate).
+    #[arg(long)]
+    no_mic: bool,
+    /// Phones that cannot make EC keys (answer an EC request with a failure).
+    #[arg(long)]
+    no_ec: bool,
+    /// Use N pre-generated RSA keys instead of generating one per phone (load tests).
+    #[arg(long)]
+    key_pool: Option<usize>,
+    /// Times a phone told RETRY_LATER tries again (after the delay the server asks for).
+    #[arg(long, default_value_t = 3)]
+    retries: u32,
+    #[command(flatten)]
+    dir: DirArg,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum TlsArg {
+    Modern,
+    Tls12,
+    Legacy,
+}
+
+/// `SEP<MAC>` of `s` (MAC or SEP name), upper case; error otherwise.
+fn mac_of(s: &str) -> Result<u64> {
+    let hex = s
+        .strip_prefix("SEP")
+        .or_else(|| s.strip_prefix("sep"))
+        .unwrap_or(s);
+    if hex.len() != 12 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        bail!("'{s}' is not a MAC address: give 12 hex digits (e.g. 001122334455) or SEP<MAC>");
+    }
+    Ok(u64::from_str_radix(hex, 16)?)
+}
+
+/// Run a `phone-sim` command.
+pub(crate) async fn run(node: &Node, cmd: PhoneSimCmd) -> Result<ExitCode> {
+    match cmd {
+        PhoneSimCmd::Capf(a) => capf(node, a).await,
+        PhoneSimCmd::Show { mac, dir } => {
+            let m = mac_of(&mac)?;
+            let device = format!("SEP{m:012X}");
+            if !SimPhone::dir_of(&dir.dir, &device).join("model").exists() {
+                bail!(
+                    "no simulated phone {device} in {}: run `phonetrust phone-sim capf --mac {m:012X}` first",
+                    dir.dir.display()
+                );
+            }
+            let p = SimPhone::load_or_new(&dir.dir, &format!("{m:012X}"), "", None)?;
+            println!("Device Name: {}", p.state.device);
+            println!("Model: {}", p.model);
+            let describe = |c: &Option<phonetrust_proto::cert::CertAndKey>| match c {
+                None => "none".to_string(),
+                Some(c) => {
+                    let md5 = openssl::hash::hash(
+                        openssl::hash::MessageDigest::md5(),
+                        &c.cert.to_der().unwrap_or_default(),
+                    )
+                    .map(|d| d.iter().map(|b| format!("{b:02x}")).collect::<String>())
+                    .unwrap_or_default();
+                    format!(
+                        "{} (issuer {}, serial {}, valid until {}, MD5 {md5})",
+                        phonetrust_proto::cert::name_string(c.cert.subject_name()),
+                        phonetrust_proto::cert::name_string(c.cert.issuer_name()),
+                        c.cert
+                            .serial_number()
+                            .to_bn()
+                            .and_then(|b| b.to_hex_str().map(|s| s.to_string()))
+                            .unwrap_or_default(),
+                        c.cert.not_after()
+                    )
+                }
+            };
+            println!("MIC: {}", describe(&p.state.mic));
+            println!("LSC: {}", describe(&p.state.lsc));
+            println!("Status Messages:");
+            for m in &p.status_messages {
+                println!("  {m}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PhoneSimCmd::Factory { dir, pem } => {
+            let (ca, made) = manufacturer_ca_in(&dir.dir)?;
+            let path = dir.dir.join("manufacturer-ca.pem");
+            if pem {
+                print!("{}", String::from_utf8_lossy(&ca.cert.to_pem()?));
+            } else {
+                println!(
+                    "{} manufacturer CA {} ({})",
+                    if made { "Created" } else { "Using" },
+                    phonetrust_proto::cert::name_string(ca.cert.subject_name()),
+                    path.display()
+                );
+                println!(
+                    "For MIC authentication: phonetrust set cert import trust CAPF-trust {}",
+                    path.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn capf(node: &Node, a: CapfArgs) -> Result<ExitCode> {
+    let first = mac_of(&a.mac)?;
+    if a.count == 0 || first + u64::from(a.count) - 1 > 0xFFFF_FFFF_FFFF {
+        bail!("--count must be at least 1 and stay within the MAC range");
+    }
+    let capf = match &a.capf_cert {
+        Some(p) => {
+            X509::from_pem(&std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)
+                .with_context(|| format!("{}: not a PEM certificate", p.display()))?
+        }
+        None => {
+            let id = phonetrust_store::identity::load(&node.data).context(
+                "No valid CAPF server: give --capf-cert FILE (the CAPF certificate of the phones' ITL) or --data of a node",
+            )?;
+            id.get(phonetrust_pki::profiles::OwnCert::Capf)
+                .context("No valid CAPF server: the node has no CAPF certificate")?
+                .cert
+                .clone()
+        }
+    };
+    let addr: SocketAddr = tokio::net::lookup_host(&a.server)
+        .await
+        .with_context(|| format!("resolving {}", a.server))?
+        .next()
+        .with_context(|| format!("{} has no address", a.server))?;
+    let tls = match a.tls {
+        TlsArg::Modern => PhoneTls::Modern,
+        TlsArg::Tls12 => PhoneTls::Tls12,
+        TlsArg::Legacy => PhoneTls::Legacy,
+    };
+    let conn = Arc::new(CapfConnector::with_tls(&capf, tls).map_err(anyhow::Error::msg)?);
+    let factory = if a.no_mic {
+        None
+    } else {
+        Some(manufacturer_ca_in(&a.dir.dir)?.0)
+    };
+    let keys: Arc<dyn KeySource> = match a.key_pool {
+        Some(n) => Arc::new(Pool::rsa(n, 2048)?),
+        None => Arc::new(Generate { ec: !a.no_ec }),
+    };
+    let auth = match (&a.auth_string, a.certificate) {
+        (Some(s), _) => PhoneAuth::Password(s.clone()),
+        (None, true) => PhoneAuth::Certificate { sudi: a.sudi },
+        (None, false) => PhoneAuth::None,
+    };
+    let a = Arc::new(a);
+    let factory = Arc::new(factory);
+    let sem = Arc::new(tokio::sync::Semaphore::new(a.concurrency.max(1)));
+    let mut tasks = Vec::new();
+    for i in 0..u64::from(a.count) {
+        let (a, factory, sem, conn, keys, auth) = (
+            a.clone(),
+            factory.clone(),
+            sem.clone(),
+            conn.clone(),
+            keys.clone(),
+            auth.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await.ok();
+            let mac = format!("{:012X}", first + i);
+            let mut phone =
+                SimPhone::load_or_new(&a.dir.dir, &mac, &a.model, factory.as_ref().as_ref())?;
+            phone.state.version = a.protocol_version;
+            let mut tries = 0;
+            let result = loop {
+                let r = phone
+                    .capf_via(addr, &conn, auth.clone(), keys.as_ref())
+                    .await;
+                match r {
+                    PhoneResult::RetryLater(s) if tries < a.retries => {
+                        tries += 1;
+                        tokio::time::sleep(std::time::Duration::from_secs(u64::from(s.min(600))))
+                            .await;
+                    }
+                    other => break other,
+                }
+            };
+            phone.save(&a.dir.dir)?;
+            anyhow::Ok((phone.state.device.clone(), result))
+        }));
+    }
+    let mut failed = 0;
+    for t in tasks {
+        match t.await? {
+            Ok((device, r)) => {
+                let ok = matches!(
+                    r,
+                    PhoneResult::Installed
+                        | PhoneResult::Deleted
+                        | PhoneResult::Fetched
+                        | PhoneResult::NothingToDo
+                );
+                if !ok {
+                    failed += 1;
+                }
+                match &r {
+                    PhoneResult::Failed(why) => {
+                        println!("{device}: {} ({why})", r.status_message())
+                    }
+                    PhoneResult::RetryLater(s) => {
+                        println!(
+                            "{device}: {} (server busy, retry in {s} s)",
+                            r.status_message()
+                        )
+                    }
+                    _ => println!("{device}: {}", r.status_message()),
+                }
+            }
+            Err(e) => {
+                failed += 1;
+                println!("phone: {e:#}");
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
