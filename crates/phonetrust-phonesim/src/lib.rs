@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod boot;
 pub mod storage;
 
 use std::net::SocketAddr;
@@ -208,6 +209,10 @@ pub struct SimPhone {
     pub model: String,
     /// Status messages, as the phone's Status Messages screen lists them.
     pub status_messages: Vec<String>,
+    /// The ITL it holds (bytes as downloaded), if any.
+    pub itl: Option<Vec<u8>>,
+    /// The authentication string a user would type when CAPF asks for one.
+    pub auth_string: Option<String>,
 }
 
 impl SimPhone {
@@ -222,6 +227,8 @@ impl SimPhone {
             },
             model: model.into(),
             status_messages: Vec::new(),
+            itl: None,
+            auth_string: None,
         }
     }
 

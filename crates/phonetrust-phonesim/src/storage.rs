@@ -144,6 +144,7 @@ impl SimPhone {
             phone.model = String::from_utf8_lossy(&m).trim().to_string();
             phone.state.mic = load_pair(&pdir, "mic")?;
             phone.state.lsc = load_pair(&pdir, "lsc")?;
+            phone.itl = read_capped(&pdir.join("ITLFile.tlv"))?;
             if let Some(log) = read_capped(&pdir.join("status.log"))? {
                 phone.status_messages = String::from_utf8_lossy(&log)
                     .lines()
@@ -178,6 +179,10 @@ impl SimPhone {
                 remove(&pdir.join("lsc.pem"))?;
                 remove(&pdir.join("lsc.key"))?;
             }
+        }
+        match &self.itl {
+            Some(b) => write_file(&pdir.join("ITLFile.tlv"), b, 0o644)?,
+            None => remove(&pdir.join("ITLFile.tlv"))?,
         }
         let mut log = self.status_messages.join("\n");
         log.push('\n');

@@ -22,6 +22,7 @@ pub mod capf_server;
 pub mod cert;
 pub mod clock;
 pub mod codec;
+pub mod devconfig;
 pub mod element;
 pub mod enccnf;
 #[doc(hidden)]
@@ -29,6 +30,7 @@ pub mod fuzzing;
 pub mod rand;
 pub mod sgn;
 pub mod show;
+pub mod tftp;
 pub mod tlv;
 pub mod trustlist;
 pub mod tvs;

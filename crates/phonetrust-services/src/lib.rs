@@ -2,10 +2,15 @@
 //! deadlines and the store here; protocol logic in `phonetrust-proto`'s sans-IO sessions.
 //!
 //! - [`capf`]: the CAPF server (certificate enrolment).
+//! - [`provision`]: the files phones download (ITL, CTL, configs, static files).
+//! - [`tftp`], [`http`]: the TFTP (UDP 69) and HTTP (6970) servers of that namespace.
 
 #![forbid(unsafe_code)]
 
 pub mod capf;
+pub mod http;
+pub mod provision;
+pub mod tftp;
 
 /// Why a service could not start or run.
 #[derive(Debug, thiserror::Error)]

@@ -38,8 +38,11 @@ pub const TFTP_PORT: &str = "TftpPort";
 /// HTTP (TFTP over HTTP) port.
 pub const HTTP_PORT: &str = "HttpPort";
 
+/// Which key signs the ITL: 0 the CallManager certificate, 1 ITLRecovery.
+pub const ITL_SIGNER: &str = "ItlSigner";
+
 /// Every enterprise parameter.
-pub const PARAMS: [ParamDef; 7] = [
+pub const PARAMS: [ParamDef; 8] = [
     ParamDef {
         name: CLUSTER_SECURITY_MODE,
         label: "Cluster Security Mode",
@@ -95,6 +98,14 @@ pub const PARAMS: [ParamDef; 7] = [
         min: 1,
         max: 65535,
         help: "TCP port of the HTTP server for phone downloads",
+    },
+    ParamDef {
+        name: ITL_SIGNER,
+        label: "ITL Signer",
+        default: 0,
+        min: 0,
+        max: 1,
+        help: "0 = CallManager certificate (normal), 1 = ITLRecovery (set by `utils itl reset localkey`, back with `utils itl restore`)",
     },
 ];
 

@@ -117,6 +117,10 @@ pub(crate) async fn run(b: CapfBench) -> Result<ExitCode> {
             "127.0.0.1",
             "--capf-port",
             &port.to_string(),
+            "--tftp-port",
+            "0",
+            "--http-port",
+            "0",
             "--max-sessions",
             "100000",
         ])

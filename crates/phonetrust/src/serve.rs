@@ -1,5 +1,5 @@
 //! `phonetrust serve`: create the identity on first start, open the store, run the
-//! services (CAPF now) until interrupted.
+//! services (CAPF, TFTP, HTTP) until interrupted.
 //!
 //! Settings come from, strongest first: the command line, the config file
 //! (`<data>/phonetrust.toml` or `--config`), the enterprise parameters (CAPF Phone Port),
@@ -14,6 +14,9 @@ use clap::Args;
 use openssl::ssl::SslVersion;
 use phonetrust_pki::profiles::OwnCert;
 use phonetrust_services::capf::{CapfConfig, CapfServer};
+use phonetrust_services::http::HttpServer;
+use phonetrust_services::provision::{ProvisionConfig, Provisioning};
+use phonetrust_services::tftp::{TftpConfig, TftpServer};
 use phonetrust_store::identity;
 use serde::Deserialize;
 
@@ -38,6 +41,20 @@ pub(crate) struct ServeArgs {
     /// CAPF sessions at once; further phones get RETRY_LATER.
     #[arg(long)]
     max_sessions: Option<usize>,
+    /// TFTP port (UDP; default: the enterprise parameter TFTP Port, 69).
+    #[arg(long)]
+    tftp_port: Option<u16>,
+    /// HTTP port for phone downloads (default: the enterprise parameter HTTP Port, 6970).
+    #[arg(long)]
+    http_port: Option<u16>,
+    /// TVS port written into the phones' configs (default: the enterprise parameter TVS
+    /// Port, 2445). The TVS listener itself is not built yet.
+    #[arg(long)]
+    tvs_port: Option<u16>,
+    /// Directory of static files served over TFTP and HTTP (firmware, ringtones, the CTL;
+    /// default `<data>/tftp`).
+    #[arg(long)]
+    static_dir: Option<PathBuf>,
     /// Identity of a fresh node, used only when the data directory has none.
     #[command(flatten)]
     init: InitArgs,
@@ -51,6 +68,26 @@ struct ConfigFile {
     server: ServerSection,
     #[serde(default)]
     capf: CapfSection,
+    #[serde(default)]
+    tftp: PortSection,
+    #[serde(default)]
+    http: PortSection,
+    #[serde(default)]
+    tvs: PortSection,
+    #[serde(default)]
+    provision: ProvisionSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortSection {
+    port: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProvisionSection {
+    static_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +164,65 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
         retry_delay: file.capf.retry_delay.unwrap_or(defaults.retry_delay),
         ..defaults
     };
+    let param = |name: &'static str, default: u16| {
+        let db = db.clone();
+        async move {
+            db.param(name)
+                .await
+                .map(|v| u16::try_from(v).unwrap_or(default))
+        }
+    };
+    let tftp_port = match a.tftp_port.or(file.tftp.port) {
+        Some(p) => p,
+        None => param(phonetrust_store::params::TFTP_PORT, 69).await?,
+    };
+    let http_port = match a.http_port.or(file.http.port) {
+        Some(p) => p,
+        None => param(phonetrust_store::params::HTTP_PORT, 6970).await?,
+    };
+    if let Some(t) = a.tvs_port.or(file.tvs.port) {
+        let old = param(phonetrust_store::params::TVS_PORT, 2445).await?;
+        if old != t {
+            db.set_param(
+                phonetrust_store::params::TVS_PORT,
+                &t.to_string(),
+                phonetrust_proto::clock::unix_now(),
+            )
+            .await?;
+        }
+    }
+    let static_dir = a
+        .static_dir
+        .clone()
+        .or(file.provision.static_dir.clone())
+        .unwrap_or_else(|| node.data.root().join("tftp"));
+    std::fs::create_dir_all(&static_dir)
+        .with_context(|| format!("creating {}", static_dir.display()))?;
+    let prov = Provisioning::new(
+        db.clone(),
+        node.data.clone(),
+        ProvisionConfig {
+            static_dir: static_dir.clone(),
+            refresh: std::time::Duration::from_secs(1),
+        },
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    tokio::spawn(prov.clone().watch());
+    let tftp = TftpServer::start(
+        prov.clone(),
+        TftpConfig {
+            listen: SocketAddr::new(bind, tftp_port),
+            ..TftpConfig::default()
+        },
+    )?;
+    println!(
+        "phonetrust: TFTP listening on {} (static files: {})",
+        tftp.local_addr(),
+        static_dir.display()
+    );
+    let http = HttpServer::bind(prov.clone(), SocketAddr::new(bind, http_port)).await?;
+    println!("phonetrust: HTTP listening on {}", http.local_addr()?);
     let server = CapfServer::bind(db, capf, cfg.clone()).await?;
     let addr = server.local_addr()?;
     println!(
@@ -136,6 +232,7 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
     tracing::info!(%addr, "CAPF listening");
     tokio::select! {
         () = server.run() => {}
+        () = http.run() => {}
         r = shutdown_signal() => {
             r?;
             println!("phonetrust: stopping");

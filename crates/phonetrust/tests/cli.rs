@@ -862,6 +862,10 @@ fn serve_creates_the_identity_on_first_start_and_listens() {
             "127.0.0.1",
             "--capf-port",
             &port.to_string(),
+            "--tftp-port",
+            "0",
+            "--http-port",
+            "0",
             "--host",
             "pub.example.test",
             "--rsa-bits",
@@ -910,6 +914,10 @@ impl Server {
                 "127.0.0.1",
                 "--capf-port",
                 &capf_port.to_string(),
+                "--tftp-port",
+                "0",
+                "--http-port",
+                "0",
             ])
             .current_dir(d)
             .env("PHONETRUST_DATA", d.join("data"))

@@ -1,0 +1,645 @@
+//! What phones download, by name: the namespace TFTP and HTTP both serve.
+//!
+//! - `ITLFile.tlv`, `ITLSEP<MAC>.tlv`: this node's ITL, built from the identity and signed
+//!   with the CallManager certificate (or the ITLRecovery certificate after `utils itl
+//!   reset localkey`), rebuilt when an own certificate or the signer setting changes.
+//! - `CTLFile.tlv`, `CTLSEP<MAC>.tlv`: the cluster CTL when one exists (`<static>/CTLFile.tlv`).
+//! - `SEP<MAC>.cnf.xml` (profiles without encrypted config), `SEP<MAC>.cnf.xml.sgn`
+//!   (signed; the partial config for encrypted profiles), `SEP<MAC>.cnf.xml.enc.sgn`
+//!   (encrypted to the phone's recorded certificate once CAPF has it).
+//! - Anything else: a file of the static directory (firmware, ringtones), by a strictly
+//!   checked relative name. Unknown phones, traversal and absolute names: "File not found".
+//!
+//! Content is generated from the store and cached: the ITL until what it lists changes, a
+//! signed or encrypted config until the XML it carries (or the phone's certificate)
+//! changes. A background refresh (every second) notices changes other processes make.
+
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use openssl::hash::{MessageDigest, hash};
+use openssl::x509::X509;
+use phonetrust_pki::profiles::OwnCert;
+use phonetrust_proto::clock::unix_now;
+use phonetrust_proto::devconfig::{DeviceConfig, NodeRef};
+use phonetrust_proto::enccnf::{self, PartialConfig};
+use phonetrust_proto::rand::OsRandom;
+use phonetrust_proto::tlv::HashAlg;
+use phonetrust_proto::trustlist::{self, CertForm, Record, Role, TrustListParams};
+use phonetrust_store::Db;
+use phonetrust_store::identity::{self, Identity};
+use phonetrust_store::layout::DataDir;
+use phonetrust_store::model::{AuthMode, DeviceCertKind, SecurityMode, SecurityProfile};
+use phonetrust_store::params;
+use tokio::sync::RwLock;
+
+/// Longest name accepted.
+pub const MAX_NAME: usize = 255;
+/// Biggest static file served.
+pub const MAX_STATIC_FILE: u64 = 256 * 1024 * 1024;
+/// Most signed configs kept in the cache.
+const MAX_CACHED_CONFIGS: usize = 50_000;
+
+/// Why a name is not served. Phones only ever see "File not found"; the reason goes to
+/// the log.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotServed {
+    /// Nothing by that name (the reason says why).
+    #[error("File not found: {0}")]
+    NotFound(String),
+    /// Generating the file failed (logged as an error; the phone gets "File not found").
+    #[error("cannot generate {0}: {1}")]
+    Internal(String, String),
+}
+
+/// Settings of the provisioning namespace.
+#[derive(Clone, Debug)]
+pub struct ProvisionConfig {
+    /// Static files (firmware, ringtones, the CTL), served by relative name.
+    pub static_dir: PathBuf,
+    /// How often changes by other processes are looked for.
+    pub refresh: Duration,
+}
+
+/// The node facts files are generated from, refreshed in the background.
+struct Snapshot {
+    /// Changes whenever the identity files or the relevant parameters change.
+    generation: u64,
+    identity: Arc<Identity>,
+    host: String,
+    capf_port: u16,
+    tvs_port: u16,
+    recovery_signed: bool,
+    profiles: HashMap<String, SecurityProfile>,
+    itl: Option<Arc<[u8]>>,
+}
+
+/// A cached signed or encrypted config: valid while `key` matches.
+struct Cached {
+    key: Vec<u8>,
+    bytes: Arc<[u8]>,
+}
+
+/// The namespace.
+pub struct Provisioning {
+    db: Db,
+    data: DataDir,
+    cfg: ProvisionConfig,
+    snap: RwLock<Snapshot>,
+    configs: std::sync::Mutex<HashMap<String, Cached>>,
+}
+
+/// What a requested name means.
+#[derive(Debug, PartialEq, Eq)]
+enum Kind {
+    Itl,
+    Ctl,
+    Config,
+    SignedConfig,
+    EncryptedConfig,
+    Static,
+}
+
+/// `SEP<MAC>` of a per-device name, upper-case, with what is asked for.
+fn classify(name: &str) -> (Kind, Option<String>) {
+    let sep = |s: &str| -> Option<String> {
+        let mac = s.strip_prefix("SEP")?;
+        (mac.len() == 12 && mac.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| format!("SEP{}", mac.to_ascii_uppercase()))
+    };
+    if name == "ITLFile.tlv" {
+        return (Kind::Itl, None);
+    }
+    if name == "CTLFile.tlv" {
+        return (Kind::Ctl, None);
+    }
+    if let Some(d) = name
+        .strip_prefix("ITL")
+        .and_then(|r| r.strip_suffix(".tlv"))
+        .and_then(sep)
+    {
+        return (Kind::Itl, Some(d));
+    }
+    if let Some(d) = name
+        .strip_prefix("CTL")
+        .and_then(|r| r.strip_suffix(".tlv"))
+        .and_then(sep)
+    {
+        return (Kind::Ctl, Some(d));
+    }
+    for (suffix, kind) in [
+        (".cnf.xml.enc.sgn", Kind::EncryptedConfig),
+        (".cnf.xml.sgn", Kind::SignedConfig),
+        (".cnf.xml", Kind::Config),
+    ] {
+        if let Some(d) = name.strip_suffix(suffix).and_then(sep) {
+            return (kind, Some(d));
+        }
+    }
+    (Kind::Static, None)
+}
+
+/// The relative path of a static file, or why the name is refused: empty, too long,
+/// absolute, with `..`, `.`-hidden parts, backslashes or characters outside
+/// `[A-Za-z0-9._-/]`.
+pub fn static_path(name: &str) -> Result<PathBuf, NotServed> {
+    let refuse = |why: &str| {
+        Err(NotServed::NotFound(format!(
+            "'{}': {why}",
+            name.escape_debug()
+        )))
+    };
+    if name.is_empty() || name.len() > MAX_NAME {
+        return refuse("empty or too long a name");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/'))
+    {
+        return refuse("characters outside the served namespace");
+    }
+    let p = Path::new(name);
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(part) if !part.to_string_lossy().starts_with('.') => out.push(part),
+            Component::RootDir => return refuse("absolute path"),
+            _ => return refuse("path outside the served directory"),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        return refuse("empty name");
+    }
+    Ok(out)
+}
+
+/// A fingerprint of the identity files (names, sizes, modification times).
+fn identity_fingerprint(data: &DataDir) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    if let Ok(rd) = std::fs::read_dir(data.identity_dir()) {
+        let mut entries: Vec<_> = rd.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            e.file_name().hash(&mut h);
+            if let Ok(m) = e.metadata() {
+                m.len().hash(&mut h);
+                m.modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                    .map(|d| d.as_nanos())
+                    .hash(&mut h);
+            }
+        }
+    }
+    h.finish()
+}
+
+fn md5_hex(der: &[u8]) -> String {
+    hash(MessageDigest::md5(), der)
+        .map(|d| d.iter().map(|b| format!("{b:02x}")).collect())
+        .unwrap_or_default()
+}
+
+/// The records of this node's ITL, after the signer's own SAST record: ITLRecovery (SAST,
+/// unless it signs), CallManager (CCM+TFTP), CAPF, TVS, CallManager-ECDSA (TFTP) — the
+/// layout of the reference `ITLFile.tlv`.
+pub fn itl_records(id: &Identity, recovery_signed: bool) -> Result<Vec<Record>, String> {
+    let get = |w: OwnCert| {
+        id.get(w)
+            .map(|c| &c.cert)
+            .ok_or_else(|| format!("the identity has no {w:?} certificate"))
+    };
+    let rec = |role, w| {
+        Record::from_cert(role, get(w)?, CertForm::Full).map_err(|e| format!("{w:?}: {e}"))
+    };
+    let mut out = Vec::new();
+    if !recovery_signed {
+        out.push(rec(Role::Sast, OwnCert::ItlRecovery)?);
+    }
+    out.push(rec(Role::CcmTftp, OwnCert::CallManager)?);
+    out.push(rec(Role::Capf, OwnCert::Capf)?);
+    out.push(rec(Role::Tvs, OwnCert::Tvs)?);
+    out.push(rec(Role::Tftp, OwnCert::CallManagerEcdsa)?);
+    Ok(out)
+}
+
+/// Build and sign this node's ITL.
+pub fn build_itl(id: &Identity, recovery_signed: bool, timestamp: u32) -> Result<Vec<u8>, String> {
+    let signer = id
+        .get(if recovery_signed {
+            OwnCert::ItlRecovery
+        } else {
+            OwnCert::CallManager
+        })
+        .ok_or("the identity has no signer certificate")?;
+    let records = itl_records(id, recovery_signed)?;
+    let p = TrustListParams::new("ITLFile.tlv", HashAlg::Sha1, timestamp);
+    trustlist::build(&p, signer, &records).map_err(|e| e.to_string())
+}
+
+impl Provisioning {
+    /// The namespace of the node in `data` (reads the identity and parameters now).
+    pub async fn new(db: Db, data: DataDir, cfg: ProvisionConfig) -> Result<Arc<Self>, String> {
+        let snap = load_snapshot(&db, &data, 0).await?;
+        Ok(Arc::new(Self {
+            db,
+            data,
+            cfg,
+            snap: RwLock::new(snap),
+            configs: std::sync::Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Look for changes every `refresh` until the task is dropped.
+    pub async fn watch(self: Arc<Self>) {
+        let mut last = identity_fingerprint(&self.data);
+        loop {
+            tokio::time::sleep(self.cfg.refresh).await;
+            let fp = identity_fingerprint(&self.data);
+            let gen_now = self.snap.read().await.generation;
+            match load_snapshot(&self.db, &self.data, gen_now).await {
+                Ok(mut fresh) => {
+                    let mut cur = self.snap.write().await;
+                    let changed = fp != last
+                        || fresh.host != cur.host
+                        || fresh.capf_port != cur.capf_port
+                        || fresh.tvs_port != cur.tvs_port
+                        || fresh.recovery_signed != cur.recovery_signed;
+                    if changed {
+                        fresh.generation = cur.generation + 1;
+                        tracing::info!(
+                            generation = fresh.generation,
+                            recovery_signed = fresh.recovery_signed,
+                            "provisioning: identity or parameters changed; ITL rebuilt on next request"
+                        );
+                        *cur = fresh;
+                    } else {
+                        // Profiles may change without a new generation: configs are
+                        // keyed by their XML, so a changed profile gives new XML.
+                        cur.profiles = fresh.profiles;
+                    }
+                    last = fp;
+                }
+                Err(e) => tracing::warn!(error = %e, "provisioning: refresh failed"),
+            }
+        }
+    }
+
+    /// Force a refresh now (after a change made in this process).
+    pub async fn refresh_now(&self) -> Result<(), String> {
+        let g = self.snap.read().await.generation;
+        let mut fresh = load_snapshot(&self.db, &self.data, g + 1).await?;
+        fresh.generation = g + 1;
+        *self.snap.write().await = fresh;
+        Ok(())
+    }
+
+    /// The static directory.
+    pub fn static_dir(&self) -> &Path {
+        &self.cfg.static_dir
+    }
+
+    /// The bytes served as `name`.
+    pub async fn open(&self, name: &str) -> Result<Arc<[u8]>, NotServed> {
+        if name.len() > MAX_NAME {
+            return Err(NotServed::NotFound("name too long".into()));
+        }
+        let (kind, device) = classify(name);
+        match (kind, device) {
+            (Kind::Itl, dev) => {
+                if let Some(d) = &dev {
+                    self.known(d).await?;
+                }
+                self.itl().await
+            }
+            (Kind::Ctl, dev) => {
+                if let Some(d) = &dev {
+                    self.known(d).await?;
+                }
+                self.read_static(Path::new("CTLFile.tlv"))
+                    .await
+                    .map_err(|_| {
+                        NotServed::NotFound("no CTL: the cluster is not in mixed mode".into())
+                    })
+            }
+            (Kind::Static, _) => {
+                let rel = static_path(name)?;
+                self.read_static(&rel).await
+            }
+            (kind, Some(device)) => self.config(kind, &device).await,
+            (_, None) => Err(NotServed::NotFound(name.into())),
+        }
+    }
+
+    async fn known(&self, device: &str) -> Result<phonetrust_store::model::Device, NotServed> {
+        match self.db.device(device).await {
+            Ok(d) => Ok(d),
+            Err(phonetrust_store::StoreError::NotFound(_)) => Err(NotServed::NotFound(format!(
+                "unknown phone {device} (auto-registration is off: `phonetrust phone add {device}`)"
+            ))),
+            Err(e) => Err(NotServed::Internal(device.into(), e.to_string())),
+        }
+    }
+
+    async fn read_static(&self, rel: &Path) -> Result<Arc<[u8]>, NotServed> {
+        let path = self.cfg.static_dir.join(rel);
+        let nf = |why: String| NotServed::NotFound(format!("{}: {why}", rel.display()));
+        let meta = tokio::fs::symlink_metadata(&path)
+            .await
+            .map_err(|e| nf(e.to_string()))?;
+        if !meta.is_file() {
+            return Err(nf("not a regular file".into()));
+        }
+        if meta.len() > MAX_STATIC_FILE {
+            return Err(nf(format!("over the {MAX_STATIC_FILE}-byte limit")));
+        }
+        tokio::fs::read(&path)
+            .await
+            .map(Arc::from)
+            .map_err(|e| nf(e.to_string()))
+    }
+
+    async fn itl(&self) -> Result<Arc<[u8]>, NotServed> {
+        if let Some(b) = self.snap.read().await.itl.clone() {
+            return Ok(b);
+        }
+        let mut s = self.snap.write().await;
+        if let Some(b) = s.itl.clone() {
+            return Ok(b);
+        }
+        let now = u32::try_from(unix_now()).unwrap_or(u32::MAX);
+        let built = build_itl(&s.identity, s.recovery_signed, now)
+            .map_err(|e| NotServed::Internal("ITLFile.tlv".into(), e))?;
+        tracing::info!(
+            bytes = built.len(),
+            signer = if s.recovery_signed {
+                "ITLRecovery"
+            } else {
+                "CallManager"
+            },
+            "provisioning: ITL built"
+        );
+        let b: Arc<[u8]> = Arc::from(built);
+        s.itl = Some(b.clone());
+        Ok(b)
+    }
+
+    /// The full configuration XML of `device` and whether its profile encrypts it.
+    pub async fn config_xml(
+        &self,
+        device: &str,
+    ) -> Result<(String, bool, Option<String>), NotServed> {
+        let d = self.known(device).await?;
+        let s = self.snap.read().await;
+        let profile = s.profiles.get(&d.profile).ok_or_else(|| {
+            NotServed::Internal(device.into(), format!("unknown profile {}", d.profile))
+        })?;
+        let mode = match profile.mode {
+            SecurityMode::NonSecure => 1,
+            SecurityMode::Authenticated => 2,
+            SecurityMode::Encrypted => 3,
+        };
+        let cfg = DeviceConfig {
+            protocol: d.protocol.as_str().to_ascii_uppercase(),
+            device_security_mode: mode,
+            transport_layer_protocol: if mode == 1 { 2 } else { 4 },
+            ip_address_mode: 0,
+            load_information: String::new(),
+            capf_auth_mode: match d.capf.auth_mode {
+                AuthMode::NullString => 0,
+                AuthMode::AuthString => 1,
+                AuthMode::Lsc => 2,
+                AuthMode::Mic => 3,
+            },
+            capf: (s.host.clone(), s.capf_port),
+            call_managers: vec![NodeRef {
+                host: s.host.clone(),
+            }],
+            tvs: vec![NodeRef {
+                host: s.host.clone(),
+            }],
+            tvs_port: s.tvs_port,
+            cert_hash: d.md5hash.clone().unwrap_or_default(),
+            encr_config: profile.encrypted_config,
+        };
+        Ok((cfg.to_xml(), profile.encrypted_config, d.md5hash))
+    }
+
+    async fn config(&self, kind: Kind, device: &str) -> Result<Arc<[u8]>, NotServed> {
+        let (xml, encrypted, md5) = self.config_xml(device).await?;
+        let plain_name = format!("{device}.cnf.xml");
+        let (signer, sgen) = {
+            let s = self.snap.read().await;
+            (s.identity.get(OwnCert::CallManager).cloned(), s.generation)
+        };
+        let signer = signer.ok_or_else(|| {
+            NotServed::Internal(device.into(), "no CallManager certificate".into())
+        })?;
+        let now = u32::try_from(unix_now()).unwrap_or(u32::MAX);
+        match kind {
+            Kind::Config if encrypted => Err(NotServed::NotFound(format!(
+                "{plain_name}: the phone's profile encrypts its config (ask for .cnf.xml.sgn)"
+            ))),
+            Kind::Config => Ok(Arc::from(xml.into_bytes())),
+            Kind::SignedConfig => {
+                let body = if encrypted {
+                    let mut p = PartialConfig::from_full_config(xml.as_bytes(), None)
+                        .map_err(|e| NotServed::Internal(device.into(), e.to_string()))?;
+                    p.cert_hash = md5.unwrap_or_default();
+                    p.to_xml()
+                } else {
+                    xml
+                };
+                let key = cache_key(&[body.as_bytes(), &sgen.to_be_bytes()]);
+                self.cached(format!("{plain_name}.sgn"), key, || {
+                    phonetrust_proto::sgn::sign(
+                        &plain_name,
+                        body.as_bytes(),
+                        &signer,
+                        HashAlg::Sha1,
+                        now,
+                    )
+                    .map_err(|e| e.to_string())
+                })
+            }
+            Kind::EncryptedConfig => {
+                if !encrypted {
+                    return Err(NotServed::NotFound(format!(
+                        "{plain_name}.enc.sgn: the phone's profile does not encrypt its config"
+                    )));
+                }
+                let cert = self.phone_cert(device).await?.ok_or_else(|| {
+                    NotServed::NotFound(format!(
+                        "{plain_name}.enc.sgn: CAPF has no certificate of {device} yet (the phone gets the partial config until it enrolls)"
+                    ))
+                })?;
+                let der = cert.to_der().unwrap_or_default();
+                let key = cache_key(&[xml.as_bytes(), &der, &sgen.to_be_bytes()]);
+                self.cached(format!("{plain_name}.enc.sgn"), key, || {
+                    enccnf::encrypt(
+                        &plain_name,
+                        xml.as_bytes(),
+                        &cert,
+                        &signer,
+                        HashAlg::Sha1,
+                        now,
+                        &OsRandom,
+                    )
+                    .map_err(|e| e.to_string())
+                })
+            }
+            _ => Err(NotServed::NotFound(plain_name)),
+        }
+    }
+
+    /// The certificate CAPF recorded for the phone: its LSC, else its MIC.
+    async fn phone_cert(&self, device: &str) -> Result<Option<X509>, NotServed> {
+        let certs = self
+            .db
+            .device_certs(device)
+            .await
+            .map_err(|e| NotServed::Internal(device.into(), e.to_string()))?;
+        let pick = certs
+            .iter()
+            .find(|c| c.kind == DeviceCertKind::Lsc)
+            .or_else(|| certs.iter().find(|c| c.kind == DeviceCertKind::Mic));
+        match pick {
+            None => Ok(None),
+            Some(c) => X509::from_pem(c.pem.as_bytes())
+                .map(Some)
+                .map_err(|e| NotServed::Internal(device.into(), e.to_string())),
+        }
+    }
+
+    fn cached(
+        &self,
+        name: String,
+        key: Vec<u8>,
+        make: impl FnOnce() -> Result<Vec<u8>, String>,
+    ) -> Result<Arc<[u8]>, NotServed> {
+        {
+            let c = self.configs.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(hit) = c.get(&name).filter(|h| h.key == key) {
+                return Ok(hit.bytes.clone());
+            }
+        }
+        let bytes: Arc<[u8]> = Arc::from(make().map_err(|e| NotServed::Internal(name.clone(), e))?);
+        let mut c = self.configs.lock().unwrap_or_else(|p| p.into_inner());
+        if c.len() >= MAX_CACHED_CONFIGS {
+            c.clear();
+        }
+        c.insert(
+            name,
+            Cached {
+                key,
+                bytes: bytes.clone(),
+            },
+        );
+        Ok(bytes)
+    }
+}
+
+fn cache_key(parts: &[&[u8]]) -> Vec<u8> {
+    let mut all = Vec::new();
+    for p in parts {
+        all.extend_from_slice(&(p.len() as u64).to_be_bytes());
+        all.extend_from_slice(p);
+    }
+    hash(MessageDigest::sha256(), &all)
+        .map(|d| d.to_vec())
+        .unwrap_or(all)
+}
+
+async fn load_snapshot(db: &Db, data: &DataDir, generation: u64) -> Result<Snapshot, String> {
+    let id = identity::load(data).map_err(|e| e.to_string())?;
+    let host = id
+        .node()
+        .map(|n| n.host)
+        .ok_or("the identity has no CallManager certificate")?;
+    let p: HashMap<&str, i64> = db
+        .params()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|(d, v)| (d.name, v))
+        .collect();
+    let port = |name: &str, default: u16| {
+        p.get(name)
+            .and_then(|v| u16::try_from(*v).ok())
+            .unwrap_or(default)
+    };
+    let profiles = db
+        .profiles()
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|p| (p.name.clone(), p))
+        .collect();
+    Ok(Snapshot {
+        generation,
+        identity: Arc::new(id),
+        host,
+        capf_port: port(params::CAPF_PHONE_PORT, 3804),
+        tvs_port: port(params::TVS_PORT, 2445),
+        recovery_signed: p.get(params::ITL_SIGNER).copied().unwrap_or(0) == 1,
+        profiles,
+        itl: None,
+    })
+}
+
+/// The MD5 (lower-case hex) of a certificate, as `certHash` carries it.
+pub fn cert_md5(cert: &X509) -> String {
+    md5_hex(&cert.to_der().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_classified() {
+        assert_eq!(classify("ITLFile.tlv"), (Kind::Itl, None));
+        assert_eq!(
+            classify("ITLSEP0011aabbccdd.tlv"),
+            (Kind::Itl, Some("SEP0011AABBCCDD".into()))
+        );
+        assert_eq!(
+            classify("SEP001122334455.cnf.xml.enc.sgn"),
+            (Kind::EncryptedConfig, Some("SEP001122334455".into()))
+        );
+        assert_eq!(
+            classify("SEP001122334455.cnf.xml.sgn").0,
+            Kind::SignedConfig
+        );
+        assert_eq!(classify("SEP001122334455.cnf.xml").0, Kind::Config);
+        assert_eq!(classify("SEP0011223344.cnf.xml").0, Kind::Static);
+        assert_eq!(classify("CTLSEP001122334455.tlv").0, Kind::Ctl);
+    }
+
+    #[test]
+    fn static_names_cannot_leave_the_directory() {
+        for bad in [
+            "../etc/passwd",
+            "/etc/passwd",
+            "a/../../b",
+            "firmware/../../x",
+            ".hidden",
+            "a/.ssh/id",
+            "a\\b",
+            "",
+            "a//b\0",
+            "é",
+        ] {
+            assert!(static_path(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            static_path("firmware/sip88xx.14-1-1.loads").unwrap(),
+            PathBuf::from("firmware/sip88xx.14-1-1.loads")
+        );
+        assert!(static_path(&"a".repeat(MAX_NAME + 1)).is_err());
+    }
+}
