@@ -137,6 +137,8 @@ pub(crate) enum ShowCmd {
     Cert(ShowCertCmd),
     /// Enterprise parameters with their values and defaults.
     Param,
+    /// The ITL this node serves (`show itl`), built now, as the phones get it.
+    Itl,
 }
 
 /// `phonetrust show cert ...`
@@ -313,6 +315,7 @@ fn write_cert(cert: &openssl::x509::X509Ref, pem: bool) -> Result<()> {
 pub(crate) async fn show(node: &Node, cmd: ShowCmd) -> Result<ExitCode> {
     let dir = &node.data;
     match cmd {
+        ShowCmd::Itl => return crate::utils::show_itl(node).await,
         ShowCmd::Cert(ShowCertCmd::List { which, store }) => {
             if which == "own" {
                 print_list(&identity::load(dir)?);

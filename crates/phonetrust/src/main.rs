@@ -16,6 +16,7 @@ mod node;
 mod phones;
 mod phonesim_cmd;
 mod serve;
+mod utils;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -90,6 +91,10 @@ enum Command {
     /// a directory (`phone-sim capf --mac 001122334455`, `phone-sim show`, `phone-sim factory`).
     #[command(subcommand, name = "phone-sim")]
     PhoneSim(phonesim_cmd::PhoneSimCmd),
+    /// ITL recovery: `utils itl reset localkey` (sign the ITL with ITLRecovery), `utils
+    /// itl restore` (sign with CallManager again).
+    #[command(subcommand)]
+    Utils(utils::UtilsCmd),
     /// Measure speed (per-operation times, throughput).
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -146,6 +151,7 @@ fn main() -> ExitCode {
         Command::Sgn(c) => files::sgn(c),
         Command::Cnf(c) => files::cnf(c),
         Command::Bench(c) => bench::run(c),
+        Command::Utils(c) => block_on(utils::run(&node, c)),
         Command::PhoneSim(c) => serve_runtime(phonesim_cmd::run(&node, c)),
     };
     match result {

@@ -21,6 +21,10 @@ pub(crate) enum PhoneSimCmd {
     /// Run CAPF sessions as phones do: the operation scheduled for each phone (install,
     /// troubleshoot, delete) is carried out and its status message printed.
     Capf(CapfArgs),
+    /// Boot as phones do: ITL (per-device copy first), then the configuration over TFTP or
+    /// HTTP, verified against the ITL; with an encrypted config, CAPF when the partial
+    /// config's certHash is not the phone's own, then the decrypted `.enc.sgn`.
+    Boot(BootArgs),
     /// Show a simulated phone's flash: MIC, LSC and status messages.
     Show {
         /// The phone's MAC (12 hex digits) or SEP name.
@@ -104,6 +108,130 @@ pub(crate) struct CapfArgs {
     dir: DirArg,
 }
 
+/// Options of `phone-sim boot`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct BootArgs {
+    /// The first phone's MAC; with --count, the next MACs follow.
+    #[arg(long)]
+    mac: String,
+    /// How many phones (consecutive MACs).
+    #[arg(long, default_value_t = 1)]
+    count: u32,
+    /// Phones booting at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// TFTP server (host:port) to boot from.
+    #[arg(long, conflicts_with = "http")]
+    tftp: Option<String>,
+    /// HTTP server (host:port, usually port 6970) to boot from.
+    #[arg(long)]
+    http: Option<String>,
+    /// TFTP block size asked for.
+    #[arg(long, default_value_t = 1428)]
+    blksize: u16,
+    /// TFTP window size asked for (RFC 7440; 1 = plain lock-step).
+    #[arg(long, default_value_t = 1)]
+    windowsize: u16,
+    /// CAPF address to use instead of the config's CAPF host (labs without DNS).
+    #[arg(long)]
+    capf: Option<String>,
+    /// Model of new phones.
+    #[arg(long, default_value = "8845")]
+    model: String,
+    /// The authentication string to "type" when the config asks for one.
+    #[arg(long)]
+    auth_string: Option<String>,
+    #[command(flatten)]
+    dir: DirArg,
+}
+
+async fn resolve(s: &str) -> Result<SocketAddr> {
+    tokio::net::lookup_host(s)
+        .await
+        .with_context(|| format!("resolving {s}"))?
+        .next()
+        .with_context(|| format!("{s} has no address"))
+}
+
+async fn boot(a: BootArgs) -> Result<ExitCode> {
+    use phonetrust_phonesim::boot::{BootOptions, BootResult, Transport};
+    let first = mac_of(&a.mac)?;
+    if a.count == 0 || first + u64::from(a.count) - 1 > 0xFFFF_FFFF_FFFF {
+        bail!("--count must be at least 1 and stay within the MAC range");
+    }
+    let via = match (&a.tftp, &a.http) {
+        (Some(t), _) => Transport::Tftp(
+            resolve(t).await?,
+            phonetrust_proto::tftp::ClientOptions {
+                blksize: Some(a.blksize),
+                windowsize: (a.windowsize > 1).then_some(a.windowsize),
+                ..Default::default()
+            },
+        ),
+        (None, Some(h)) => Transport::Http(resolve(h).await?),
+        (None, None) => bail!("give --tftp HOST:PORT or --http HOST:PORT"),
+    };
+    let capf = match &a.capf {
+        Some(c) => Some(resolve(c).await?),
+        None => None,
+    };
+    let factory = Arc::new(Some(manufacturer_ca_in(&a.dir.dir)?.0));
+    let a = Arc::new(a);
+    let sem = Arc::new(tokio::sync::Semaphore::new(a.concurrency.max(1)));
+    let mut tasks = Vec::new();
+    for i in 0..u64::from(a.count) {
+        let (a, factory, sem) = (a.clone(), factory.clone(), sem.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await.ok();
+            let mac = format!("{:012X}", first + i);
+            let mut phone =
+                SimPhone::load_or_new(&a.dir.dir, &mac, &a.model, factory.as_ref().as_ref())?;
+            phone.auth_string = a.auth_string.clone();
+            let before = phone.status_messages.len();
+            let r = phone
+                .boot(BootOptions {
+                    via,
+                    capf_addr: capf,
+                    keys: &Generate { ec: true },
+                })
+                .await;
+            phone.save(&a.dir.dir)?;
+            let new = phone
+                .status_messages
+                .get(before..)
+                .unwrap_or_default()
+                .to_vec();
+            anyhow::Ok((phone.state.device.clone(), r, new))
+        }));
+    }
+    let mut failed = 0;
+    let single = a.count == 1;
+    for t in tasks {
+        let (device, r, msgs) = t.await??;
+        match r {
+            BootResult::Configured { xml, encrypted } => println!(
+                "{device}: configured ({} bytes{})",
+                xml.len(),
+                if encrypted { ", encrypted config" } else { "" }
+            ),
+            BootResult::Failed(e) => {
+                failed += 1;
+                println!("{device}: boot failed: {e}");
+            }
+        }
+        if single {
+            for m in msgs {
+                println!("  {m}");
+            }
+        }
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum TlsArg {
     Modern,
@@ -127,6 +255,7 @@ fn mac_of(s: &str) -> Result<u64> {
 pub(crate) async fn run(node: &Node, cmd: PhoneSimCmd) -> Result<ExitCode> {
     match cmd {
         PhoneSimCmd::Capf(a) => capf(node, a).await,
+        PhoneSimCmd::Boot(a) => boot(a).await,
         PhoneSimCmd::Show { mac, dir } => {
             let m = mac_of(&mac)?;
             let device = format!("SEP{m:012X}");
