@@ -277,6 +277,8 @@ impl Provisioning {
                             "provisioning: identity or parameters changed; ITL rebuilt on next request"
                         );
                         *cur = fresh;
+                        drop(cur);
+                        tokio::spawn(self.clone().warm());
                     } else {
                         // Profiles may change without a new generation: configs are
                         // keyed by their XML, so a changed profile gives new XML.
@@ -287,6 +289,37 @@ impl Provisioning {
                 Err(e) => tracing::warn!(error = %e, "provisioning: refresh failed"),
             }
         }
+    }
+
+    /// Build the ITL and sign every phone's config ahead of the phones (at start and after
+    /// a change of signer or parameters), so a boot storm finds them ready — as a
+    /// regenerated CallManager certificate resets every phone at once. Two workers.
+    pub async fn warm(self: Arc<Self>) {
+        let start = std::time::Instant::now();
+        let _ = self.itl().await;
+        let names = match self.db.device_names().await {
+            Ok(n) => n,
+            Err(e) => return tracing::warn!(error = %e, "provisioning: warm-up skipped"),
+        };
+        let total = names.len();
+        let names = Arc::new(std::sync::Mutex::new(names));
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..2 {
+            let (me, names) = (self.clone(), names.clone());
+            workers.spawn(async move {
+                loop {
+                    let next = names.lock().unwrap_or_else(|p| p.into_inner()).pop();
+                    let Some(name) = next else { break };
+                    let _ = me.open(&format!("{name}.cnf.xml.sgn")).await;
+                }
+            });
+        }
+        while workers.join_next().await.is_some() {}
+        tracing::info!(
+            phones = total,
+            ms = start.elapsed().as_millis() as u64,
+            "provisioning: ITL and configs prepared"
+        );
     }
 
     /// Force a refresh now (after a change made in this process).

@@ -32,6 +32,9 @@ pub(crate) enum BenchCmd {
     },
     /// CAPF enrolment: N simulated phones against a local `phonetrust serve`.
     Capf(crate::bench_capf::CapfBench),
+    /// Boot storm: N simulated phones fetch ITL and signed config over TFTP and HTTP,
+    /// compared with tftpd-hpa serving the same bytes.
+    Tftp(crate::bench_tftp::TftpBench),
 }
 
 /// Run a benchmark.
@@ -40,6 +43,10 @@ pub(crate) fn run(cmd: BenchCmd) -> Result<ExitCode> {
         BenchCmd::Files { iterations } => files(iterations.max(1)),
         // The phones run on one thread: they need well under a core, and a second
         // runtime thread would only compete with the server for the two cores.
+        BenchCmd::Tftp(b) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(crate::bench_tftp::run(b)),
         BenchCmd::Capf(b) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?

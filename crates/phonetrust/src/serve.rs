@@ -209,6 +209,7 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
     .await
     .map_err(anyhow::Error::msg)?;
     tokio::spawn(prov.clone().watch());
+    tokio::spawn(prov.clone().warm());
     let tftp = TftpServer::start(
         prov.clone(),
         TftpConfig {
