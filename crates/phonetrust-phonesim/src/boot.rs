@@ -5,9 +5,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use openssl::hash::{MessageDigest, hash};
 use openssl::x509::X509;
 use phonetrust_proto::capf_phone::{PhoneAuth, PhoneResult};
+use phonetrust_proto::cert::{md5_hex, sha1};
 use phonetrust_proto::devconfig::facts;
 use phonetrust_proto::enccnf;
 use phonetrust_proto::sgn::SignedFile;
@@ -183,12 +183,6 @@ pub struct BootOptions<'a> {
     pub keys: &'a dyn KeySource,
 }
 
-fn md5_hex(der: &[u8]) -> String {
-    hash(MessageDigest::md5(), der)
-        .map(|d| d.iter().map(|b| format!("{b:02x}")).collect())
-        .unwrap_or_default()
-}
-
 /// The full certificates of a trust list's records with one of `roles` (any role when
 /// empty).
 fn certs_of(list: &TrustList, roles: &[Role]) -> Vec<X509> {
@@ -208,14 +202,12 @@ fn signer_listed(old: &TrustList, new: &TrustList) -> bool {
         return false;
     };
     let der = signer.to_der().unwrap_or_default();
-    let sha1 = hash(MessageDigest::sha1(), &der)
-        .map(|d| d.to_vec())
-        .unwrap_or_default();
+    let digest = sha1(&der);
     old.plain_records().any(|r| {
         r.x509()
             .and_then(|c| c.to_der().ok())
             .is_some_and(|d| d == der)
-            || r.cert_hash.as_deref() == Some(sha1.as_slice())
+            || r.cert_hash.as_deref() == Some(digest.as_slice())
     })
 }
 

@@ -19,7 +19,6 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use openssl::hash::{MessageDigest, hash};
 use openssl::x509::X509;
 use phonetrust_pki::profiles::OwnCert;
 use phonetrust_proto::clock::unix_now;
@@ -66,15 +65,24 @@ pub struct ProvisionConfig {
 
 /// The node facts files are generated from, refreshed in the background.
 struct Snapshot {
-    /// Changes whenever the identity files or the relevant parameters change.
+    /// Changes whenever the identity files or the settings change.
     generation: u64,
     identity: Arc<Identity>,
+    /// The CallManager certificate's host name.
     host: String,
+    /// [`identity_fingerprint`] of the files `identity` was loaded from.
+    fingerprint: u64,
+    settings: Settings,
+    profiles: HashMap<String, SecurityProfile>,
+    itl: Option<Arc<[u8]>>,
+}
+
+/// The enterprise parameters the files depend on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Settings {
     capf_port: u16,
     tvs_port: u16,
     recovery_signed: bool,
-    profiles: HashMap<String, SecurityProfile>,
-    itl: Option<Arc<[u8]>>,
 }
 
 /// A cached signed or encrypted config: valid while `key` matches.
@@ -198,12 +206,6 @@ fn identity_fingerprint(data: &DataDir) -> u64 {
     h.finish()
 }
 
-fn md5_hex(der: &[u8]) -> String {
-    hash(MessageDigest::md5(), der)
-        .map(|d| d.iter().map(|b| format!("{b:02x}")).collect())
-        .unwrap_or_default()
-}
-
 /// The records of this node's ITL, after the signer's own SAST record: ITLRecovery (SAST,
 /// unless it signs), CallManager (CCM+TFTP), CAPF, TVS, CallManager-ECDSA (TFTP) — the
 /// layout of the reference `ITLFile.tlv`.
@@ -244,7 +246,17 @@ pub fn build_itl(id: &Identity, recovery_signed: bool, timestamp: u32) -> Result
 impl Provisioning {
     /// The namespace of the node in `data` (reads the identity and parameters now).
     pub async fn new(db: Db, data: DataDir, cfg: ProvisionConfig) -> Result<Arc<Self>, String> {
-        let snap = load_snapshot(&db, &data, 0).await?;
+        let (identity, host, fingerprint) = load_identity(&data)?;
+        let (settings, profiles) = read_settings(&db).await?;
+        let snap = Snapshot {
+            generation: 0,
+            identity,
+            host,
+            fingerprint,
+            settings,
+            profiles,
+            itl: None,
+        };
         Ok(Arc::new(Self {
             db,
             data,
@@ -254,41 +266,52 @@ impl Provisioning {
         }))
     }
 
-    /// Look for changes every `refresh` until the task is dropped.
+    /// Look for changes every `refresh` until the task is dropped; after a change, sign
+    /// everything ahead again ([`Provisioning::warm`]).
     pub async fn watch(self: Arc<Self>) {
-        let mut last = identity_fingerprint(&self.data);
         loop {
             tokio::time::sleep(self.cfg.refresh).await;
-            let fp = identity_fingerprint(&self.data);
-            let gen_now = self.snap.read().await.generation;
-            match load_snapshot(&self.db, &self.data, gen_now).await {
-                Ok(mut fresh) => {
-                    let mut cur = self.snap.write().await;
-                    let changed = fp != last
-                        || fresh.host != cur.host
-                        || fresh.capf_port != cur.capf_port
-                        || fresh.tvs_port != cur.tvs_port
-                        || fresh.recovery_signed != cur.recovery_signed;
-                    if changed {
-                        fresh.generation = cur.generation + 1;
-                        tracing::info!(
-                            generation = fresh.generation,
-                            recovery_signed = fresh.recovery_signed,
-                            "provisioning: identity or parameters changed; ITL rebuilt on next request"
-                        );
-                        *cur = fresh;
-                        drop(cur);
-                        tokio::spawn(self.clone().warm());
-                    } else {
-                        // Profiles may change without a new generation: configs are
-                        // keyed by their XML, so a changed profile gives new XML.
-                        cur.profiles = fresh.profiles;
-                    }
-                    last = fp;
+            match self.refresh(false).await {
+                Ok(true) => {
+                    tokio::spawn(self.clone().warm());
                 }
+                Ok(false) => {}
                 Err(e) => tracing::warn!(error = %e, "provisioning: refresh failed"),
             }
         }
+    }
+
+    /// Read the settings and profiles, and the identity when its files changed (or
+    /// `force`); true when the files served change (a new generation, ITL dropped).
+    /// Profiles are always taken over: configs are cached by their XML, so a changed
+    /// profile gives new XML by itself.
+    async fn refresh(&self, force: bool) -> Result<bool, String> {
+        let (settings, profiles) = read_settings(&self.db).await?;
+        let fp = identity_fingerprint(&self.data);
+        let identity = if force || fp != self.snap.read().await.fingerprint {
+            Some(load_identity(&self.data)?)
+        } else {
+            None
+        };
+        let mut cur = self.snap.write().await;
+        cur.profiles = profiles;
+        if identity.is_none() && settings == cur.settings {
+            return Ok(false);
+        }
+        if let Some((id, host, fingerprint)) = identity {
+            cur.identity = id;
+            cur.host = host;
+            cur.fingerprint = fingerprint;
+        }
+        cur.settings = settings;
+        cur.itl = None;
+        cur.generation += 1;
+        tracing::info!(
+            generation = cur.generation,
+            recovery_signed = settings.recovery_signed,
+            "provisioning: identity or parameters changed; ITL rebuilt on next request"
+        );
+        Ok(true)
     }
 
     /// Build the ITL and sign every phone's config ahead of the phones (at start and after
@@ -324,11 +347,7 @@ impl Provisioning {
 
     /// Force a refresh now (after a change made in this process).
     pub async fn refresh_now(&self) -> Result<(), String> {
-        let g = self.snap.read().await.generation;
-        let mut fresh = load_snapshot(&self.db, &self.data, g + 1).await?;
-        fresh.generation = g + 1;
-        *self.snap.write().await = fresh;
-        Ok(())
+        self.refresh(true).await.map(|_| ())
     }
 
     /// The static directory.
@@ -405,11 +424,11 @@ impl Provisioning {
             return Ok(b);
         }
         let now = u32::try_from(unix_now()).unwrap_or(u32::MAX);
-        let built = build_itl(&s.identity, s.recovery_signed, now)
+        let built = build_itl(&s.identity, s.settings.recovery_signed, now)
             .map_err(|e| NotServed::Internal("ITLFile.tlv".into(), e))?;
         tracing::info!(
             bytes = built.len(),
-            signer = if s.recovery_signed {
+            signer = if s.settings.recovery_signed {
                 "ITLRecovery"
             } else {
                 "CallManager"
@@ -448,14 +467,14 @@ impl Provisioning {
                 AuthMode::Lsc => 2,
                 AuthMode::Mic => 3,
             },
-            capf: (s.host.clone(), s.capf_port),
+            capf: (s.host.clone(), s.settings.capf_port),
             call_managers: vec![NodeRef {
                 host: s.host.clone(),
             }],
             tvs: vec![NodeRef {
                 host: s.host.clone(),
             }],
-            tvs_port: s.tvs_port,
+            tvs_port: s.settings.tvs_port,
             cert_hash: d.md5hash.clone().unwrap_or_default(),
             encr_config: profile.encrypted_config,
         };
@@ -582,17 +601,22 @@ fn cache_key(parts: &[&[u8]]) -> Vec<u8> {
         all.extend_from_slice(&(p.len() as u64).to_be_bytes());
         all.extend_from_slice(p);
     }
-    hash(MessageDigest::sha256(), &all)
-        .map(|d| d.to_vec())
-        .unwrap_or(all)
+    phonetrust_proto::cert::sha256(&all)
 }
 
-async fn load_snapshot(db: &Db, data: &DataDir, generation: u64) -> Result<Snapshot, String> {
+/// The identity in `data`, its host name and the fingerprint of its files.
+fn load_identity(data: &DataDir) -> Result<(Arc<Identity>, String, u64), String> {
+    let fingerprint = identity_fingerprint(data);
     let id = identity::load(data).map_err(|e| e.to_string())?;
     let host = id
         .node()
         .map(|n| n.host)
         .ok_or("the identity has no CallManager certificate")?;
+    Ok((Arc::new(id), host, fingerprint))
+}
+
+/// The parameters files depend on, and the security profiles by name.
+async fn read_settings(db: &Db) -> Result<(Settings, HashMap<String, SecurityProfile>), String> {
     let p: HashMap<&str, i64> = db
         .params()
         .await
@@ -605,6 +629,11 @@ async fn load_snapshot(db: &Db, data: &DataDir, generation: u64) -> Result<Snaps
             .and_then(|v| u16::try_from(*v).ok())
             .unwrap_or(default)
     };
+    let settings = Settings {
+        capf_port: port(params::CAPF_PHONE_PORT, 3804),
+        tvs_port: port(params::TVS_PORT, 2445),
+        recovery_signed: p.get(params::ITL_SIGNER).copied().unwrap_or(0) == 1,
+    };
     let profiles = db
         .profiles()
         .await
@@ -612,21 +641,7 @@ async fn load_snapshot(db: &Db, data: &DataDir, generation: u64) -> Result<Snaps
         .into_iter()
         .map(|p| (p.name.clone(), p))
         .collect();
-    Ok(Snapshot {
-        generation,
-        identity: Arc::new(id),
-        host,
-        capf_port: port(params::CAPF_PHONE_PORT, 3804),
-        tvs_port: port(params::TVS_PORT, 2445),
-        recovery_signed: p.get(params::ITL_SIGNER).copied().unwrap_or(0) == 1,
-        profiles,
-        itl: None,
-    })
-}
-
-/// The MD5 (lower-case hex) of a certificate, as `certHash` carries it.
-pub fn cert_md5(cert: &X509) -> String {
-    md5_hex(&cert.to_der().unwrap_or_default())
+    Ok((settings, profiles))
 }
 
 #[cfg(test)]

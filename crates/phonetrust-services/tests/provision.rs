@@ -129,6 +129,20 @@ async fn add(db: &Db, name: &str, profile: &str) {
     .unwrap();
 }
 
+async fn schedule_install(db: &Db, name: &str) {
+    db.set_capf(
+        name,
+        &CapfChange {
+            operation: Some(CertOperation::Install),
+            auth_mode: Some(AuthMode::NullString),
+            ..CapfChange::default()
+        },
+        now(),
+    )
+    .await
+    .unwrap();
+}
+
 fn both(n: &Node) -> [Transport; 2] {
     [
         Transport::Tftp(n.tftp, ClientOptions::default()),
@@ -464,32 +478,12 @@ async fn tftp_options_loss_duplicates_and_errors() {
 async fn encrypted_config_boot_end_to_end() {
     let n = node("e2e").await;
     add(&n.db, "SEP0011AABBCC01", "Standard Encrypted Profile").await;
-    n.db.set_capf(
-        "SEP0011AABBCC01",
-        &CapfChange {
-            operation: Some(CertOperation::Install),
-            auth_mode: Some(AuthMode::NullString),
-            ..CapfChange::default()
-        },
-        now(),
-    )
-    .await
-    .unwrap();
+    schedule_install(&n.db, "SEP0011AABBCC01").await;
     for (i, via) in both(&n).into_iter().enumerate() {
         if i == 1 {
             // Second round over HTTP: a fresh phone with another MAC.
             add(&n.db, "SEP0011AABBCC02", "Standard Encrypted Profile").await;
-            n.db.set_capf(
-                "SEP0011AABBCC02",
-                &CapfChange {
-                    operation: Some(CertOperation::Install),
-                    auth_mode: Some(AuthMode::NullString),
-                    ..CapfChange::default()
-                },
-                now(),
-            )
-            .await
-            .unwrap();
+            schedule_install(&n.db, "SEP0011AABBCC02").await;
         }
         let mac = format!("0011AABBCC0{}", i + 1);
         let dev = format!("SEP{mac}");
@@ -514,7 +508,7 @@ async fn encrypted_config_boot_end_to_end() {
             BootResult::Failed(e) => panic!("{e}: {:?}", phone.status_messages),
         }
         let lsc = phone.state.lsc.as_ref().expect("LSC installed");
-        let mine = phonetrust_services::provision::cert_md5(&lsc.cert);
+        let mine = phonetrust_proto::cert::md5_hex(&lsc.cert.to_der().unwrap());
         assert_eq!(md5.as_deref(), Some(mine.as_str()));
         let tag = if i == 0 { "TFTP" } else { "HTTP" };
         let msgs = phone.status_messages.join("\n");

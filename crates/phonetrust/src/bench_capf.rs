@@ -2,15 +2,17 @@
 //! concurrency C against a `phonetrust serve` started as a separate process on loopback;
 //! print enrolments per second, p50/p99 latency and the server's peak memory (VmHWM).
 
-use std::net::{SocketAddr, TcpListener};
-use std::process::{Command, ExitCode, Stdio};
+use std::net::SocketAddr;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use openssl::x509::X509;
 use phonetrust_phonesim::{CapfConnector, PhoneTls, Pool, SimPhone};
 use phonetrust_proto::capf_phone::{PhoneAuth, PhoneResult};
+
+use crate::bench_node::{BenchNode, free_tcp};
 
 /// Options of `bench capf`.
 #[derive(Debug, clap::Args)]
@@ -40,20 +42,6 @@ enum TlsArg {
     Legacy,
 }
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 /// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`.
 fn cpu_secs(pid: &str) -> Option<f64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -74,21 +62,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 /// Run the benchmark.
 pub(crate) async fn run(b: CapfBench) -> Result<ExitCode> {
-    let exe = std::env::current_exe()?;
-    let dir = std::env::temp_dir().join(format!("phonetrust-bench-capf-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let data = dir.join("data");
-    let pt = |args: &[&str]| -> Result<()> {
-        let o = Command::new(&exe)
-            .args(args)
-            .env("PHONETRUST_DATA", &data)
-            .output()?;
-        if !o.status.success() {
-            bail!("{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-        }
-        Ok(())
-    };
-    pt(&["init", "--host", "bench.example.test"])?;
     let mut csv = String::from("name,model,protocol,operation,auth,key_order,rsa_bits\n");
     for i in 0..b.phones {
         csv.push_str(&format!(
@@ -96,48 +69,26 @@ pub(crate) async fn run(b: CapfBench) -> Result<ExitCode> {
             b.rsa_bits
         ));
     }
-    std::fs::write(dir.join("phones.csv"), csv)?;
-    pt(&[
-        "phone",
-        "import",
-        dir.join("phones.csv").to_str().unwrap_or_default(),
-    ])?;
-    let capf_pem = Command::new(&exe)
-        .args(["show", "cert", "own", "CAPF", "--pem"])
-        .env("PHONETRUST_DATA", &data)
-        .output()?
-        .stdout;
-    let capf = X509::from_pem(&capf_pem)?;
-
-    let port = free_port()?;
-    let mut server = Command::new(&exe)
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1",
-            "--capf-port",
-            &port.to_string(),
-            "--tftp-port",
-            "0",
-            "--http-port",
-            "0",
-            "--max-sessions",
-            "100000",
-        ])
-        .env("PHONETRUST_DATA", &data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let node = BenchNode::new("capf", &csv)?;
+    let capf = X509::from_pem(&node.run(&["show", "cert", "own", "CAPF", "--pem"])?)?;
+    let port = free_tcp()?;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    let up = Instant::now();
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        if up.elapsed() > Duration::from_secs(20) {
-            let _ = server.kill();
-            bail!("the server did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let idle_kib = vm_hwm_kib(server.id()).unwrap_or(0);
+    let server = node
+        .serve(
+            &[
+                "--capf-port",
+                &port.to_string(),
+                "--tftp-port",
+                "0",
+                "--http-port",
+                "0",
+                "--max-sessions",
+                "100000",
+            ],
+            addr,
+        )
+        .await?;
+    let idle_kib = server.peak_kib();
 
     println!(
         "pre-generating {} RSA-{} phone keys ...",
@@ -156,7 +107,7 @@ pub(crate) async fn run(b: CapfBench) -> Result<ExitCode> {
         )
         .map_err(anyhow::Error::msg)?,
     );
-    let server_pid = server.id().to_string();
+    let server_pid = server.pid().to_string();
     let cpu0 = (cpu_secs(&server_pid), cpu_secs("self"));
     let start = Instant::now();
     let mut tasks = Vec::with_capacity(b.phones);
@@ -181,13 +132,11 @@ pub(crate) async fn run(b: CapfBench) -> Result<ExitCode> {
         }
     }
     let wall = start.elapsed();
-    let peak_kib = vm_hwm_kib(server.id()).unwrap_or(0);
+    let peak_kib = server.peak_kib();
     let cpu1 = (cpu_secs(&server_pid), cpu_secs("self"));
     let used = |a: Option<f64>, b: Option<f64>| b.zip(a).map(|(b, a)| b - a).unwrap_or(0.0);
     let (server_cpu, phones_cpu) = (used(cpu0.0, cpu1.0), used(cpu0.1, cpu1.1));
-    let _ = server.kill();
-    let _ = server.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(server);
     lat.sort();
     let ok = lat.len();
     println!(

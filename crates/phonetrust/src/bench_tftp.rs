@@ -5,14 +5,16 @@
 //! installed. Prints phones per second, bytes per second, failures and the server's peak
 //! memory, and the ratio to tftpd-hpa.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::SocketAddr;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use phonetrust_phonesim::boot::{Transport, fetch};
 use phonetrust_proto::tftp::ClientOptions;
+
+use crate::bench_node::{BenchNode, free_tcp, free_udp};
 
 /// Options of `bench tftp`.
 #[derive(Debug, clap::Args)]
@@ -26,29 +28,6 @@ pub(crate) struct TftpBench {
     /// TFTP block size the phones ask for.
     #[arg(long, default_value_t = 1428)]
     blksize: u16,
-}
-
-fn free_tcp() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn free_udp() -> Result<u16> {
-    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn vm_hwm_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))?
-                .split_whitespace()
-                .nth(1)?
-                .parse::<f64>()
-                .ok()
-        })
-        .unwrap_or(0.0)
-        / 1024.0
 }
 
 struct Storm {
@@ -103,21 +82,6 @@ fn report(label: &str, s: &Storm) -> f64 {
 
 /// Run the benchmark.
 pub(crate) async fn run(b: TftpBench) -> Result<ExitCode> {
-    let exe = std::env::current_exe()?;
-    let dir = std::env::temp_dir().join(format!("phonetrust-bench-tftp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let data = dir.join("data");
-    let pt = |args: &[&str]| -> Result<()> {
-        let o = Command::new(&exe)
-            .args(args)
-            .env("PHONETRUST_DATA", &data)
-            .output()?;
-        if !o.status.success() {
-            bail!("{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-        }
-        Ok(())
-    };
-    pt(&["init", "--host", "bench.example.test"])?;
     let macs: Vec<String> = (0..b.phones)
         .map(|i| format!("{:012X}", 0xA000_0000_0000u64 + i as u64))
         .collect();
@@ -125,35 +89,23 @@ pub(crate) async fn run(b: TftpBench) -> Result<ExitCode> {
     for m in &macs {
         csv.push_str(&format!("SEP{m},8845,SIP,Standard Authenticated Profile\n"));
     }
-    std::fs::write(dir.join("phones.csv"), csv)?;
-    pt(&["phone", "import", &dir.join("phones.csv").to_string_lossy()])?;
+    let node = BenchNode::new("tftp", &csv)?;
     let (tftp_port, http_port, capf_port) = (free_udp()?, free_tcp()?, free_tcp()?);
-    let mut server = Command::new(&exe)
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1",
-            "--capf-port",
-            &capf_port.to_string(),
-            "--tftp-port",
-            &tftp_port.to_string(),
-            "--http-port",
-            &http_port.to_string(),
-        ])
-        .env("PHONETRUST_DATA", &data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
     let http: SocketAddr = format!("127.0.0.1:{http_port}").parse()?;
     let tftp: SocketAddr = format!("127.0.0.1:{tftp_port}").parse()?;
-    let up = Instant::now();
-    while tokio::net::TcpStream::connect(http).await.is_err() {
-        if up.elapsed() > Duration::from_secs(20) {
-            let _ = server.kill();
-            bail!("the server did not start");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let server = node
+        .serve(
+            &[
+                "--capf-port",
+                &capf_port.to_string(),
+                "--tftp-port",
+                &tftp_port.to_string(),
+                "--http-port",
+                &http_port.to_string(),
+            ],
+            http,
+        )
+        .await?;
     let opts = ClientOptions {
         blksize: Some(b.blksize),
         ..ClientOptions::default()
@@ -169,13 +121,12 @@ pub(crate) async fn run(b: TftpBench) -> Result<ExitCode> {
     let ours = report("phonetrust TFTP (2nd)", &warm);
     let web = storm(Transport::Http(http), &macs, b.concurrency).await;
     report("phonetrust HTTP", &web);
-    let peak = vm_hwm_mb(server.id());
+    let peak = server.peak_kib() as f64 / 1024.0;
     println!("  server memory          {peak:.1} MB peak (VmHWM)");
 
     // The same bytes as static files, from tftpd-hpa.
     let mut failed = cold.failed + warm.failed + web.failed;
-    let stat = dir.join("static");
-    std::fs::create_dir_all(&stat)?;
+    let stat = node.scratch("static")?;
     for m in &macs {
         for name in [format!("ITLSEP{m}.tlv"), format!("SEP{m}.cnf.xml.sgn")] {
             if let Ok(bytes) = fetch(Transport::Http(http), &name).await {
@@ -183,8 +134,7 @@ pub(crate) async fn run(b: TftpBench) -> Result<ExitCode> {
             }
         }
     }
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     let hpa = ["/usr/sbin/in.tftpd", "in.tftpd"]
         .into_iter()
         .find(|p| Command::new(p).arg("--version").output().is_ok());
@@ -223,7 +173,6 @@ pub(crate) async fn run(b: TftpBench) -> Result<ExitCode> {
             failed += h.failed;
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {

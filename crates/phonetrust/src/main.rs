@@ -10,6 +10,7 @@
 mod admin;
 mod bench;
 mod bench_capf;
+mod bench_node;
 mod bench_tftp;
 mod files;
 mod fsutil;

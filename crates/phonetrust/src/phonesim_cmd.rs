@@ -155,10 +155,7 @@ async fn resolve(s: &str) -> Result<SocketAddr> {
 
 async fn boot(a: BootArgs) -> Result<ExitCode> {
     use phonetrust_phonesim::boot::{BootOptions, BootResult, Transport};
-    let first = mac_of(&a.mac)?;
-    if a.count == 0 || first + u64::from(a.count) - 1 > 0xFFFF_FFFF_FFFF {
-        bail!("--count must be at least 1 and stay within the MAC range");
-    }
+    let first = first_mac(&a.mac, a.count)?;
     let via = match (&a.tftp, &a.http) {
         (Some(t), _) => Transport::Tftp(
             resolve(t).await?,
@@ -251,6 +248,15 @@ fn mac_of(s: &str) -> Result<u64> {
     Ok(u64::from_str_radix(hex, 16)?)
 }
 
+/// The first MAC of `count` consecutive phones starting at `mac`.
+fn first_mac(mac: &str, count: u32) -> Result<u64> {
+    let first = mac_of(mac)?;
+    if count == 0 || first + u64::from(count) - 1 > 0xFFFF_FFFF_FFFF {
+        bail!("--count must be at least 1 and stay within the MAC range");
+    }
+    Ok(first)
+}
+
 /// Run a `phone-sim` command.
 pub(crate) async fn run(node: &Node, cmd: PhoneSimCmd) -> Result<ExitCode> {
     match cmd {
@@ -271,12 +277,7 @@ pub(crate) async fn run(node: &Node, cmd: PhoneSimCmd) -> Result<ExitCode> {
             let describe = |c: &Option<phonetrust_proto::cert::CertAndKey>| match c {
                 None => "none".to_string(),
                 Some(c) => {
-                    let md5 = openssl::hash::hash(
-                        openssl::hash::MessageDigest::md5(),
-                        &c.cert.to_der().unwrap_or_default(),
-                    )
-                    .map(|d| d.iter().map(|b| format!("{b:02x}")).collect::<String>())
-                    .unwrap_or_default();
+                    let md5 = phonetrust_proto::cert::md5_hex(&c.cert.to_der().unwrap_or_default());
                     format!(
                         "{} (issuer {}, serial {}, valid until {}, MD5 {md5})",
                         phonetrust_proto::cert::name_string(c.cert.subject_name()),
@@ -321,10 +322,7 @@ pub(crate) async fn run(node: &Node, cmd: PhoneSimCmd) -> Result<ExitCode> {
 }
 
 async fn capf(node: &Node, a: CapfArgs) -> Result<ExitCode> {
-    let first = mac_of(&a.mac)?;
-    if a.count == 0 || first + u64::from(a.count) - 1 > 0xFFFF_FFFF_FFFF {
-        bail!("--count must be at least 1 and stay within the MAC range");
-    }
+    let first = first_mac(&a.mac, a.count)?;
     let capf = match &a.capf_cert {
         Some(p) => {
             X509::from_pem(&std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)

@@ -1,0 +1,130 @@
+//! What the server benchmarks share: a throw-away node (its own data directory, made with
+//! this binary's `init` and `phone import`), `phonetrust serve` started on it as a
+//! separate process on loopback, free ports, and the server's peak memory.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+/// A node in a temporary directory, removed on drop.
+pub(crate) struct BenchNode {
+    exe: PathBuf,
+    dir: PathBuf,
+}
+
+impl BenchNode {
+    /// A fresh node (`init --host bench.example.test`) with the phones of `csv` imported.
+    pub(crate) fn new(tag: &str, csv: &str) -> Result<Self> {
+        let dir =
+            std::env::temp_dir().join(format!("phonetrust-bench-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let n = Self {
+            exe: std::env::current_exe()?,
+            dir,
+        };
+        n.run(&["init", "--host", "bench.example.test"])?;
+        let path = n.dir.join("phones.csv");
+        std::fs::write(&path, csv)?;
+        n.run(&["phone", "import", &path.to_string_lossy()])?;
+        Ok(n)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.exe);
+        c.args(args).env("PHONETRUST_DATA", self.dir.join("data"));
+        c
+    }
+
+    /// Run a command on the node; its standard output.
+    pub(crate) fn run(&self, args: &[&str]) -> Result<Vec<u8>> {
+        let o = self.command(args).output()?;
+        if !o.status.success() {
+            bail!("{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        Ok(o.stdout)
+    }
+
+    /// A scratch directory beside the node.
+    pub(crate) fn scratch(&self, name: &str) -> Result<PathBuf> {
+        let p = self.dir.join(name);
+        std::fs::create_dir_all(&p)?;
+        Ok(p)
+    }
+
+    /// `phonetrust serve --bind 127.0.0.1 <args>`, once `ready` accepts TCP connections.
+    pub(crate) async fn serve(&self, args: &[&str], ready: SocketAddr) -> Result<Server> {
+        let mut all = vec!["serve", "--bind", "127.0.0.1"];
+        all.extend_from_slice(args);
+        let child = self
+            .command(&all)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        // Killed on drop, also when it never comes up.
+        let server = Server(child);
+        let up = Instant::now();
+        while tokio::net::TcpStream::connect(ready).await.is_err() {
+            if up.elapsed() > Duration::from_secs(20) {
+                bail!("the server did not start");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(server)
+    }
+}
+
+impl Drop for BenchNode {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A `serve` child process, killed on drop.
+pub(crate) struct Server(Child);
+
+impl Server {
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// Its peak resident memory so far (VmHWM), KiB.
+    pub(crate) fn peak_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))?
+                    .split_whitespace()
+                    .nth(1)?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free TCP port on loopback.
+pub(crate) fn free_tcp() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// A free UDP port on loopback.
+pub(crate) fn free_udp() -> Result<u16> {
+    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
