@@ -7,12 +7,16 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-60}; shift || true
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(trust_list capf_message capf_server_session tvs_message enc_config partial_config)
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(trust_list capf_message capf_server_session tvs_message enc_config partial_config tftp_packet tftp_client device_config)
 vec=${PHONETRUST_VECTORS:-../../shared/vectors}
-for t in trust_list capf_message capf_server_session tvs_message enc_config partial_config; do mkdir -p "corpus/$t"; done
+for t in trust_list capf_message capf_server_session tvs_message enc_config partial_config tftp_packet tftp_client device_config; do mkdir -p "corpus/$t"; done
 cp "$vec"/files/*.tlv corpus/trust_list/ 2>/dev/null || true
 cp "$vec"/files/encrypted/*.enc.sgn "$vec"/files/signed/*.sgn corpus/enc_config/ 2>/dev/null || true
 cp "$vec"/files/*.cnf.xml corpus/partial_config/ 2>/dev/null || true
+cp "$vec"/files/*.cnf.xml corpus/device_config/ 2>/dev/null || true
+printf '\x00\x01SEP001122AABBCC.cnf.xml.sgn\x00octet\x00blksize\x001428\x00tsize\x000\x00' > corpus/tftp_packet/rrq
+printf '\x00\x06blksize\x00512\x00tsize\x00600\x00' > corpus/tftp_packet/oack
+printf '\x05\x00\x0e\x00\x06blksize\x00512\x00\x00\x06\x00\x03\x00\x01abcd' > corpus/tftp_client/short
 n=0
 while read -r who hex; do
   case "$who" in

@@ -9,7 +9,7 @@
 #![allow(clippy::expect_used, clippy::panic)]
 
 use crate::cert::CertAndKey;
-use crate::{capf, enccnf, show, trustlist, tvs};
+use crate::{capf, devconfig, enccnf, show, tftp, trustlist, tvs};
 
 /// Trust lists: parse, render, verify; records re-encode and re-parse to themselves.
 pub fn trust_list(data: &[u8]) {
@@ -182,4 +182,130 @@ pub fn capf_server_session(data: &[u8]) {
         let _ = s.read_timeout();
         pending = s.handle(msg);
     }
+}
+
+/// TFTP datagrams: a packet that decodes, encoded and decoded again, is the same packet
+/// (decoding normalises: mode and option names lower-cased, an unpaired option and the
+/// text after an error message's NUL dropped); the encoding is stable after that.
+pub fn tftp_packet(data: &[u8]) {
+    let Ok(p) = tftp::Packet::decode(data) else {
+        return;
+    };
+    let bytes = p.encode();
+    let q = tftp::Packet::decode(&bytes).expect("an encoded packet decodes");
+    assert_eq!(p, q, "packet changed in a round trip");
+    assert_eq!(q.encode(), bytes, "encoding not stable");
+}
+
+/// The phone's side of a TFTP read driven by an arbitrary server. The first byte picks the
+/// client options; the rest is a sequence of datagrams, each prefixed by a 2-byte length.
+/// Properties: no panic; everything the client sends is a TFTP packet (the RRQ or an
+/// ACK); a finished file is never larger than the limit nor than what the server sent;
+/// nothing happens after `Done` or `Failed` that the shell would act on.
+pub fn tftp_client(data: &[u8]) {
+    let Some((&sel, mut rest)) = data.split_first() else {
+        return;
+    };
+    let opts = tftp::ClientOptions {
+        blksize: [None, Some(8), Some(512), Some(1428)][usize::from(sel & 3)],
+        windowsize: [None, Some(1), Some(4), Some(16)][usize::from((sel >> 2) & 3)],
+        tsize: sel & 0x10 != 0,
+        max_size: if sel & 0x20 != 0 { 100 } else { 4096 },
+    };
+    let (mut t, rrq) = tftp::ReadTransfer::new("SEP001122AABBCC.cnf.xml.sgn", opts);
+    assert!(matches!(
+        tftp::Packet::decode(&rrq),
+        Ok(tftp::Packet::Rrq(..))
+    ));
+    let mut received = 0usize;
+    while let Some((len, tail)) = rest.split_first_chunk::<2>() {
+        let n = usize::from(u16::from_be_bytes(*len)).min(tail.len());
+        let (dgram, tail) = tail.split_at(n);
+        rest = tail;
+        if let Ok(tftp::Packet::Data(_, d)) = tftp::Packet::decode(dgram) {
+            received += d.len();
+        }
+        let timeout = t.on_timeout();
+        assert!(
+            tftp::Packet::decode(&timeout).is_ok(),
+            "retransmission decodes"
+        );
+        match t.on_packet(dgram) {
+            tftp::ClientStep::Send(p) => assert!(
+                matches!(tftp::Packet::decode(&p), Ok(tftp::Packet::Ack(_))),
+                "client sends only ACKs after the RRQ"
+            ),
+            tftp::ClientStep::Wait => {}
+            tftp::ClientStep::Done(file, ack) => {
+                assert!(file.len() <= opts.max_size, "file over the limit accepted");
+                assert!(file.len() <= received, "file longer than what was sent");
+                assert!(matches!(
+                    tftp::Packet::decode(&ack),
+                    Ok(tftp::Packet::Ack(_))
+                ));
+                return;
+            }
+            tftp::ClientStep::Failed(why) => {
+                assert!(!why.is_empty(), "a failure says why");
+                return;
+            }
+        }
+    }
+}
+
+/// Device configuration XML: reading the facts of any bytes never panics; and a
+/// configuration generated from arbitrary field values (drawn from an alphabet that
+/// includes XML's special characters) reads back with exactly those values.
+pub fn device_config(data: &[u8]) {
+    let _ = devconfig::facts(data);
+    const ALPHABET: [char; 22] = [
+        'a', 'b', '.', '-', '_', ':', '<', '>', '&', '\'', '"', '=', ';', '/', '?', '#', '%', 'A',
+        'Z', '0', '9', 'é',
+    ];
+    let text = |b: &[u8]| -> String {
+        // Never empty or whitespace-bounded: phones trim what they read.
+        let mut s = String::from("h");
+        s.extend(
+            b.iter()
+                .take(40)
+                .map(|&c| ALPHABET[usize::from(c) % ALPHABET.len()]),
+        );
+        s
+    };
+    let mut parts = data.split(|&c| c == b'|');
+    let mut next = || parts.next().unwrap_or_default();
+    let head = next();
+    let byte = |i: usize| head.get(i).copied().unwrap_or(0);
+    let cfg = devconfig::DeviceConfig {
+        protocol: text(next()),
+        device_security_mode: byte(0) % 4,
+        transport_layer_protocol: byte(1) % 5,
+        ip_address_mode: byte(2) % 3,
+        load_information: text(next()),
+        capf_auth_mode: byte(3) % 4,
+        capf: (text(next()), u16::from_be_bytes([byte(4), byte(5)])),
+        call_managers: (0..byte(6) % 4)
+            .map(|_| devconfig::NodeRef { host: text(next()) })
+            .collect(),
+        tvs: (0..byte(7) % 4)
+            .map(|_| devconfig::NodeRef { host: text(next()) })
+            .collect(),
+        tvs_port: u16::from_be_bytes([byte(8), byte(9)]),
+        cert_hash: text(next()),
+        encr_config: byte(10) & 1 == 1,
+    };
+    let xml = cfg.to_xml();
+    let f = devconfig::facts(xml.as_bytes()).expect("our own config reads back");
+    assert!(f.full);
+    assert_eq!(f.encr_config, cfg.encr_config);
+    assert_eq!(f.cert_hash, cfg.cert_hash);
+    assert_eq!(f.capf, Some(cfg.capf.clone()));
+    assert_eq!(f.device_security_mode, Some(cfg.device_security_mode));
+    assert_eq!(f.capf_auth_mode, Some(cfg.capf_auth_mode));
+    let tvs: Vec<(String, u16)> = cfg
+        .tvs
+        .iter()
+        .map(|t| (t.host.clone(), cfg.tvs_port))
+        .collect();
+    assert_eq!(f.tvs, tvs);
 }

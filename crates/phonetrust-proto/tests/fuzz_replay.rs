@@ -229,3 +229,58 @@ fn capf_server_session_target() {
         fuzzing::capf_server_session,
     );
 }
+
+/// TFTP packets as a phone and a server exchange them.
+fn tftp_seeds() -> Vec<Vec<u8>> {
+    vec![
+        b"\x00\x01SEP001122AABBCC.cnf.xml.sgn\x00octet\x00blksize\x001428\x00tsize\x000\x00windowsize\x0016\x00".to_vec(),
+        b"\x00\x02ITLFile.tlv\x00netascii\x00".to_vec(),
+        b"\x00\x06blksize\x001428\x00tsize\x005120\x00".to_vec(),
+        [b"\x00\x03\x00\x01".as_slice(), &[0x5a; 600]].concat(),
+        b"\x00\x04\x00\x07".to_vec(),
+        b"\x00\x05\x00\x01File not found\x00".to_vec(),
+    ]
+}
+
+#[test]
+fn tftp_packet_target() {
+    exercise("tftp_packet", &tftp_seeds(), 3000, fuzzing::tftp_packet);
+}
+
+/// A server's replies to a read (OACK, data blocks, an error), 2-byte length prefixed,
+/// behind each client-options selector.
+#[test]
+fn tftp_client_target() {
+    let reply = |blocks: &[Vec<u8>]| {
+        let mut v = Vec::new();
+        for b in blocks {
+            v.extend_from_slice(&u16::try_from(b.len()).unwrap().to_be_bytes());
+            v.extend_from_slice(b);
+        }
+        v
+    };
+    let data = |n: u16, len: usize| [&[0, 3][..], &n.to_be_bytes(), &vec![0x41; len]].concat();
+    let oack = b"\x00\x06blksize\x00512\x00tsize\x00600\x00windowsize\x004\x00".to_vec();
+    let bodies = [
+        reply(&[oack.clone(), data(1, 512), data(2, 88)]),
+        reply(&[data(1, 512), data(1, 512), data(3, 10), data(2, 5)]),
+        reply(&[oack, b"\x00\x05\x00\x01File not found\x00".to_vec()]),
+    ];
+    let mut seeds = Vec::new();
+    for b in &bodies {
+        for sel in 0u8..64 {
+            seeds.push([&[sel][..], b].concat());
+        }
+    }
+    exercise("tftp_client", &seeds, 40, fuzzing::tftp_client);
+}
+
+#[test]
+fn device_config_target() {
+    let seeds = vec![
+        read(vectors().join("files/SEP0011AABBCCDD.cnf.xml")),
+        read(vectors().join("files/SEP001122AABBCC.cnf.xml")),
+        b"\x03\x04\x00\x01\x0e\xd4\x02\x03\x09\x8d\x01|SIP|load|pub.example|cm1|cm2|tvs1|tvs2|tvs3|5a7c".to_vec(),
+    ];
+    exercise("device_config", &seeds, 2000, fuzzing::device_config);
+}
