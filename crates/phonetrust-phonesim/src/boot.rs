@@ -181,6 +181,17 @@ pub struct BootOptions<'a> {
     pub capf_addr: Option<SocketAddr>,
     /// Keys for CAPF.
     pub keys: &'a dyn KeySource,
+    /// TVS address to use instead of the configuration's TVS list.
+    pub tvs_addr: Option<SocketAddr>,
+}
+
+/// Which trust list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListKind {
+    /// `ITLFile.tlv`.
+    Itl,
+    /// `CTLFile.tlv` (mixed mode).
+    Ctl,
 }
 
 /// The full certificates of a trust list's records with one of `roles` (any role when
@@ -216,12 +227,30 @@ impl SimPhone {
         self.status_messages.push(s.into());
     }
 
-    /// Fetch the trust list: per-device copy first, then `ITLFile.tlv`. Trusted on first
-    /// use; afterwards only when signed by a certificate the current one lists.
+    /// Fetch the ITL (per-device copy first, then `ITLFile.tlv`) with the rules of
+    /// [`SimPhone::update_list`]; no TVS to ask.
     pub async fn update_itl(&mut self, via: Transport) -> Result<(), String> {
+        self.update_list(ListKind::Itl, via, None).await
+    }
+
+    /// Fetch a trust list: per-device copy first (`ITLSEP<MAC>.tlv` / `CTLSEP<MAC>.tlv`),
+    /// then the cluster's. Trusted on first use; afterwards accepted only when signed by a
+    /// certificate the current list of that kind lists, or one TVS vouches for (as SAST,
+    /// CCM+TFTP or TFTP). A rejected list leaves the current one in place; so does a
+    /// server without the file (a phone forgets a CTL only when reset by hand).
+    pub async fn update_list(
+        &mut self,
+        kind: ListKind,
+        via: Transport,
+        tvs: Option<SocketAddr>,
+    ) -> Result<(), String> {
         let dev = self.state.device.clone();
+        let (prefix, what) = match kind {
+            ListKind::Itl => ("ITL", "ITL"),
+            ListKind::Ctl => ("CTL", "CTL"),
+        };
         let mut got = None;
-        for name in [format!("ITL{dev}.tlv"), "ITLFile.tlv".to_string()] {
+        for name in [format!("{prefix}{dev}.tlv"), format!("{prefix}File.tlv")] {
             match fetch(via, &name).await {
                 Ok(b) => {
                     self.status(format!("{name}({})", via.tag()));
@@ -235,38 +264,122 @@ impl SimPhone {
                 }
             }
         }
+        let current = match kind {
+            ListKind::Itl => self.itl.clone(),
+            ListKind::Ctl => self.ctl.clone(),
+        };
         let Some(bytes) = got else {
-            return if self.itl.is_some() {
-                Ok(())
-            } else {
-                Err("no trust list on the server".into())
+            return match (kind, current) {
+                (ListKind::Ctl, _) | (ListKind::Itl, Some(_)) => Ok(()),
+                (ListKind::Itl, None) => Err("no trust list on the server".into()),
             };
         };
         let new = match trustlist::parse(&bytes) {
             Ok(t) => t,
             Err(e) => {
                 self.status("Trust List Update Failed");
-                return Err(format!("ITL does not parse: {e}"));
+                return Err(format!("{what} does not parse: {e}"));
             }
         };
         if let Err(e) = new.verify(&bytes) {
             self.status("Trust List Update Failed");
-            return Err(format!("ITL signature: {e}"));
+            return Err(format!("{what} signature: {e}"));
         }
-        if let Some(old) = self.itl.as_ref().and_then(|b| trustlist::parse(b).ok()) {
-            if self.itl.as_deref() == Some(bytes.as_slice()) {
+        if let Some(old) = current.as_ref().and_then(|b| trustlist::parse(b).ok()) {
+            if current.as_deref() == Some(bytes.as_slice()) {
                 return Ok(());
             }
             if !signer_listed(&old, &new) {
-                self.status("Trust List Update Failed");
-                return Err(
-                    "the new ITL is signed by a certificate the current ITL does not list".into(),
-                );
+                self.vouch(&new, what, tvs).await?;
             }
         }
-        self.itl = Some(bytes);
+        match kind {
+            ListKind::Itl => self.itl = Some(bytes),
+            ListKind::Ctl => self.ctl = Some(bytes),
+        }
         self.status("Trust List Updated");
         Ok(())
+    }
+
+    /// The signer of `new` is not in the current list: ask TVS (the servers of the
+    /// phone's configuration, over TLS trusting the TVS records of its ITL).
+    async fn vouch(
+        &mut self,
+        new: &TrustList,
+        what: &str,
+        tvs: Option<SocketAddr>,
+    ) -> Result<(), String> {
+        let refuse = |why: String| format!("the new {what} is signed by a certificate {why}");
+        let Some(signer) = new
+            .signer_index()
+            .and_then(|i| new.records.get(i))
+            .and_then(|r| r.record.x509())
+        else {
+            self.status("Trust List Update Failed");
+            return Err(refuse("that is not in its own records".into()));
+        };
+        if !self.supports_tvs {
+            self.status("Trust List Update Failed");
+            return Err(refuse(format!(
+                "the current {what} does not list (this model cannot ask TVS; delete the {what} on the phone by hand)"
+            )));
+        }
+        let tvs_certs = self
+            .itl_parsed()
+            .map(|itl| certs_of(&itl, &[Role::Tvs]))
+            .unwrap_or_default();
+        let addrs: Vec<SocketAddr> = match tvs {
+            Some(a) => vec![a],
+            None => {
+                let mut v = Vec::new();
+                for (host, port) in self.tvs_servers.clone() {
+                    if let Ok(mut it) = tokio::net::lookup_host((host.as_str(), port)).await {
+                        v.extend(it.next());
+                    }
+                }
+                v
+            }
+        };
+        if tvs_certs.is_empty() || addrs.is_empty() {
+            self.status("Trust List Update Failed: no TVS server to verify the signer");
+            return Err(refuse(format!(
+                "the current {what} does not list, and no TVS server is known"
+            )));
+        }
+        let der = signer.to_der().map_err(|e| e.to_string())?;
+        let conn = crate::CapfConnector::trusting(&tvs_certs, crate::PhoneTls::Modern)?;
+        let name = format!("CP-{}-{}", self.model, self.state.device);
+        let mut last = String::new();
+        for addr in addrs {
+            let answer = match crate::tvs::TvsConnection::connect(addr, &conn, &name).await {
+                Ok(mut c) => c.verify(&der).await,
+                Err(e) => Err(e),
+            };
+            match answer {
+                Ok(a)
+                    if a.trusted
+                        && a.roles
+                            .iter()
+                            .any(|r| matches!(r, Role::Sast | Role::CcmTftp | Role::Tftp)) =>
+                {
+                    self.status(format!("TVS: signer of the new {what} verified"));
+                    return Ok(());
+                }
+                Ok(_) => {
+                    self.status("Trust List Update Failed");
+                    return Err(refuse(
+                        "neither the current list nor TVS trusts".to_string(),
+                    ));
+                }
+                Err(e) => last = e,
+            }
+        }
+        self.status(format!(
+            "Trust List Update Failed: TVS unreachable; keeping the current {what}"
+        ));
+        Err(refuse(format!(
+            "the current {what} does not list, and TVS could not be asked ({last})"
+        )))
     }
 
     fn itl_parsed(&self) -> Option<TrustList> {
@@ -297,7 +410,8 @@ impl SimPhone {
     }
 
     async fn boot_inner(&mut self, o: BootOptions<'_>) -> Result<BootResult, String> {
-        self.update_itl(o.via).await?;
+        self.update_list(ListKind::Ctl, o.via, o.tvs_addr).await?;
+        self.update_list(ListKind::Itl, o.via, o.tvs_addr).await?;
         let dev = self.state.device.clone();
         let sgn = format!("{dev}.cnf.xml.sgn");
         for round in 0..2 {
@@ -335,6 +449,9 @@ impl SimPhone {
                 }
             };
             let f = facts(&body).map_err(|e| e.to_string())?;
+            if !f.tvs.is_empty() {
+                self.tvs_servers = f.tvs.clone();
+            }
             if !f.encr_config {
                 return Ok(BootResult::Configured {
                     xml: body,

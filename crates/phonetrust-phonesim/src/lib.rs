@@ -7,6 +7,7 @@
 
 pub mod boot;
 pub mod storage;
+pub mod tvs;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -169,13 +170,21 @@ impl CapfConnector {
 
     /// A connector trusting `capf`, speaking `tls`.
     pub fn with_tls(capf: &X509, tls: PhoneTls) -> Result<Self, String> {
+        Self::trusting(std::slice::from_ref(capf), tls)
+    }
+
+    /// A connector trusting exactly `certs` (e.g. the TVS certificates of the phone's
+    /// trust list), speaking `tls`.
+    pub fn trusting(certs: &[X509], tls: PhoneTls) -> Result<Self, String> {
         let mut ctx = SslContext::builder(SslMethod::tls_client()).map_err(|e| e.to_string())?;
         ctx.set_security_level(0);
         ctx.set_min_proto_version(Some(SslVersion::TLS1))
             .map_err(|e| e.to_string())?;
-        ctx.cert_store_mut()
-            .add_cert(capf.clone())
-            .map_err(|e| e.to_string())?;
+        for c in certs {
+            ctx.cert_store_mut()
+                .add_cert(c.clone())
+                .map_err(|e| e.to_string())?;
+        }
         ctx.set_verify(SslVerifyMode::PEER);
         // Phones offer classic key-exchange groups only (no post-quantum hybrids).
         ctx.set_groups_list("X25519:P-256:P-384")
@@ -213,6 +222,12 @@ pub struct SimPhone {
     pub itl: Option<Vec<u8>>,
     /// The authentication string a user would type when CAPF asks for one.
     pub auth_string: Option<String>,
+    /// The CTL it holds (mixed mode), if any.
+    pub ctl: Option<Vec<u8>>,
+    /// TVS servers from its last configuration (host, port).
+    pub tvs_servers: Vec<(String, u16)>,
+    /// Whether the model can ask TVS (models without "security by default" cannot).
+    pub supports_tvs: bool,
 }
 
 impl SimPhone {
@@ -229,6 +244,9 @@ impl SimPhone {
             status_messages: Vec::new(),
             itl: None,
             auth_string: None,
+            ctl: None,
+            tvs_servers: Vec::new(),
+            supports_tvs: true,
         }
     }
 

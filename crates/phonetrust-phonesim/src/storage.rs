@@ -1,6 +1,8 @@
 //! A simulated phone's flash: one directory per phone (`<dir>/SEP<MAC>/`) holding what a
 //! phone keeps across reboots: `model`, `mic.pem`/`mic.key` (factory), `lsc.pem`/`lsc.key`
-//! (installed by CAPF) and `status.log` (the Status Messages screen, one line each).
+//! (installed by CAPF), the trust lists `ITLFile.tlv` and `CTLFile.tlv`, `tvs` (the TVS
+//! servers of the last configuration, `host port` per line) and `status.log` (the Status
+//! Messages screen, one line each).
 //! Private keys are written with mode 0600; every file is replaced atomically.
 //!
 //! The manufacturer CA of the simulated factory lives beside the phones as
@@ -145,6 +147,16 @@ impl SimPhone {
             phone.state.mic = load_pair(&pdir, "mic")?;
             phone.state.lsc = load_pair(&pdir, "lsc")?;
             phone.itl = read_capped(&pdir.join("ITLFile.tlv"))?;
+            phone.ctl = read_capped(&pdir.join("CTLFile.tlv"))?;
+            if let Some(t) = read_capped(&pdir.join("tvs"))? {
+                phone.tvs_servers = String::from_utf8_lossy(&t)
+                    .lines()
+                    .filter_map(|l| {
+                        let (h, p) = l.rsplit_once(' ')?;
+                        Some((h.to_string(), p.parse().ok()?))
+                    })
+                    .collect();
+            }
             if let Some(log) = read_capped(&pdir.join("status.log"))? {
                 phone.status_messages = String::from_utf8_lossy(&log)
                     .lines()
@@ -184,6 +196,16 @@ impl SimPhone {
             Some(b) => write_file(&pdir.join("ITLFile.tlv"), b, 0o644)?,
             None => remove(&pdir.join("ITLFile.tlv"))?,
         }
+        match &self.ctl {
+            Some(b) => write_file(&pdir.join("CTLFile.tlv"), b, 0o644)?,
+            None => remove(&pdir.join("CTLFile.tlv"))?,
+        }
+        let tvs: String = self
+            .tvs_servers
+            .iter()
+            .map(|(h, p)| format!("{h} {p}\n"))
+            .collect();
+        write_file(&pdir.join("tvs"), tvs.as_bytes(), 0o644)?;
         let mut log = self.status_messages.join("\n");
         log.push('\n');
         write_file(&pdir.join("status.log"), log.as_bytes(), 0o644)

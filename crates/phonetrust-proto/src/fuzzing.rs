@@ -207,8 +207,18 @@ pub fn tftp_client(data: &[u8]) {
         return;
     };
     let opts = tftp::ClientOptions {
-        blksize: [None, Some(8), Some(512), Some(1428)][usize::from(sel & 3)],
-        windowsize: [None, Some(1), Some(4), Some(16)][usize::from((sel >> 2) & 3)],
+        blksize: match sel & 3 {
+            0 => None,
+            1 => Some(8),
+            2 => Some(512),
+            _ => Some(1428),
+        },
+        windowsize: match (sel >> 2) & 3 {
+            0 => None,
+            1 => Some(1),
+            2 => Some(4),
+            _ => Some(16),
+        },
         tsize: sel & 0x10 != 0,
         max_size: if sel & 0x20 != 0 { 100 } else { 4096 },
     };
@@ -268,7 +278,7 @@ pub fn device_config(data: &[u8]) {
         s.extend(
             b.iter()
                 .take(40)
-                .map(|&c| ALPHABET[usize::from(c) % ALPHABET.len()]),
+                .filter_map(|&c| ALPHABET.get(usize::from(c) % ALPHABET.len())),
         );
         s
     };

@@ -34,6 +34,7 @@ pub mod tftp;
 pub mod tlv;
 pub mod trustlist;
 pub mod tvs;
+pub mod tvs_server;
 
 #[cfg(test)]
 pub(crate) mod testutil {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use phonetrust_proto::capf;
-use phonetrust_proto::cert::{CertAndKey, load_certs, md5_hex};
+use phonetrust_proto::cert::{CertAndKey, load_certs, md5_hex, sha256};
 use phonetrust_proto::codec::{hex, unhex};
 use phonetrust_proto::enccnf;
 use phonetrust_proto::rand::SeededRandom;
@@ -453,6 +453,48 @@ fn tvs_transcript_round_trips() {
             (tvs::Status::Invalid, vec![], None),
         ]
     );
+}
+
+/// Our TVS server session, fed the phone's bytes of `tvs.log` (split at an awkward place),
+/// answers with exactly the server's bytes, given what the transcript's server knew:
+/// callmanager.crt as SAST + CCM+TFTP (TTL 86400), capf.crt as CAPF (TTL 3600), and
+/// nothing else.
+#[test]
+fn tvs_server_session_answers_the_transcript_byte_for_byte() {
+    use phonetrust_proto::tvs_server::{ServerSession, Verdict, respond};
+    let known = |der: &[u8]| {
+        let fp = sha256(der);
+        if fp == sha256(&cert("pki/callmanager.crt").to_der().unwrap()) {
+            Verdict::Trusted {
+                roles: vec![Role::Sast, Role::CcmTftp],
+                ttl: 86400,
+            }
+        } else if fp == sha256(&cert("pki/capf.crt").to_der().unwrap()) {
+            Verdict::Trusted {
+                roles: vec![Role::Capf],
+                ttl: 3600,
+            }
+        } else {
+            Verdict::Unknown
+        }
+    };
+    let msgs = transcript("tvs.log");
+    let mut sent = 0;
+    for pair in msgs.chunks(2) {
+        let [(section, c, phone), (_, d, server)] = pair else {
+            panic!("pairs")
+        };
+        assert_eq!((c.as_str(), d.as_str()), ("tvsc", "tvsd"));
+        let mut s = ServerSession::new();
+        s.feed(&phone[..7]).unwrap();
+        assert!(s.next_request().unwrap().is_none(), "{section}");
+        s.feed(&phone[7..]).unwrap();
+        let req = s.next_request().unwrap().unwrap();
+        let verdict = known(req.certificate.as_deref().unwrap());
+        assert_eq!(&respond(&req, &verdict), server, "{section}");
+        sent += 1;
+    }
+    assert_eq!(sent, 3);
 }
 
 // ---- cross-checks with the openssl command line ----

@@ -493,6 +493,7 @@ async fn encrypted_config_boot_end_to_end() {
                 via,
                 capf_addr: Some(n.capf),
                 keys: &Generate { ec: false },
+                tvs_addr: None,
             })
             .await;
         let (expected, _, md5) = n.prov.config_xml(&dev).await.unwrap();
@@ -583,6 +584,7 @@ async fn itl_rollover_and_reset_localkey() {
             via,
             capf_addr: Some(n.capf),
             keys: &Generate { ec: false },
+            tvs_addr: None,
         })
         .await;
     assert!(

@@ -139,6 +139,8 @@ pub(crate) enum ShowCmd {
     Param,
     /// The ITL this node serves (`show itl`), built now, as the phones get it.
     Itl,
+    /// The CTL this node serves (`show ctl`), or "CTL File not found".
+    Ctl,
 }
 
 /// `phonetrust show cert ...`
@@ -316,6 +318,7 @@ pub(crate) async fn show(node: &Node, cmd: ShowCmd) -> Result<ExitCode> {
     let dir = &node.data;
     match cmd {
         ShowCmd::Itl => return crate::utils::show_itl(node).await,
+        ShowCmd::Ctl => return crate::utils::show_ctl(node).await,
         ShowCmd::Cert(ShowCertCmd::List { which, store }) => {
             if which == "own" {
                 print_list(&identity::load(dir)?);

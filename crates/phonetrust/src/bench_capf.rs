@@ -78,6 +78,8 @@ pub(crate) async fn run(b: CapfBench) -> Result<ExitCode> {
             &[
                 "--capf-port",
                 &port.to_string(),
+                "--tvs-port",
+                "0",
                 "--tftp-port",
                 "0",
                 "--http-port",

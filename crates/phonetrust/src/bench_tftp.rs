@@ -98,6 +98,8 @@ pub(crate) async fn run(b: TftpBench) -> Result<ExitCode> {
             &[
                 "--capf-port",
                 &capf_port.to_string(),
+                "--tvs-port",
+                "0",
                 "--tftp-port",
                 &tftp_port.to_string(),
                 "--http-port",

@@ -93,10 +93,14 @@ enum Command {
     /// a directory (`phone-sim capf --mac 001122334455`, `phone-sim show`, `phone-sim factory`).
     #[command(subcommand, name = "phone-sim")]
     PhoneSim(phonesim_cmd::PhoneSimCmd),
-    /// ITL recovery: `utils itl reset localkey` (sign the ITL with ITLRecovery), `utils
-    /// itl restore` (sign with CallManager again).
+    /// ITL recovery (`utils itl reset localkey`, `utils itl restore`) and mixed mode
+    /// (`utils ctl set-cluster mixed-mode|non-secure-mode`, `utils ctl update CTLFile`,
+    /// `utils ctl reset localkey`).
     #[command(subcommand)]
     Utils(utils::UtilsCmd),
+    /// Files in the TFTP directory: `file delete tftp CTLFile.tlv`.
+    #[command(subcommand)]
+    File(utils::FileCmd),
     /// Measure speed (per-operation times, throughput).
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -154,6 +158,7 @@ fn main() -> ExitCode {
         Command::Cnf(c) => files::cnf(c),
         Command::Bench(c) => bench::run(c),
         Command::Utils(c) => block_on(utils::run(&node, c)),
+        Command::File(c) => utils::file(&node, c),
         Command::PhoneSim(c) => serve_runtime(phonesim_cmd::run(&node, c)),
     };
     match result {

@@ -22,6 +22,25 @@ impl Node {
         }
     }
 
+    /// The directory TFTP and HTTP serve static files (and the CTL) from: `[provision]
+    /// static_dir` of `<data>/phonetrust.toml` when set, else `<data>/tftp`.
+    pub(crate) fn static_dir(&self) -> std::path::PathBuf {
+        #[derive(serde::Deserialize, Default)]
+        struct Provision {
+            static_dir: Option<std::path::PathBuf>,
+        }
+        #[derive(serde::Deserialize, Default)]
+        struct File {
+            #[serde(default)]
+            provision: Provision,
+        }
+        std::fs::read_to_string(self.data.root().join("phonetrust.toml"))
+            .ok()
+            .and_then(|t| toml::from_str::<File>(&t).ok())
+            .and_then(|f| f.provision.static_dir)
+            .unwrap_or_else(|| self.data.root().join("tftp"))
+    }
+
     /// Open (and migrate) the database. The data directory must hold an identity.
     pub(crate) async fn db(&self) -> Result<Db> {
         if !phonetrust_store::identity::exists(&self.data) {

@@ -135,6 +135,10 @@ pub(crate) struct BootArgs {
     /// CAPF address to use instead of the config's CAPF host (labs without DNS).
     #[arg(long)]
     capf: Option<String>,
+    /// TVS address (host:port) to ask about an unknown trust-list signer, instead of the
+    /// TVS servers of the phone's last configuration.
+    #[arg(long)]
+    tvs: Option<String>,
     /// Model of new phones.
     #[arg(long, default_value = "8845")]
     model: String,
@@ -172,6 +176,10 @@ async fn boot(a: BootArgs) -> Result<ExitCode> {
         Some(c) => Some(resolve(c).await?),
         None => None,
     };
+    let tvs = match &a.tvs {
+        Some(t) => Some(resolve(t).await?),
+        None => None,
+    };
     let factory = Arc::new(Some(manufacturer_ca_in(&a.dir.dir)?.0));
     let a = Arc::new(a);
     let sem = Arc::new(tokio::sync::Semaphore::new(a.concurrency.max(1)));
@@ -190,6 +198,7 @@ async fn boot(a: BootArgs) -> Result<ExitCode> {
                     via,
                     capf_addr: capf,
                     keys: &Generate { ec: true },
+                    tvs_addr: tvs,
                 })
                 .await;
             phone.save(&a.dir.dir)?;

@@ -1,5 +1,5 @@
 //! `phonetrust serve`: create the identity on first start, open the store, run the
-//! services (CAPF, TFTP, HTTP) until interrupted.
+//! services (CAPF, TVS, TFTP, HTTP) until interrupted.
 //!
 //! Settings come from, strongest first: the command line, the config file
 //! (`<data>/phonetrust.toml` or `--config`), the enterprise parameters (CAPF Phone Port),
@@ -17,6 +17,7 @@ use phonetrust_services::capf::{CapfConfig, CapfServer};
 use phonetrust_services::http::HttpServer;
 use phonetrust_services::provision::{ProvisionConfig, Provisioning};
 use phonetrust_services::tftp::{TftpConfig, TftpServer};
+use phonetrust_services::tvs::{TvsConfig, TvsServer};
 use phonetrust_store::identity;
 use serde::Deserialize;
 
@@ -47,8 +48,8 @@ pub(crate) struct ServeArgs {
     /// HTTP port for phone downloads (default: the enterprise parameter HTTP Port, 6970).
     #[arg(long)]
     http_port: Option<u16>,
-    /// TVS port written into the phones' configs (default: the enterprise parameter TVS
-    /// Port, 2445). The TVS listener itself is not built yet.
+    /// TVS port (default: the enterprise parameter TVS Port, 2445); written into the
+    /// phones' configs. 0 picks a free port (and writes that one).
     #[arg(long)]
     tvs_port: Option<u16>,
     /// Directory of static files served over TFTP and HTTP (firmware, ringtones, the CTL;
@@ -73,7 +74,7 @@ struct ConfigFile {
     #[serde(default)]
     http: PortSection,
     #[serde(default)]
-    tvs: PortSection,
+    tvs: TvsSection,
     #[serde(default)]
     provision: ProvisionSection,
 }
@@ -82,6 +83,14 @@ struct ConfigFile {
 #[serde(deny_unknown_fields)]
 struct PortSection {
     port: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TvsSection {
+    port: Option<u16>,
+    /// Seconds a phone may cache a "valid" answer (default 86400).
+    ttl: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -180,17 +189,6 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
         Some(p) => p,
         None => param(phonetrust_store::params::HTTP_PORT, 6970).await?,
     };
-    if let Some(t) = a.tvs_port.or(file.tvs.port) {
-        let old = param(phonetrust_store::params::TVS_PORT, 2445).await?;
-        if old != t {
-            db.set_param(
-                phonetrust_store::params::TVS_PORT,
-                &t.to_string(),
-                phonetrust_proto::clock::unix_now(),
-            )
-            .await?;
-        }
-    }
     let static_dir = a
         .static_dir
         .clone()
@@ -208,6 +206,33 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
     )
     .await
     .map_err(anyhow::Error::msg)?;
+    let tvs_param = param(phonetrust_store::params::TVS_PORT, 2445).await?;
+    let tvs = TvsServer::bind(
+        db.clone(),
+        node.data.clone(),
+        TvsConfig {
+            listen: SocketAddr::new(bind, a.tvs_port.or(file.tvs.port).unwrap_or(tvs_param)),
+            min_tls: cfg.min_tls,
+            ttl: file.tvs.ttl.unwrap_or(TvsConfig::default().ttl),
+            static_dir: static_dir.clone(),
+            ..TvsConfig::default()
+        },
+    )
+    .await?;
+    let tvs_port = tvs.local_addr().port();
+    if tvs_port != tvs_param {
+        // The port phones are told in their configs is the one TVS listens on.
+        db.set_param(
+            phonetrust_store::params::TVS_PORT,
+            &tvs_port.to_string(),
+            phonetrust_proto::clock::unix_now(),
+        )
+        .await?;
+        prov.refresh_now().await.map_err(anyhow::Error::msg)?;
+    }
+    println!("phonetrust: TVS listening on {}", tvs.local_addr());
+    tokio::spawn(tvs.clone().watch());
+    tokio::spawn(tvs.run());
     tokio::spawn(prov.clone().watch());
     tokio::spawn(prov.clone().warm());
     let tftp = TftpServer::start(

@@ -1,4 +1,5 @@
-//! `phonetrust utils itl ...`: ITL recovery.
+//! `phonetrust utils itl ...` (ITL recovery), `utils ctl ...` (mixed mode and the CTL),
+//! `show itl`, `show ctl` and `file delete tftp NAME`.
 //!
 //! `utils itl reset localkey` has the TFTP service sign the ITL with the ITLRecovery key:
 //! phones whose ITL no longer lists the current signer (a regenerated CallManager
@@ -6,12 +7,14 @@
 //! back to the CallManager signer once the phones have taken the recovery-signed ITL
 //! (which lists the current CallManager certificate).
 
+use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use phonetrust_pki::profiles::OwnCert;
+use phonetrust_services::ctl::{self, CtlSigner};
 use phonetrust_store::identity;
-use phonetrust_store::params::ITL_SIGNER;
+use phonetrust_store::params::{CLUSTER_SECURITY_MODE, ITL_SIGNER};
 
 use crate::node::Node;
 
@@ -21,6 +24,218 @@ pub(crate) enum UtilsCmd {
     /// ITL recovery (`utils itl reset localkey`, `utils itl restore`).
     #[command(subcommand)]
     Itl(ItlCmd),
+    /// Mixed mode and the cluster CTL (`utils ctl set-cluster mixed-mode`, `utils ctl
+    /// update CTLFile`, `utils ctl reset localkey`, `utils ctl set-cluster
+    /// non-secure-mode`).
+    #[command(subcommand)]
+    Ctl(CtlCmd),
+}
+
+/// `utils ctl` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum CtlCmd {
+    /// Set the cluster security mode: `mixed-mode` builds the tokenless CTL (signed by
+    /// the CallManager certificate) and sets Cluster Security Mode to 1;
+    /// `non-secure-mode` sets it to 0 (the CTL stays until `file delete tftp
+    /// CTLFile.tlv`; phones keep theirs until reset by hand).
+    SetCluster {
+        /// `mixed-mode` or `non-secure-mode`.
+        #[arg(value_enum)]
+        mode: ClusterMode,
+        /// Do not ask for confirmation.
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
+    /// Rebuild the CTL (`utils ctl update CTLFile`): tokenless, signed by the current
+    /// CallManager certificate — also the way from hardware tokens to tokenless.
+    Update {
+        /// The file: `CTLFile`.
+        #[arg(value_parser = ["CTLFile"])]
+        file: String,
+        /// Do not ask for confirmation.
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
+    /// Sign the CTL with the ITLRecovery key (`utils ctl reset localkey`), for phones that
+    /// no longer trust the CTL's signer.
+    Reset {
+        /// `localkey`.
+        #[arg(value_parser = ["localkey"])]
+        what: String,
+        /// Do not ask for confirmation.
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
+}
+
+/// Cluster security modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ClusterMode {
+    /// Cluster Security Mode 1: CTL, encrypted signalling and media possible.
+    MixedMode,
+    /// Cluster Security Mode 0.
+    NonSecureMode,
+}
+
+/// `file` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum FileCmd {
+    /// `file delete tftp NAME`: delete a file from the TFTP (static) directory, e.g. a CTL
+    /// left behind in non-secure mode.
+    Delete {
+        /// `tftp`.
+        #[arg(value_parser = ["tftp"])]
+        area: String,
+        /// File name, relative to the TFTP directory.
+        name: String,
+        /// Do not ask for confirmation.
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
+}
+
+/// Ask `question`; true for "y". Reads one line from standard input.
+fn confirm(question: &str, yes: bool) -> Result<bool> {
+    print!("{question}");
+    if yes {
+        println!("y");
+        return Ok(true);
+    }
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim().eq_ignore_ascii_case("y"))
+}
+
+const RELOAD: &str = "Services that reload: TFTP and HTTP (serve the new CTL) and TVS (trusts its records); a running `phonetrust serve` does so within a second, no restart needed.\nReset the phones so that they download the CTL file.";
+
+fn timestamp() -> u32 {
+    u32::try_from(phonetrust_proto::clock::unix_now()).unwrap_or(u32::MAX)
+}
+
+/// Build the tokenless (or recovery-signed) CTL and write it where it is served.
+fn write_own_ctl(node: &Node, recovery: bool) -> Result<Vec<u8>> {
+    let id = identity::load(&node.data)?;
+    let signer = if recovery {
+        CtlSigner::ItlRecovery
+    } else {
+        CtlSigner::CallManager
+    };
+    let bytes = ctl::build_ctl(&id, &signer, timestamp())?;
+    ctl::write_ctl(&node.static_dir(), &bytes)?;
+    Ok(bytes)
+}
+
+async fn run_ctl(node: &Node, cmd: CtlCmd) -> Result<ExitCode> {
+    let db = node.db().await?;
+    let now = phonetrust_proto::clock::unix_now();
+    let mixed = db.param(CLUSTER_SECURITY_MODE).await? == 1;
+    match cmd {
+        CtlCmd::SetCluster {
+            mode: ClusterMode::MixedMode,
+            yes,
+        } => {
+            if mixed {
+                println!(
+                    "The cluster is already in Mixed mode. To rebuild the CTL file run `phonetrust utils ctl update CTLFile`."
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !confirm(
+                "This operation sets the cluster to Mixed mode. Do you want to continue? (y/n):",
+                yes,
+            )? {
+                println!("Aborted: the cluster stays in non-secure mode.");
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("Moving Cluster to Mixed Mode");
+            write_own_ctl(node, false)?;
+            db.set_param(CLUSTER_SECURITY_MODE, "1", now).await?;
+            println!("Cluster set to Mixed Mode");
+            println!("{RELOAD}");
+        }
+        CtlCmd::SetCluster {
+            mode: ClusterMode::NonSecureMode,
+            yes,
+        } => {
+            if !mixed {
+                println!("The cluster is already in non-secure mode.");
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !confirm(
+                "This operation sets the cluster to non-secure mode. Do you want to continue? (y/n):",
+                yes,
+            )? {
+                println!("Aborted: the cluster stays in Mixed mode.");
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("Moving Cluster to non-secure mode");
+            db.set_param(CLUSTER_SECURITY_MODE, "0", now).await?;
+            println!("Cluster set to non-secure mode");
+            println!(
+                "The CTL file stays on the TFTP server and on the phones. Once no phone needs it, delete it with `phonetrust file delete tftp CTLFile.tlv`; phones keep their copy until it is deleted on each phone."
+            );
+        }
+        CtlCmd::Update { yes, .. } => {
+            if !mixed {
+                bail!(
+                    "the cluster is not in Mixed mode (Cluster Security Mode 0): run `phonetrust utils ctl set-cluster mixed-mode` first"
+                );
+            }
+            if !confirm(
+                "This operation updates the CTLFile. Do you want to continue? (y/n):",
+                yes,
+            )? {
+                println!("Aborted: the CTL file is unchanged.");
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("Updating CTL file");
+            write_own_ctl(node, false)?;
+            println!("CTL file Updated");
+            println!("{RELOAD}");
+        }
+        CtlCmd::Reset { yes, .. } => {
+            if !mixed {
+                bail!(
+                    "the cluster is not in Mixed mode: there is no CTL to recover (for the ITL use `phonetrust utils itl reset localkey`)"
+                );
+            }
+            if !confirm(
+                "This operation signs the CTLFile with the ITLRecovery key. Do you want to continue? (y/n):",
+                yes,
+            )? {
+                println!("Aborted: the CTL file is unchanged.");
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("Updating CTL file");
+            write_own_ctl(node, true)?;
+            println!("CTL file Updated: signed with the ITLRecovery certificate.");
+            println!(
+                "Reset the phones: they accept it because their trust list lists ITLRecovery. Then run `phonetrust utils ctl update CTLFile` to sign with the CallManager certificate again."
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `file delete tftp NAME`.
+pub(crate) fn file(node: &Node, cmd: FileCmd) -> Result<ExitCode> {
+    let FileCmd::Delete { name, yes, .. } = cmd;
+    let rel = phonetrust_services::provision::static_path(&name)
+        .map_err(|_| anyhow::anyhow!("{name}: not a file name inside the TFTP directory"))?;
+    let path = node.static_dir().join(rel);
+    if !path.is_file() {
+        println!("files: found = 0, deleted = 0");
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("Delete the File {name}?");
+    if !confirm("Enter \"y\" followed by return to continue: ", yes)? {
+        println!("files: found = 1, deleted = 0");
+        return Ok(ExitCode::FAILURE);
+    }
+    std::fs::remove_file(&path).with_context(|| format!("deleting {}", path.display()))?;
+    println!("files: found = 1, deleted = 1");
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `utils itl` subcommands.
@@ -43,6 +258,10 @@ pub(crate) enum ResetCmd {
 
 /// Run a `utils` command.
 pub(crate) async fn run(node: &Node, cmd: UtilsCmd) -> Result<ExitCode> {
+    let cmd = match cmd {
+        UtilsCmd::Ctl(c) => return run_ctl(node, c).await,
+        UtilsCmd::Itl(c) => c,
+    };
     let db = node.db().await?;
     let id = identity::load(&node.data)?;
     let host = id.node().map(|n| n.host).unwrap_or_default();
@@ -53,7 +272,7 @@ pub(crate) async fn run(node: &Node, cmd: UtilsCmd) -> Result<ExitCode> {
     };
     let now = phonetrust_proto::clock::unix_now();
     match cmd {
-        UtilsCmd::Itl(ItlCmd::Reset(ResetCmd::Localkey)) => {
+        ItlCmd::Reset(ResetCmd::Localkey) => {
             id.get(OwnCert::ItlRecovery)
                 .context("the identity has no ITLRecovery certificate")?;
             println!("Locating active Tftp servers in the cluster.....");
@@ -74,7 +293,7 @@ pub(crate) async fn run(node: &Node, cmd: UtilsCmd) -> Result<ExitCode> {
                 "Once they have it, run `phonetrust utils itl restore` to sign with the CallManager certificate again."
             );
         }
-        UtilsCmd::Itl(ItlCmd::Restore) => {
+        ItlCmd::Restore => {
             db.set_param(ITL_SIGNER, "0", now).await?;
             println!(
                 "The ITL file is signed with the CallManager certificate ({}) again.",
@@ -98,6 +317,42 @@ pub(crate) async fn show_itl(node: &Node) -> Result<ExitCode> {
         .map_err(anyhow::Error::msg)?;
     let report = phonetrust_proto::show::trust_list(&bytes, Some(i64::from(now)), None)?;
     print!("{}", report.text);
+    Ok(if report.verified {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `show ctl`: the CTL this node serves, in the seeds' layout; "CTL File not found" when
+/// there is none. A CTL left behind in non-secure mode, and mixed mode without a CTL, are
+/// reported as such.
+pub(crate) async fn show_ctl(node: &Node) -> Result<ExitCode> {
+    let db = node.db().await?;
+    let mixed = db.param(CLUSTER_SECURITY_MODE).await? == 1;
+    let Some((bytes, modified)) = ctl::read_ctl(&node.static_dir())? else {
+        print!(
+            "{}",
+            phonetrust_proto::show::missing(phonetrust_proto::show::ListKind::Ctl)
+        );
+        if mixed {
+            println!(
+                "No CTL File exists on the server but the Call Manager Cluster Security Mode is in Secure Mode.\nFor the system to function, you must create the CTL File (`phonetrust utils ctl update CTLFile`)."
+            );
+        }
+        return Ok(ExitCode::FAILURE);
+    };
+    let report = phonetrust_proto::show::trust_list(
+        &bytes,
+        Some(modified),
+        Some(phonetrust_proto::show::ListKind::Ctl),
+    )?;
+    print!("{}", report.text);
+    if !mixed {
+        println!(
+            "\nNote: the cluster is not in Mixed mode (ClusterSecurityMode 0), yet a CTL file is on the server: it was left behind when the cluster moved back to non-secure mode. Delete it with `phonetrust file delete tftp CTLFile.tlv` once no phone needs it."
+        );
+    }
     Ok(if report.verified {
         ExitCode::SUCCESS
     } else {

@@ -1,0 +1,502 @@
+//! The TVS server (Trust Verification Service): TLS on the TVS port (2445), presenting the
+//! node's TVS certificate; phones ask whether a certificate their ITL/CTL does not list is
+//! trusted, and for which roles. Framing and answers are
+//! [`phonetrust_proto::tvs_server`]; this shell owns the sockets, the deadlines and the
+//! trust index.
+//!
+//! The index maps a certificate's SHA-256 fingerprint to its roles. It holds this node's
+//! own certificates (CallManager as SAST + CCM+TFTP, CallManager-ECDSA as TFTP, CAPF, TVS,
+//! ITLRecovery as SAST), every record of the CTL being served, CallManager-trust (CCM) and
+//! Phone-SAST-trust (SAST). [`TvsServer::watch`] rebuilds it within a second of a change to
+//! any of them (a regenerated certificate, `utils ctl update CTLFile`, an import), without a
+//! restart, and swaps the TLS certificate when TVS's own changes.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use openssl::ssl::{Ssl, SslAcceptor, SslVersion};
+use openssl::x509::X509;
+use phonetrust_pki::profiles::OwnCert;
+use phonetrust_proto::cert::sha256;
+use phonetrust_proto::trustlist::{self, Role};
+use phonetrust_proto::tvs_server::{Request, ServerSession, SessionError, Verdict, respond};
+use phonetrust_store::layout::DataDir;
+use phonetrust_store::model::TrustStore;
+use phonetrust_store::{Db, identity};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{RwLock, Semaphore};
+use tokio_openssl::SslStream;
+
+use crate::ServiceError;
+
+/// Settings of the TVS server.
+#[derive(Clone, Debug)]
+pub struct TvsConfig {
+    /// Address to listen on (port 2445 by default).
+    pub listen: SocketAddr,
+    /// Lowest TLS version accepted (TLS 1.0: old phones need it).
+    pub min_tls: SslVersion,
+    /// TTL sent with a "valid" answer: how long a phone may cache it (seconds).
+    pub ttl: u32,
+    /// Deadline for each read from a phone.
+    pub read_timeout: Duration,
+    /// Connections at once; further phones wait for a free slot.
+    pub max_sessions: usize,
+    /// How often the sources of the index are checked for changes.
+    pub refresh: Duration,
+    /// Directory the CTL is served from (`<dir>/CTLFile.tlv`).
+    pub static_dir: PathBuf,
+}
+
+impl Default for TvsConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 2445)),
+            min_tls: SslVersion::TLS1,
+            ttl: 86_400,
+            read_timeout: Duration::from_secs(20),
+            max_sessions: 10_000,
+            refresh: Duration::from_secs(1),
+            static_dir: PathBuf::from("tftp"),
+        }
+    }
+}
+
+/// One trusted certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// Roles, in code order.
+    pub roles: BTreeSet<u16>,
+    /// Where it was found (for logs): "own", "CTL", a trust store's name.
+    pub sources: BTreeSet<String>,
+}
+
+/// Fingerprint (SHA-256 of the DER) → roles.
+#[derive(Clone, Debug, Default)]
+pub struct TrustIndex {
+    entries: HashMap<Vec<u8>, Entry>,
+}
+
+impl TrustIndex {
+    /// Add `der` with `role`, found in `source`.
+    pub fn add(&mut self, der: &[u8], role: Role, source: &str) {
+        let e = self.entries.entry(sha256(der)).or_insert_with(|| Entry {
+            roles: BTreeSet::new(),
+            sources: BTreeSet::new(),
+        });
+        e.roles.insert(role.code());
+        e.sources.insert(source.to_string());
+    }
+
+    /// What is known about the certificate `der`.
+    pub fn lookup(&self, der: &[u8]) -> Option<&Entry> {
+        self.entries.get(&sha256(der))
+    }
+
+    /// Number of certificates.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Empty?
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// What the index is built from.
+#[derive(Default)]
+pub struct Sources {
+    /// This node's certificates.
+    pub own: Vec<(OwnCert, X509)>,
+    /// The CTL file served, if any.
+    pub ctl: Option<Vec<u8>>,
+    /// CallManager-trust.
+    pub callmanager_trust: Vec<X509>,
+    /// Phone-SAST-trust.
+    pub phone_sast_trust: Vec<X509>,
+}
+
+/// Build the index (pure: the same sources give the same index).
+pub fn build_index(src: &Sources) -> TrustIndex {
+    let mut ix = TrustIndex::default();
+    for (which, cert) in &src.own {
+        let Ok(der) = cert.to_der() else { continue };
+        let roles: &[Role] = match which {
+            OwnCert::CallManager => &[Role::Sast, Role::CcmTftp],
+            OwnCert::CallManagerEcdsa => &[Role::Tftp],
+            OwnCert::Capf => &[Role::Capf],
+            OwnCert::Tvs => &[Role::Tvs],
+            OwnCert::ItlRecovery => &[Role::Sast],
+            _ => &[],
+        };
+        for r in roles {
+            ix.add(&der, *r, "own");
+        }
+    }
+    if let Some(ctl) = &src.ctl {
+        match trustlist::parse(ctl) {
+            Ok(list) => {
+                for r in list.plain_records() {
+                    if let (Some(der), Some(role)) = (&r.certificate, r.role) {
+                        ix.add(der, role, "CTL");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "TVS: the CTL file does not parse; its records are not trusted")
+            }
+        }
+    }
+    for c in &src.callmanager_trust {
+        if let Ok(der) = c.to_der() {
+            ix.add(&der, Role::Ccm, "CallManager-trust");
+        }
+    }
+    for c in &src.phone_sast_trust {
+        if let Ok(der) = c.to_der() {
+            ix.add(&der, Role::Sast, "Phone-SAST-trust");
+        }
+    }
+    ix
+}
+
+/// What a phone sent, for the log: subject, issuer and serial of an untrusted certificate
+/// (x509-parser; never panics on garbage).
+fn describe(der: &[u8]) -> (String, String, String) {
+    match x509_parser::parse_x509_certificate(der) {
+        Ok((_, c)) => (
+            c.subject().to_string(),
+            c.issuer().to_string(),
+            c.raw_serial_as_string()
+                .replace(':', "")
+                .to_ascii_uppercase(),
+        ),
+        Err(_) => ("(not a certificate)".into(), String::new(), String::new()),
+    }
+}
+
+/// The verdict for one request, logged as the TVS log does.
+pub fn decide(index: &TrustIndex, ttl: u32, peer: SocketAddr, req: &Request) -> Verdict {
+    let device = req.device.as_deref().unwrap_or("(no device name)");
+    let Some(der) = req.certificate.as_deref() else {
+        tracing::info!(%peer, device, "tvsHandleQueryCertReq : no certificate in the request; answered invalid");
+        return Verdict::Unknown;
+    };
+    let (subject, issuer, serial) = describe(der);
+    match index.lookup(der) {
+        Some(e) => {
+            let roles: Vec<String> = e.roles.iter().map(|r| format!("{{role : {r}}}")).collect();
+            tracing::info!(
+                %peer, device,
+                "tvsHandleQueryCertReq : Subject Name is: {subject} ; Issuer Name is: {issuer} ; Serial Number is: {serial} ; getCertificateInformation - Found entry {{rolecount : {}}} {}",
+                e.roles.len(),
+                roles.join(" ")
+            );
+            Verdict::Trusted {
+                roles: e.roles.iter().map(|r| Role::from(*r)).collect(),
+                ttl,
+            }
+        }
+        None => {
+            tracing::info!(
+                %peer, device,
+                "tvsHandleQueryCertReq : Subject Name is: {subject} ; Issuer Name is: {issuer} ; Serial Number is: {serial} ; ERROR:getCertificateInformation - Cannot find the certificate in the cache"
+            );
+            Verdict::Unknown
+        }
+    }
+}
+
+struct State {
+    index: Arc<TrustIndex>,
+    acceptor: Arc<SslAcceptor>,
+    /// Fingerprint of the sources the index was built from.
+    key: Vec<u8>,
+    ctl_stamp: Option<(u64, SystemTime)>,
+}
+
+/// A running TVS server.
+pub struct TvsServer {
+    db: Db,
+    data: DataDir,
+    cfg: TvsConfig,
+    state: RwLock<State>,
+    sessions: Semaphore,
+    listener: std::sync::Mutex<Option<TcpListener>>,
+    addr: SocketAddr,
+}
+
+fn ctl_path(cfg: &TvsConfig) -> PathBuf {
+    cfg.static_dir.join("CTLFile.tlv")
+}
+
+fn ctl_stamp(cfg: &TvsConfig) -> Option<(u64, SystemTime)> {
+    let m = std::fs::metadata(ctl_path(cfg)).ok()?;
+    Some((m.len(), m.modified().ok()?))
+}
+
+/// Read the sources; the TVS certificate and key come along for the TLS context.
+async fn load(
+    db: &Db,
+    data: &DataDir,
+    cfg: &TvsConfig,
+) -> Result<(Sources, phonetrust_proto::cert::CertAndKey, Vec<u8>), String> {
+    let id = identity::load(data).map_err(|e| e.to_string())?;
+    let tvs = id
+        .get(OwnCert::Tvs)
+        .cloned()
+        .ok_or("the identity has no TVS certificate (run `phonetrust init`)")?;
+    let ctl = match tokio::fs::read(ctl_path(cfg)).await {
+        Ok(b) if b.len() <= 1 << 20 => Some(b),
+        Ok(_) => {
+            tracing::warn!("TVS: CTLFile.tlv is over 1 MiB; ignored");
+            None
+        }
+        Err(_) => None,
+    };
+    let callmanager_trust = db
+        .trust_certs(TrustStore::CallManager)
+        .await
+        .map_err(|e| e.to_string())?;
+    let phone_sast_trust = db
+        .trust_certs(TrustStore::PhoneSast)
+        .await
+        .map_err(|e| e.to_string())?;
+    let src = Sources {
+        own: id.all().map(|(w, c)| (w, c.cert.clone())).collect(),
+        ctl,
+        callmanager_trust,
+        phone_sast_trust,
+    };
+    // One fingerprint over everything the index and the TLS context depend on.
+    let mut all = Vec::new();
+    for (w, c) in &src.own {
+        all.extend_from_slice(format!("{w:?}").as_bytes());
+        all.extend_from_slice(&c.to_der().unwrap_or_default());
+    }
+    all.extend_from_slice(b"|ctl|");
+    all.extend_from_slice(src.ctl.as_deref().unwrap_or_default());
+    for (tag, list) in [
+        ("|cm|", &src.callmanager_trust),
+        ("|sast|", &src.phone_sast_trust),
+    ] {
+        all.extend_from_slice(tag.as_bytes());
+        for c in list {
+            all.extend_from_slice(&c.to_der().unwrap_or_default());
+        }
+    }
+    Ok((src, tvs, sha256(&all)))
+}
+
+fn log_ctl_cache(src: &Sources) {
+    let Some(ctl) = &src.ctl else { return };
+    let Ok(list) = trustlist::parse(ctl) else {
+        return;
+    };
+    for r in list.plain_records() {
+        let serial = r
+            .serial
+            .as_deref()
+            .map(phonetrust_proto::codec::hex)
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        let subject = r.subject.clone().unwrap_or_default();
+        tracing::info!(
+            "tvs_sql_get_all_CTL_certificate - Unique Key used for Caching :: {serial}{subject}, length : {}",
+            serial.len() + subject.len()
+        );
+    }
+}
+
+impl TvsServer {
+    /// Bind the TVS port and build the index from the node in `data`.
+    pub async fn bind(db: Db, data: DataDir, cfg: TvsConfig) -> Result<Arc<Self>, ServiceError> {
+        let (src, tvs, key) = load(&db, &data, &cfg).await.map_err(ServiceError::Other)?;
+        let acceptor = crate::capf::acceptor(&tvs, cfg.min_tls)?;
+        let index = build_index(&src);
+        tracing::info!(certificates = index.len(), "TVS certificate cache built");
+        log_ctl_cache(&src);
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| ServiceError::Bind(cfg.listen, e))?;
+        let addr = listener.local_addr()?;
+        Ok(Arc::new(Self {
+            state: RwLock::new(State {
+                index: Arc::new(index),
+                acceptor: Arc::new(acceptor),
+                key,
+                ctl_stamp: ctl_stamp(&cfg),
+            }),
+            sessions: Semaphore::new(cfg.max_sessions),
+            db,
+            data,
+            cfg,
+            listener: std::sync::Mutex::new(Some(listener)),
+            addr,
+        }))
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The current index.
+    pub async fn index(&self) -> Arc<TrustIndex> {
+        self.state.read().await.index.clone()
+    }
+
+    /// Re-read the sources now; true when the index changed.
+    pub async fn refresh_now(&self) -> Result<bool, String> {
+        let stamp = ctl_stamp(&self.cfg);
+        let (src, tvs, key) = load(&self.db, &self.data, &self.cfg).await?;
+        let ctl_changed = stamp != self.state.read().await.ctl_stamp;
+        if key == self.state.read().await.key {
+            return Ok(false);
+        }
+        if ctl_changed {
+            tracing::info!(
+                "CertificateCache::localCTLCacheMonitor - CTLFile.tlv has been modified. Recaching CTL Certificate Cache"
+            );
+            log_ctl_cache(&src);
+        }
+        let acceptor = crate::capf::acceptor(&tvs, self.cfg.min_tls).map_err(|e| e.to_string())?;
+        let index = build_index(&src);
+        tracing::info!(
+            certificates = index.len(),
+            "TVS certificate cache refreshed"
+        );
+        let mut st = self.state.write().await;
+        *st = State {
+            index: Arc::new(index),
+            acceptor: Arc::new(acceptor),
+            key,
+            ctl_stamp: stamp,
+        };
+        Ok(true)
+    }
+
+    /// Follow changes of the sources until the task is dropped.
+    pub async fn watch(self: Arc<Self>) {
+        loop {
+            tokio::time::sleep(self.cfg.refresh).await;
+            if let Err(e) = self.refresh_now().await {
+                tracing::warn!(error = %e, "TVS: refreshing the certificate cache failed; the old one stays");
+            }
+        }
+    }
+
+    /// Accept phones until the task is dropped (call once).
+    pub async fn run(self: Arc<Self>) {
+        let Some(listener) = self
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        else {
+            tracing::error!("TVS: run called twice");
+            return;
+        };
+        loop {
+            match listener.accept().await {
+                Ok((tcp, peer)) => {
+                    let me = self.clone();
+                    tokio::spawn(async move { me.connection(tcp, peer).await });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "TVS accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    async fn connection(&self, tcp: TcpStream, peer: SocketAddr) {
+        let Ok(_permit) = self.sessions.acquire().await else {
+            return;
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = self.state.read().await.acceptor.clone();
+        let ssl = match Ssl::new(acceptor.context()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "TVS: TLS context");
+                return;
+            }
+        };
+        let Ok(mut tls) = SslStream::new(ssl, tcp) else {
+            return;
+        };
+        let t = self.cfg.read_timeout;
+        match tokio::time::timeout(t, Pin::new(&mut tls).accept()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::info!(%peer, error = %e, "TVS: TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(%peer, "TVS: no TLS handshake within {} s", t.as_secs());
+                return;
+            }
+        }
+        let mut session = ServerSession::new();
+        let mut buf = vec![0u8; 4096];
+        loop {
+            // Answer everything buffered, then read more.
+            loop {
+                match session.next_request() {
+                    Ok(Some(req)) => {
+                        let index = self.state.read().await.index.clone();
+                        let verdict = decide(&index, self.cfg.ttl, peer, &req);
+                        let bytes = respond(&req, &verdict);
+                        // One message, one write.
+                        let w = async {
+                            tls.write_all(&bytes).await?;
+                            tls.flush().await
+                        };
+                        match tokio::time::timeout(t, w).await {
+                            Ok(Ok(())) => {}
+                            _ => {
+                                tracing::info!(%peer, "TVS: could not send the answer; connection closed");
+                                return;
+                            }
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        refuse(peer, &e);
+                        return;
+                    }
+                }
+            }
+            let n = match tokio::time::timeout(t, tls.read(&mut buf)).await {
+                Ok(Ok(0)) => return,
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TVS: connection lost");
+                    return;
+                }
+                Err(_) => {
+                    if session.pending() > 0 {
+                        tracing::info!(%peer, "TVS: incomplete request, nothing more within {} s; connection closed", t.as_secs());
+                    }
+                    return;
+                }
+            };
+            if let Err(e) = session.feed(buf.get(..n).unwrap_or_default()) {
+                refuse(peer, &e);
+                return;
+            }
+        }
+    }
+}
+
+fn refuse(peer: SocketAddr, e: &SessionError) {
+    tracing::warn!(%peer, error = %e, "TVS: request refused; connection closed");
+}
