@@ -235,7 +235,7 @@ impl SimPhone {
 
     /// Fetch a trust list: per-device copy first (`ITLSEP<MAC>.tlv` / `CTLSEP<MAC>.tlv`),
     /// then the cluster's. Trusted on first use; afterwards accepted only when signed by a
-    /// certificate the current list of that kind lists, or one TVS vouches for (as SAST,
+    /// certificate the phone's current ITL or CTL lists, or one TVS vouches for (as SAST,
     /// CCM+TFTP or TFTP). A rejected list leaves the current one in place; so does a
     /// server without the file (a phone forgets a CTL only when reset by hand).
     pub async fn update_list(
@@ -289,7 +289,16 @@ impl SimPhone {
             if current.as_deref() == Some(bytes.as_slice()) {
                 return Ok(());
             }
-            if !signer_listed(&old, &new) {
+            // The phone's trust store is its ITL and CTL together: a signer either lists
+            // (e.g. ITLRecovery, listed by the ITL, signing a CTL) is known.
+            let other = match kind {
+                ListKind::Itl => self.ctl.as_ref(),
+                ListKind::Ctl => self.itl.as_ref(),
+            }
+            .and_then(|b| trustlist::parse(b).ok());
+            let known =
+                signer_listed(&old, &new) || other.as_ref().is_some_and(|o| signer_listed(o, &new));
+            if !known {
                 self.vouch(&new, what, tvs).await?;
             }
         }

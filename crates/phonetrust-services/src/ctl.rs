@@ -57,7 +57,7 @@ pub enum CtlSigner<'a> {
     },
 }
 
-fn own<'a>(id: &'a Identity, w: OwnCert) -> Result<&'a X509, CtlError> {
+fn own(id: &Identity, w: OwnCert) -> Result<&X509, CtlError> {
     id.get(w).map(|c| &c.cert).ok_or(CtlError::Missing(w))
 }
 

@@ -548,9 +548,10 @@ async fn itl_rollover_and_reset_localkey() {
     let e = phone.update_itl(via).await.unwrap_err();
     assert!(e.contains("does not list"), "{e}");
     assert_eq!(phone.itl, old);
+    // This phone knows no TVS server yet (it never had a config), so it cannot ask.
     assert_eq!(
         phone.status_messages.last().unwrap(),
-        "Trust List Update Failed"
+        "Trust List Update Failed: no TVS server to verify the signer"
     );
 
     // utils itl reset localkey: signed by ITLRecovery, which the old ITL lists.

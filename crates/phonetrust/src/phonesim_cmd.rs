@@ -139,6 +139,10 @@ pub(crate) struct BootArgs {
     /// TVS servers of the phone's last configuration.
     #[arg(long)]
     tvs: Option<String>,
+    /// The phone cannot ask TVS (models without "security by default", e.g. 7940/7960):
+    /// a trust list signed by a certificate its lists do not hold is refused.
+    #[arg(long)]
+    no_tvs: bool,
     /// Model of new phones.
     #[arg(long, default_value = "8845")]
     model: String,
@@ -192,6 +196,7 @@ async fn boot(a: BootArgs) -> Result<ExitCode> {
             let mut phone =
                 SimPhone::load_or_new(&a.dir.dir, &mac, &a.model, factory.as_ref().as_ref())?;
             phone.auth_string = a.auth_string.clone();
+            phone.supports_tvs = !a.no_tvs;
             let before = phone.status_messages.len();
             let r = phone
                 .boot(BootOptions {

@@ -909,24 +909,30 @@ struct Server(std::process::Child);
 
 impl Server {
     fn start(d: &Path, capf_port: u16) -> Self {
+        Self::start_with(
+            d,
+            capf_port,
+            &["--tvs-port", "0", "--tftp-port", "0", "--http-port", "0"],
+        )
+    }
+
+    /// `serve` with `extra` arguments; its log (`-v`) goes to `<d>/serve.log`.
+    fn start_with(d: &Path, capf_port: u16, extra: &[&str]) -> Self {
+        let log = std::fs::File::create(d.join("serve.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_phonetrust"))
             .args([
                 "serve",
+                "-v",
                 "--bind",
                 "127.0.0.1",
                 "--capf-port",
                 &capf_port.to_string(),
-                "--tvs-port",
-                "0",
-                "--tftp-port",
-                "0",
-                "--http-port",
-                "0",
             ])
+            .args(extra)
             .current_dir(d)
             .env("PHONETRUST_DATA", d.join("data"))
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         let start = std::time::Instant::now();
@@ -1123,4 +1129,370 @@ fn phone_sim_enrols_against_serve() {
     assert!(out.contains("Cipher    : AES128-SHA"), "{out}");
     assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
     drop(server);
+}
+
+// ---- mixed mode, TVS and rollover: one scenario per section of 004_* ----
+
+fn pt_in(dir: &Path, args: &[&str], input: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+        .args(args)
+        .current_dir(dir)
+        .env("PHONETRUST_DATA", dir.join("data"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// A running node for the scenarios: `serve` with known HTTP and TVS ports, one phone
+/// known to it.
+struct Cluster {
+    d: PathBuf,
+    http: String,
+    tvs: String,
+    _server: Server,
+}
+
+impl Cluster {
+    fn start(tag: &str) -> Self {
+        let d = tmp(tag);
+        init_node(&d);
+        let o = pt(&d, &["phone", "add", "SEP001122334455", "--model", "8845"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = pt(&d, &["phone", "add", "SEP001122334466", "--model", "7960"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let (capf, http, tvs) = (free_port(), free_port(), free_port());
+        let server = Server::start_with(
+            &d,
+            capf,
+            &[
+                "--tvs-port",
+                &tvs.to_string(),
+                "--tftp-port",
+                "0",
+                "--http-port",
+                &http.to_string(),
+            ],
+        );
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", tvs)).is_err() {
+            assert!(start.elapsed() < std::time::Duration::from_secs(30));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self {
+            http: format!("127.0.0.1:{http}"),
+            tvs: format!("127.0.0.1:{tvs}"),
+            d,
+            _server: server,
+        }
+    }
+
+    /// Boot a simulated phone; (succeeded, its output).
+    fn boot(&self, mac: &str, extra: &[&str]) -> (bool, String) {
+        let mut args = vec![
+            "phone-sim",
+            "boot",
+            "--mac",
+            mac,
+            "--http",
+            &self.http,
+            "--tvs",
+            &self.tvs,
+        ];
+        args.extend_from_slice(extra);
+        let o = pt(&self.d, &args);
+        (o.status.success(), format!("{}{}", stdout(&o), stderr(&o)))
+    }
+
+    /// The phone's trust list `name` (`CTLFile.tlv`, `ITLFile.tlv`) from its flash.
+    fn phone_list(&self, mac: &str, name: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.d.join(format!("phonetrust-phones/SEP{mac}/{name}"))).ok()
+    }
+
+    fn served_ctl(&self) -> Option<Vec<u8>> {
+        std::fs::read(self.d.join("data/tftp/CTLFile.tlv")).ok()
+    }
+
+    fn own_der(&self, name: &str) -> Vec<u8> {
+        let o = pt(&self.d, &["show", "cert", "own", name, "--der"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        o.stdout
+    }
+
+    fn param(&self, name: &str) -> String {
+        let o = pt(
+            &self.d,
+            &[
+                "run",
+                "sql",
+                &format!("select paramvalue from processconfig where paramname='{name}'"),
+            ],
+        );
+        stdout(&o)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
+    /// Wait until `serve`'s log holds `needle` `n` times (the services follow changes
+    /// within a second).
+    fn wait_log(&self, needle: &str, n: usize) {
+        let start = std::time::Instant::now();
+        loop {
+            let log = std::fs::read_to_string(self.d.join("serve.log")).unwrap_or_default();
+            if log.matches(needle).count() >= n {
+                return;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "serve.log never had '{needle}' {n} times:\n{log}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Give the running services time to follow a change (they look every second).
+    fn settle(&self) {
+        std::thread::sleep(std::time::Duration::from_millis(2500));
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.d.join("serve.log")).unwrap_or_default()
+    }
+}
+
+/// (role codes in record order, DER of the signer).
+fn ctl_layout(bytes: &[u8]) -> (Vec<u16>, Vec<u8>) {
+    use phonetrust_proto::trustlist;
+    let list = trustlist::parse(bytes).unwrap();
+    list.verify(bytes).unwrap();
+    let roles = list
+        .plain_records()
+        .map(|r| r.role.unwrap().code())
+        .collect();
+    let signer = list.records[list.signer_index().unwrap()]
+        .record
+        .x509()
+        .unwrap()
+        .to_der()
+        .unwrap();
+    (roles, signer)
+}
+
+/// 004, "from non-secure to mixed mode (tokenless CTL)".
+#[test]
+fn scenario_non_secure_to_mixed_mode_tokenless() {
+    let c = Cluster::start("mixed");
+    let (ok, out) = c.boot("001122334455", &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("File not found : CTLFile.tlv"), "{out}");
+    let o = pt(&c.d, &["show", "ctl"]);
+    assert!(!o.status.success());
+    assert!(stdout(&o).starts_with("Length of CTL file: 0\nCTL File not found"));
+    assert_eq!(c.param("ClusterSecurityMode"), "0");
+
+    // Refused without "y".
+    let o = pt_in(&c.d, &["utils", "ctl", "set-cluster", "mixed-mode"], "n\n");
+    assert!(!o.status.success());
+    assert!(c.served_ctl().is_none());
+    let o = pt_in(&c.d, &["utils", "ctl", "set-cluster", "mixed-mode"], "y\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for line in [
+        "This operation sets the cluster to Mixed mode. Do you want to continue? (y/n):",
+        "Moving Cluster to Mixed Mode",
+        "Cluster set to Mixed Mode",
+        "Services that reload: TFTP and HTTP",
+    ] {
+        assert!(text.contains(line), "{text}");
+    }
+    assert_eq!(c.param("ClusterSecurityMode"), "1");
+
+    // The tokenless CTL: signed by CallManager, listed as SAST and CCM+TFTP, then CAPF.
+    let ctl = c.served_ctl().unwrap();
+    let (roles, signer) = ctl_layout(&ctl);
+    assert_eq!(roles, [0, 2, 4]);
+    assert_eq!(signer, c.own_der("CallManager"));
+    let shown = stdout(&pt(&c.d, &["show", "ctl"]));
+    assert!(
+        shown.contains("This etoken was used to sign the CTL file."),
+        "{shown}"
+    );
+    assert!(shown.contains("The CTL file was verified successfully."));
+    assert!(shown.contains(&format!("Length of CTL file: {}", ctl.len())));
+
+    // TVS caches the CTL's records.
+    c.wait_log(
+        "CTLFile.tlv has been modified. Recaching CTL Certificate Cache",
+        1,
+    );
+
+    // Phones download it (trust on first use) and stay registered.
+    let (ok, out) = c.boot("001122334455", &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("CTLSEP001122334455.tlv(HTTP)"), "{out}");
+    assert_eq!(c.phone_list("001122334455", "CTLFile.tlv").unwrap(), ctl);
+
+    // Back to non-secure: the CTL left behind is reported, then deleted.
+    let o = pt(
+        &c.d,
+        &["utils", "ctl", "set-cluster", "non-secure-mode", "-y"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(c.param("ClusterSecurityMode"), "0");
+    let shown = stdout(&pt(&c.d, &["show", "ctl"]));
+    assert!(shown.contains("it was left behind"), "{shown}");
+    let o = pt_in(&c.d, &["file", "delete", "tftp", "CTLFile.tlv"], "y\n");
+    let text = stdout(&o);
+    assert!(text.contains("Delete the File CTLFile.tlv?"), "{text}");
+    assert!(text.contains("files: found = 1, deleted = 1"), "{text}");
+    assert!(c.served_ctl().is_none());
+    // The phone keeps its CTL (deleted on the phone by hand only).
+    let (ok, out) = c.boot("001122334455", &[]);
+    assert!(ok, "{out}");
+    assert_eq!(c.phone_list("001122334455", "CTLFile.tlv").unwrap(), ctl);
+}
+
+/// 004, "regenerating certificates for the tokenless CTL": CallManager regenerated, `utils
+/// ctl update CTLFile`; phones that can ask TVS accept the CTL and ITL signed by the new
+/// certificate (TVS finds it: roles 0 and 2), phones that cannot refuse them and keep the
+/// old lists until reset by hand. TVS answers as its log in the seed shows.
+#[test]
+fn scenario_regenerate_callmanager_then_update_ctl() {
+    let c = Cluster::start("regen");
+    let o = pt(&c.d, &["utils", "ctl", "set-cluster", "mixed-mode", "-y"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (mac, extra) in [
+        ("001122334455", &[][..]),
+        ("001122334466", &["--no-tvs"][..]),
+    ] {
+        let (ok, out) = c.boot(mac, extra);
+        assert!(ok, "{out}");
+        assert!(c.phone_list(mac, "CTLFile.tlv").is_some());
+    }
+    let old_ctl = c.served_ctl().unwrap();
+    let old_cm = c.own_der("CallManager");
+
+    let o = pt(&c.d, &["set", "cert", "regen", "CallManager"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let new_cm = c.own_der("CallManager");
+    assert_ne!(old_cm, new_cm);
+    let o = pt_in(&c.d, &["utils", "ctl", "update", "CTLFile"], "y\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for line in [
+        "This operation updates the CTLFile. Do you want to continue? (y/n):",
+        "Updating CTL file",
+        "CTL file Updated",
+    ] {
+        assert!(text.contains(line), "{text}");
+    }
+    let new_ctl = c.served_ctl().unwrap();
+    let (roles, signer) = ctl_layout(&new_ctl);
+    assert_eq!((roles, signer), (vec![0, 2, 4], new_cm.clone()));
+    // TVS re-caches the CTL (the new CallManager, by serial and subject).
+    let serial = phonetrust_proto::codec::hex(
+        &phonetrust_proto::cert::serial_bytes(&openssl::x509::X509::from_der(&new_cm).unwrap())
+            .unwrap(),
+    )
+    .to_ascii_uppercase();
+    c.wait_log(
+        &format!("tvs_sql_get_all_CTL_certificate - Unique Key used for Caching :: {serial}"),
+        2,
+    );
+    assert!(
+        c.log()
+            .contains("CTLFile.tlv has been modified. Recaching CTL Certificate Cache")
+    );
+    c.settle();
+
+    // A phone with TVS: the CTL's and the ITL's new signer is unknown to its lists; TVS
+    // vouches; it takes both and stays registered.
+    let (ok, out) = c.boot("001122334455", &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("TVS: signer of the new CTL verified"), "{out}");
+    // The new ITL's signer is listed by the CTL the phone has just taken.
+    assert_eq!(
+        ctl_layout(&c.phone_list("001122334455", "ITLFile.tlv").unwrap()).1,
+        new_cm
+    );
+    assert_eq!(
+        c.phone_list("001122334455", "CTLFile.tlv").unwrap(),
+        new_ctl
+    );
+    let log = c.log();
+    assert!(
+        log.contains("tvsHandleQueryCertReq : Subject Name is:"),
+        "{log}"
+    );
+    assert!(
+        log.contains("Found entry {rolecount : 2} {role : 0} {role : 2}"),
+        "{log}"
+    );
+
+    // A phone without TVS refuses both and keeps the old CTL: reset by hand.
+    let (ok, out) = c.boot("001122334466", &["--no-tvs"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("Trust List Update Failed"), "{out}");
+    assert_eq!(
+        c.phone_list("001122334466", "CTLFile.tlv").unwrap(),
+        old_ctl
+    );
+}
+
+/// ITL and CTL recovery: after a CallManager regeneration a phone that cannot ask TVS
+/// takes lists signed by ITLRecovery (`utils ctl reset localkey`, `utils itl reset
+/// localkey`), then the lists signed by the new CallManager again.
+#[test]
+fn scenario_itl_and_ctl_recovery() {
+    let c = Cluster::start("recover");
+    let o = pt(&c.d, &["utils", "ctl", "set-cluster", "mixed-mode", "-y"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mac = "001122334466";
+    let (ok, out) = c.boot(mac, &["--no-tvs"]);
+    assert!(ok, "{out}");
+    let o = pt(&c.d, &["set", "cert", "regen", "CallManager"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = pt(&c.d, &["utils", "ctl", "update", "CTLFile", "-y"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    c.settle();
+    let (ok, _) = c.boot(mac, &["--no-tvs"]);
+    assert!(!ok, "the new signer is unknown to this phone");
+
+    let o = pt(&c.d, &["utils", "ctl", "reset", "localkey", "-y"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = pt(&c.d, &["utils", "itl", "reset", "localkey"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(c.param("ItlSigner"), "1");
+    let recovery = c.own_der("ITLRecovery");
+    let (roles, signer) = ctl_layout(&c.served_ctl().unwrap());
+    assert_eq!((roles, signer), (vec![0, 2, 4], recovery.clone()));
+    c.settle();
+    let (ok, out) = c.boot(mac, &["--no-tvs"]);
+    assert!(ok, "{out}");
+    let (_, signer) = ctl_layout(&c.phone_list(mac, "ITLFile.tlv").unwrap());
+    assert_eq!(signer, recovery);
+
+    // And back to the CallManager signer: the recovery-signed lists list it.
+    let o = pt(&c.d, &["utils", "ctl", "update", "CTLFile", "-y"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = pt(&c.d, &["utils", "itl", "restore"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cm = c.own_der("CallManager");
+    c.settle();
+    let (ok, out) = c.boot(mac, &["--no-tvs"]);
+    assert!(ok, "{out}");
+    assert_eq!(ctl_layout(&c.phone_list(mac, "ITLFile.tlv").unwrap()).1, cm);
+    assert_eq!(ctl_layout(&c.phone_list(mac, "CTLFile.tlv").unwrap()).1, cm);
 }
