@@ -168,6 +168,11 @@ impl CapfConnector {
         Self::with_tls(capf, PhoneTls::Modern)
     }
 
+    /// The TLS context (for callers making their own connections).
+    pub fn context(&self) -> &SslContext {
+        &self.0
+    }
+
     /// A connector trusting `capf`, speaking `tls`.
     pub fn with_tls(capf: &X509, tls: PhoneTls) -> Result<Self, String> {
         Self::trusting(std::slice::from_ref(capf), tls)

@@ -1,0 +1,309 @@
+//! The TVS server over loopback: a node made of the reference vectors' keys answers the
+//! transcript's request byte for byte to an independent client (`openssl s_client`, TLS
+//! 1.0 `AES128-SHA`); the simulated phone's client gets roles for every kind of trusted
+//! certificate; the cache follows imports and a new CTL without a restart; hostile input
+//! ends only the offending connection.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openssl::x509::X509;
+use phonetrust_phonesim::tvs::TvsConnection;
+use phonetrust_phonesim::{CapfConnector, PhoneTls};
+use phonetrust_pki::DistinguishedName;
+use phonetrust_pki::profiles::{NodeIdentity, OwnCert};
+use phonetrust_proto::cert::CertAndKey;
+use phonetrust_proto::codec::unhex;
+use phonetrust_proto::rand::OsRandom;
+use phonetrust_proto::tlv::HashAlg;
+use phonetrust_proto::trustlist::{self, CertForm, Record, Role, TrustListParams};
+use phonetrust_services::tvs::{TvsConfig, TvsServer};
+use phonetrust_store::layout::DataDir;
+use phonetrust_store::model::TrustStore;
+use phonetrust_store::{Db, identity};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn vectors() -> PathBuf {
+    std::env::var("PHONETRUST_VECTORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
+        })
+}
+
+fn now() -> i64 {
+    phonetrust_proto::clock::unix_now()
+}
+
+fn v(rel: &str) -> Vec<u8> {
+    std::fs::read(vectors().join(rel)).unwrap()
+}
+
+fn cert(rel: &str) -> X509 {
+    X509::from_pem(&v(rel)).unwrap()
+}
+
+struct Node {
+    db: Db,
+    tvs: Arc<TvsServer>,
+    addr: SocketAddr,
+    static_dir: PathBuf,
+}
+
+/// A node whose own certificates are the vectors' (CallManager, CallManager-ECDSA, CAPF,
+/// TVS, ITLRecovery), with its TVS server on loopback.
+async fn node(tag: &str) -> Node {
+    let dir = std::env::temp_dir().join(format!("phonetrust-tvs-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = DataDir::new(&dir);
+    let n = NodeIdentity::new("pub.example.test", DistinguishedName::default());
+    identity::create(&data, &n, 0, &OsRandom).unwrap();
+    for (which, file) in [
+        (OwnCert::CallManager, "pki/callmanager.pem"),
+        (OwnCert::CallManagerEcdsa, "pki/callmanager-ecdsa.pem"),
+        (OwnCert::Capf, "pki/capf.pem"),
+        (OwnCert::Tvs, "pki/tvs.pem"),
+        (OwnCert::ItlRecovery, "pki/itlrecovery.pem"),
+    ] {
+        identity::replace(&data, which, &CertAndKey::from_pem(&v(file)).unwrap()).unwrap();
+    }
+    let db = Db::open(&phonetrust_store::db::default_url(&dir))
+        .await
+        .unwrap();
+    let static_dir = dir.join("tftp");
+    std::fs::create_dir_all(&static_dir).unwrap();
+    let tvs = TvsServer::bind(
+        db.clone(),
+        data,
+        TvsConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            read_timeout: Duration::from_secs(2),
+            static_dir: static_dir.clone(),
+            ..TvsConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let addr = tvs.local_addr();
+    tokio::spawn(tvs.clone().run());
+    Node {
+        db,
+        tvs,
+        addr,
+        static_dir,
+    }
+}
+
+fn phone_tls() -> CapfConnector {
+    CapfConnector::trusting(&[cert("pki/tvs.crt")], PhoneTls::Modern).unwrap()
+}
+
+async fn ask(n: &Node, der: &[u8]) -> (bool, Vec<Role>, Option<u32>) {
+    let mut c = TvsConnection::connect(n.addr, &phone_tls(), "CP-8845-SEP0011AABBCCDD")
+        .await
+        .unwrap();
+    let a = c.verify(der).await.unwrap();
+    (a.trusted, a.roles, a.ttl)
+}
+
+/// The transcript's first exchange through `openssl s_client` speaking TLS 1.0 with
+/// `AES128-SHA`, as the oldest phones do: the server's answer is the transcript's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn independent_client_gets_the_transcript_answer_over_tls10() {
+    if Command::new("openssl").arg("version").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "openssl CLI needed in CI");
+        return;
+    }
+    let n = node("sclient").await;
+    let log = String::from_utf8(v("transcripts/tvs.log")).unwrap();
+    let mut lines = log
+        .lines()
+        .filter(|l| l.starts_with("tvsc ") || l.starts_with("tvsd "));
+    let request = unhex(lines.next().unwrap().split_once(' ').unwrap().1).unwrap();
+    let answer = unhex(lines.next().unwrap().split_once(' ').unwrap().1).unwrap();
+    let addr = n.addr;
+    let want = answer.len();
+    let got = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new("openssl")
+            .args([
+                "s_client",
+                "-connect",
+                &addr.to_string(),
+                "-tls1",
+                "-cipher",
+                "AES128-SHA:@SECLEVEL=0",
+                "-quiet",
+                "-ign_eof",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.as_mut().unwrap().write_all(&request).unwrap();
+        child.stdin.as_mut().unwrap().flush().unwrap();
+        let mut buf = vec![0u8; want];
+        let r = child.stdout.as_mut().unwrap().read_exact(&mut buf);
+        let _ = child.kill();
+        let _ = child.wait();
+        r.map(|()| buf)
+    })
+    .await
+    .unwrap()
+    .expect("an answer over TLS 1.0 AES128-SHA");
+    assert_eq!(
+        got, answer,
+        "the transcript's VERIFY_RESPONSE (SAST + CCM+TFTP, TTL 86400)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_of_every_source_and_the_cache_follows_changes() {
+    let n = node("roles").await;
+    let der = |rel: &str| cert(rel).to_der().unwrap();
+    // Own certificates.
+    assert_eq!(
+        ask(&n, &der("pki/callmanager.crt")).await,
+        (true, vec![Role::Sast, Role::CcmTftp], Some(86_400))
+    );
+    assert_eq!(
+        ask(&n, &der("pki/capf.crt")).await,
+        (true, vec![Role::Capf], Some(86_400))
+    );
+    assert_eq!(ask(&n, &der("pki/tvs.crt")).await.1, vec![Role::Tvs]);
+    assert_eq!(
+        ask(&n, &der("pki/itlrecovery.crt")).await.1,
+        vec![Role::Sast]
+    );
+    assert_eq!(
+        ask(&n, &der("pki/callmanager-ecdsa.crt")).await.1,
+        vec![Role::Tftp]
+    );
+    // Unknown: the manufacturer CA, a phone's MIC, garbage.
+    assert_eq!(ask(&n, &der("pki/mfgca.crt")).await, (false, vec![], None));
+    assert!(!ask(&n, b"not a certificate").await.0);
+
+    // Phone-SAST-trust (a security token's certificate) and CallManager-trust: known
+    // after the next refresh, without a restart.
+    n.db.trust_import(TrustStore::PhoneSast, &v("pki/mfgca.crt"), now())
+        .await
+        .unwrap();
+    assert!(n.tvs.refresh_now().await.unwrap());
+    assert_eq!(
+        ask(&n, &der("pki/mfgca.crt")).await,
+        (true, vec![Role::Sast], Some(86_400))
+    );
+    n.db.trust_import(
+        TrustStore::CallManager,
+        &v("pki/mic-SEP0011AABBCCDD.crt"),
+        now(),
+    )
+    .await
+    .unwrap();
+    assert!(n.tvs.refresh_now().await.unwrap());
+    assert_eq!(
+        ask(&n, &der("pki/mic-SEP0011AABBCCDD.crt")).await.1,
+        vec![Role::Ccm]
+    );
+    assert!(!n.tvs.refresh_now().await.unwrap(), "nothing changed");
+
+    // A CTL's records count with their roles.
+    let other = CertAndKey::from_pem(
+        &std::fs::read(vectors().join("pki/lsc/SEP001122AABBCC.pem")).unwrap(),
+    )
+    .unwrap();
+    let cm = CertAndKey::from_pem(&v("pki/callmanager.pem")).unwrap();
+    let ctl = trustlist::build(
+        &TrustListParams::new("CTLFile.tlv", HashAlg::Sha1, 1),
+        &cm,
+        &[Record::from_cert(Role::AppServer, &other.cert, CertForm::Full).unwrap()],
+    )
+    .unwrap();
+    phonetrust_services::ctl::write_ctl(&n.static_dir, &ctl).unwrap();
+    assert!(n.tvs.refresh_now().await.unwrap());
+    assert_eq!(
+        ask(&n, &other.cert.to_der().unwrap()).await.1,
+        vec![Role::AppServer]
+    );
+    // Deleting the CTL forgets its records.
+    phonetrust_services::ctl::delete_ctl(&n.static_dir).unwrap();
+    assert!(n.tvs.refresh_now().await.unwrap());
+    assert!(!ask(&n, &other.cert.to_der().unwrap()).await.0);
+}
+
+/// Several requests on one connection, a request split across writes, then hostile input:
+/// each ends only its own connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framing_and_hostile_input() {
+    let n = node("hostile").await;
+    let cm = cert("pki/callmanager.crt").to_der().unwrap();
+    let mut c = TvsConnection::connect(n.addr, &phone_tls(), "CP-8845-SEP0011AABBCCDD")
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        assert!(c.verify(&cm).await.unwrap().trusted);
+    }
+
+    // Raw TLS connections sending hostile bytes.
+    async fn raw(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+        let ctx = phone_tls();
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let ssl = openssl::ssl::Ssl::new(ctx.context()).unwrap();
+        let mut tls = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+        std::pin::Pin::new(&mut tls).connect().await.unwrap();
+        tls.write_all(bytes).await.unwrap();
+        tls.flush().await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut out)).await;
+        out
+    }
+    // Declares a 65 KB body: closed without an answer.
+    assert!(
+        raw(
+            n.addr,
+            &unhex("570101000000000 1ffff".replace(' ', "").as_str()).unwrap()
+        )
+        .await
+        .is_empty()
+    );
+    // Not TVS.
+    assert!(raw(n.addr, b"GET / HTTP/1.0\r\n\r\n").await.is_empty());
+    // A server message sent by a "phone".
+    assert!(
+        raw(n.addr, &unhex("5701020000000001000407000101").unwrap())
+            .await
+            .is_empty()
+    );
+    // Half a request, then silence: closed after the read deadline.
+    let req = phonetrust_proto::tvs::Message::verify_request(9, "CP-8845-SEP0011AABBCCDD", &cm)
+        .encode()
+        .unwrap();
+    assert!(raw(n.addr, &req[..20]).await.is_empty());
+    // The server still answers (the first connection has meanwhile been closed for
+    // idling past the read deadline).
+    assert!(c.verify(&cm).await.is_err());
+    let mut c = TvsConnection::connect(n.addr, &phone_tls(), "CP-8845-SEP0011AABBCCDD")
+        .await
+        .unwrap();
+    assert!(c.verify(&cm).await.unwrap().trusted);
+    // A whole request on a fresh connection is answered.
+    let answer = raw(n.addr, &req).await;
+    assert_eq!(
+        phonetrust_proto::tvs::Message::decode(&answer)
+            .unwrap()
+            .session_id,
+        9
+    );
+}
