@@ -6,6 +6,7 @@
 //! - [`provision`]: the files phones download (ITL, CTL, configs, static files).
 //! - [`tftp`], [`http`]: the TFTP (UDP 69) and HTTP (6970) servers of that namespace.
 //! - [`tvs`]: the TVS server (is this certificate trusted, and for which roles).
+//! - [`token`]: hardware security tokens (PKCS#11) that sign the CTL.
 
 #![forbid(unsafe_code)]
 
@@ -14,6 +15,7 @@ pub mod ctl;
 pub mod http;
 pub mod provision;
 pub mod tftp;
+pub mod token;
 pub mod tvs;
 
 /// Why a service could not start or run.

@@ -98,6 +98,9 @@ enum Command {
     /// `utils ctl reset localkey`).
     #[command(subcommand)]
     Utils(utils::UtilsCmd),
+    /// The CTL client for hardware security tokens (PKCS#11): sign the CTL with a token,
+    /// every token listed as SAST (`ctl-client --module M --token A --token B`).
+    CtlClient(utils::CtlClientArgs),
     /// Files in the TFTP directory: `file delete tftp CTLFile.tlv`.
     #[command(subcommand)]
     File(utils::FileCmd),
@@ -160,6 +163,7 @@ fn main() -> ExitCode {
         Command::Bench(c) => bench::run(c),
         Command::Utils(c) => block_on(utils::run(&node, c)),
         Command::File(c) => utils::file(&node, c),
+        Command::CtlClient(a) => block_on(utils::ctl_client(&node, a)),
         Command::PhoneSim(c) => serve_runtime(phonesim_cmd::run(&node, c)),
     };
     match result {

@@ -94,6 +94,101 @@ pub(crate) enum FileCmd {
     },
 }
 
+/// `ctl-client`: what the vendor's CTL Client plugin does with hardware tokens.
+#[derive(Debug, clap::Args)]
+pub(crate) struct CtlClientArgs {
+    /// PKCS#11 module of the token middleware (SoftHSM2:
+    /// /usr/lib/softhsm/libsofthsm2.so).
+    #[arg(long, env = "PHONETRUST_PKCS11_MODULE")]
+    module: std::path::PathBuf,
+    /// Label of a security token; give it again for each token. The first one inserted
+    /// signs the CTL; every one is listed as SAST (System Administrator Security Token).
+    #[arg(long = "token", required = true)]
+    tokens: Vec<String>,
+    /// The tokens' user PIN.
+    #[arg(long, env = "PHONETRUST_TOKEN_PIN", default_value = "Cisco123")]
+    pin: String,
+}
+
+/// `ctl-client`: sign the CTL with a hardware token (mixed mode with tokens).
+pub(crate) async fn ctl_client(node: &Node, a: CtlClientArgs) -> Result<ExitCode> {
+    use phonetrust_services::token::Module;
+    use phonetrust_store::model::TrustStore;
+    let db = node.db().await?;
+    let id = identity::load(&node.data)?;
+    let module = Module::load(&a.module)?;
+    let mut tokens = Vec::new();
+    for label in &a.tokens {
+        tokens.push(module.open(label, &a.pin)?);
+    }
+    let Some(signer) = tokens.first() else {
+        bail!("give at least one --token");
+    };
+    let static_dir = node.static_dir();
+    let mixed = db.param(CLUSTER_SECURITY_MODE).await? == 1;
+    match ctl::read_ctl(&static_dir)? {
+        Some((bytes, _)) => {
+            // Updating an existing CTL: the inserted token must be one the CTL lists.
+            let list = phonetrust_proto::trustlist::parse(&bytes)
+                .context("the CTL file on the server does not parse; delete it with `phonetrust file delete tftp CTLFile.tlv`")?;
+            let der = signer.cert().to_der()?;
+            let listed = ctl::sast_certs(&list)
+                .iter()
+                .any(|c| c.to_der().ok().as_deref() == Some(der.as_slice()));
+            if !listed {
+                return Err(ctl::CtlError::TokenNotInCtl.into());
+            }
+        }
+        None if mixed => println!(
+            "No CTL File exists on the server but the Call Manager Cluster Security Mode is in Secure Mode.\nFor the system to function, you must create the CTL File and set Call Manager Cluster the Secure Mode."
+        ),
+        None => {}
+    }
+    // Phones holding a CTL that does not list a token verify it through TVS, which knows
+    // tokens from Phone-SAST-trust.
+    let sast = db.trust_certs(TrustStore::PhoneSast).await?;
+    for t in &tokens {
+        let der = t.cert().to_der()?;
+        if !sast
+            .iter()
+            .any(|c| c.to_der().ok().as_deref() == Some(der.as_slice()))
+        {
+            println!(
+                "Warning: the certificate of token '{}' ({}) is not in Phone-SAST-trust: phones whose CTL does not list it cannot verify the new CTL through TVS. Export it from the token and run `phonetrust set cert import trust Phone-SAST-trust FILE`.",
+                t.label(),
+                phonetrust_proto::cert::name_string(t.cert().subject_name())
+            );
+        }
+    }
+    let certs: Vec<openssl::x509::X509> = tokens.iter().map(|t| t.cert().clone()).collect();
+    let bytes = ctl::build_ctl(
+        &id,
+        &CtlSigner::Token {
+            signer,
+            all: &certs,
+        },
+        timestamp(),
+    )?;
+    ctl::write_ctl(&static_dir, &bytes)?;
+    if !mixed {
+        db.set_param(
+            CLUSTER_SECURITY_MODE,
+            "1",
+            phonetrust_proto::clock::unix_now(),
+        )
+        .await?;
+        println!("Cluster set to Mixed Mode");
+    }
+    println!(
+        "CTL file Updated: signed by security token '{}' ({}), {} token(s) listed.",
+        signer.label(),
+        phonetrust_proto::cert::name_string(signer.cert().subject_name()),
+        tokens.len()
+    );
+    println!("{RELOAD}");
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Ask `question`; true for "y". Reads one line from standard input.
 fn confirm(question: &str, yes: bool) -> Result<bool> {
     print!("{question}");

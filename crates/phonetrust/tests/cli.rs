@@ -1496,3 +1496,313 @@ fn scenario_itl_and_ctl_recovery() {
     assert_eq!(ctl_layout(&c.phone_list(mac, "ITLFile.tlv").unwrap()).1, cm);
     assert_eq!(ctl_layout(&c.phone_list(mac, "CTLFile.tlv").unwrap()).1, cm);
 }
+
+const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+/// Two SoftHSM2 tokens standing in for the USB eTokens of 004 (`SAST-ADN0054f509`,
+/// `SAST-ADN008580ef`), each with an RSA-2048 key and its certificate; PIN Cisco123.
+/// Returns the SoftHSM2 config to pass as `SOFTHSM2_CONF`, or `None` (skip) when SoftHSM2
+/// or pkcs11-tool is missing outside CI.
+fn softhsm_tokens(d: &Path) -> Option<PathBuf> {
+    let have = Path::new(SOFTHSM).exists()
+        && Command::new("softhsm2-util")
+            .arg("--version")
+            .output()
+            .is_ok()
+        && Command::new("pkcs11-tool")
+            .arg("--version")
+            .output()
+            .is_ok();
+    if !have {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI needs softhsm2 and opensc (pkcs11-tool): see .ci/setup"
+        );
+        eprintln!("skipping: no SoftHSM2 / pkcs11-tool");
+        return None;
+    }
+    let hsm = d.join("hsm");
+    std::fs::create_dir_all(hsm.join("tokens")).unwrap();
+    let conf = hsm.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            hsm.join("tokens").display()
+        ),
+    )
+    .unwrap();
+    let run = |prog: &str, args: &[&str]| {
+        let o = Command::new(prog)
+            .args(args)
+            .current_dir(&hsm)
+            .env("SOFTHSM2_CONF", &conf)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{prog} {args:?}: {}", stderr(&o));
+    };
+    for t in ["0054f509", "008580ef"] {
+        let label = format!("SAST-ADN{t}");
+        run(
+            "softhsm2-util",
+            &[
+                "--init-token",
+                "--free",
+                "--label",
+                &label,
+                "--pin",
+                "Cisco123",
+                "--so-pin",
+                "12345678",
+            ],
+        );
+        run(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{t}.key"),
+                "-out",
+                &format!("{t}.pem"),
+                "-days",
+                "365",
+                "-subj",
+                &format!("/O=Cisco Systems/OU=IPCBU/CN=SAST-ADN{t}"),
+            ],
+        );
+        run(
+            "openssl",
+            &[
+                "x509",
+                "-in",
+                &format!("{t}.pem"),
+                "-outform",
+                "der",
+                "-out",
+                &format!("{t}.der"),
+            ],
+        );
+        run(
+            "softhsm2-util",
+            &[
+                "--import",
+                &format!("{t}.key"),
+                "--token",
+                &label,
+                "--label",
+                "sast",
+                "--id",
+                "01",
+                "--pin",
+                "Cisco123",
+            ],
+        );
+        run(
+            "pkcs11-tool",
+            &[
+                "--module",
+                SOFTHSM,
+                "--token-label",
+                &label,
+                "--login",
+                "--pin",
+                "Cisco123",
+                "--write-object",
+                &format!("{t}.der"),
+                "--type",
+                "cert",
+                "--label",
+                "sast",
+                "--id",
+                "01",
+            ],
+        );
+    }
+    Some(conf)
+}
+
+fn pt_env(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_phonetrust"));
+    c.args(args)
+        .current_dir(dir)
+        .env("PHONETRUST_DATA", dir.join("data"));
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn token_cert_der(d: &Path, t: &str) -> Vec<u8> {
+    std::fs::read(d.join(format!("hsm/{t}.der"))).unwrap()
+}
+
+/// 004, "from the tokenless solution to hardware eTokens": the CTL client refuses a token
+/// the tokenless CTL does not list; after `file delete tftp CTLFile.tlv` and importing the
+/// token certificates into Phone-SAST-trust it signs the CTL with a token, and phones
+/// accept it because TVS vouches for the token (Phone-SAST-trust, role SAST).
+#[test]
+fn scenario_tokenless_to_hardware_tokens() {
+    let c = Cluster::start("to-token");
+    let Some(conf) = softhsm_tokens(&c.d) else {
+        return;
+    };
+    let env = [("SOFTHSM2_CONF", conf.as_path())];
+    let client = [
+        "ctl-client",
+        "--module",
+        SOFTHSM,
+        "--token",
+        "SAST-ADN008580ef",
+        "--token",
+        "SAST-ADN0054f509",
+    ];
+    let o = pt(&c.d, &["utils", "ctl", "set-cluster", "mixed-mode", "-y"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (ok, out) = c.boot("001122334455", &[]);
+    assert!(ok, "{out}");
+    let tokenless = c.served_ctl().unwrap();
+
+    let o = pt_env(&c.d, &client, &env);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("The Security Token you have inserted does not exist in the CTL File"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(c.served_ctl().unwrap(), tokenless, "CTL unchanged");
+
+    let o = pt_in(&c.d, &["file", "delete", "tftp", "CTLFile.tlv"], "y\n");
+    assert!(stdout(&o).contains("files: found = 1, deleted = 1"));
+    for t in ["0054f509", "008580ef"] {
+        let f = c.d.join(format!("hsm/{t}.pem"));
+        let o = pt(
+            &c.d,
+            &[
+                "set",
+                "cert",
+                "import",
+                "trust",
+                "Phone-SAST-trust",
+                f.to_str().unwrap(),
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = pt_env(&c.d, &client, &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("No CTL File exists on the server but the Call Manager Cluster Security Mode is in Secure Mode."),
+        "{}",
+        stdout(&o)
+    );
+    let ctl = c.served_ctl().unwrap();
+    let (roles, signer) = ctl_layout(&ctl);
+    assert_eq!(roles, [0, 0, 2, 4], "two tokens as SAST, CCM+TFTP, CAPF");
+    assert_eq!(
+        signer,
+        token_cert_der(&c.d, "008580ef"),
+        "the first token inserted signs"
+    );
+    let shown = stdout(&pt(&c.d, &["show", "ctl"]));
+    assert!(
+        shown.contains("This etoken was used to sign the CTL file."),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("This etoken was not used to sign the CTL file."),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("The CTL file was verified successfully."),
+        "{shown}"
+    );
+
+    c.settle();
+    let (ok, out) = c.boot("001122334455", &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("TVS: signer of the new CTL verified"), "{out}");
+    assert_eq!(c.phone_list("001122334455", "CTLFile.tlv").unwrap(), ctl);
+    assert!(
+        c.log().contains("Found entry {rolecount : 1} {role : 0}"),
+        "{}",
+        c.log()
+    );
+}
+
+/// 004, "from hardware eTokens to the tokenless solution": `utils ctl update CTLFile`
+/// replaces the token-signed CTL by one signed with the CallManager certificate and
+/// without the token records; phones take it because the token CTL lists that certificate
+/// (CCM+TFTP).
+#[test]
+fn scenario_hardware_tokens_to_tokenless() {
+    let c = Cluster::start("to-tokenless");
+    let Some(conf) = softhsm_tokens(&c.d) else {
+        return;
+    };
+    let env = [("SOFTHSM2_CONF", conf.as_path())];
+    let o = pt_env(
+        &c.d,
+        &[
+            "ctl-client",
+            "--module",
+            SOFTHSM,
+            "--token",
+            "SAST-ADN0054f509",
+            "--token",
+            "SAST-ADN008580ef",
+        ],
+        &env,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("Cluster set to Mixed Mode"));
+    assert_eq!(c.param("ClusterSecurityMode"), "1");
+    let (_, signer) = ctl_layout(&c.served_ctl().unwrap());
+    assert_eq!(signer, token_cert_der(&c.d, "0054f509"));
+    let (ok, out) = c.boot("001122334466", &["--no-tvs"]);
+    assert!(ok, "{out}");
+
+    let o = pt(&c.d, &["utils", "ctl", "update", "CTLFile", "-y"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ctl = c.served_ctl().unwrap();
+    let (roles, signer) = ctl_layout(&ctl);
+    assert_eq!((roles, signer), (vec![0, 2, 4], c.own_der("CallManager")));
+    // Even a phone that cannot ask TVS takes it: its CTL lists CallManager as CCM+TFTP.
+    let (ok, out) = c.boot("001122334466", &["--no-tvs"]);
+    assert!(ok, "{out}");
+    assert!(!out.contains("TVS:"), "{out}");
+    assert_eq!(c.phone_list("001122334466", "CTLFile.tlv").unwrap(), ctl);
+}
+
+/// The ITL after a CallManager regeneration (non-secure cluster, no CTL): TVS vouches for
+/// the new signer; a phone that cannot ask TVS keeps its ITL and is told why.
+#[test]
+fn scenario_regenerate_callmanager_itl_through_tvs() {
+    let c = Cluster::start("itl-tvs");
+    for (mac, extra) in [
+        ("001122334455", &[][..]),
+        ("001122334466", &["--no-tvs"][..]),
+    ] {
+        let (ok, out) = c.boot(mac, extra);
+        assert!(ok, "{out}");
+    }
+    let old_itl = c.phone_list("001122334466", "ITLFile.tlv").unwrap();
+    let o = pt(&c.d, &["set", "cert", "regen", "CallManager"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    c.settle();
+    let (ok, out) = c.boot("001122334455", &[]);
+    assert!(ok, "{out}");
+    assert!(out.contains("TVS: signer of the new ITL verified"), "{out}");
+    let (_, signer) = ctl_layout(&c.phone_list("001122334455", "ITLFile.tlv").unwrap());
+    assert_eq!(signer, c.own_der("CallManager"));
+    let (ok, out) = c.boot("001122334466", &["--no-tvs"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("Trust List Update Failed"), "{out}");
+    assert_eq!(
+        c.phone_list("001122334466", "ITLFile.tlv").unwrap(),
+        old_itl
+    );
+}
