@@ -7,9 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-60}; shift || true
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(trust_list capf_message capf_server_session tvs_message enc_config partial_config tftp_packet tftp_client device_config)
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(trust_list capf_message capf_server_session tvs_message enc_config partial_config tftp_packet tftp_client device_config tvs_server_session)
 vec=${PHONETRUST_VECTORS:-../../shared/vectors}
-for t in trust_list capf_message capf_server_session tvs_message enc_config partial_config tftp_packet tftp_client device_config; do mkdir -p "corpus/$t"; done
+for t in trust_list capf_message capf_server_session tvs_message enc_config partial_config tftp_packet tftp_client device_config tvs_server_session; do mkdir -p "corpus/$t"; done
 cp "$vec"/files/*.tlv corpus/trust_list/ 2>/dev/null || true
 cp "$vec"/files/encrypted/*.enc.sgn "$vec"/files/signed/*.sgn corpus/enc_config/ 2>/dev/null || true
 cp "$vec"/files/*.cnf.xml corpus/partial_config/ 2>/dev/null || true
@@ -21,7 +21,7 @@ n=0
 while read -r who hex; do
   case "$who" in
     capfd|capfc) echo -n "$hex" | xxd -r -p > "corpus/capf_message/t$n" ;;
-    tvsd|tvsc) echo -n "$hex" | xxd -r -p > "corpus/tvs_message/t$n" ;;
+    tvsd|tvsc) echo -n "$hex" | xxd -r -p > "corpus/tvs_message/t$n"; { printf '\x40'; echo -n "$hex" | xxd -r -p; } > "corpus/tvs_server_session/t$n" ;;
   esac
   n=$((n+1))
 done < <(cat "$vec"/transcripts/*.log | grep -v '^#' | grep -v '^$')

@@ -319,3 +319,45 @@ pub fn device_config(data: &[u8]) {
         .collect();
     assert_eq!(f.tvs, tvs);
 }
+
+/// The TVS server's framing driven by arbitrary bytes, fed in chunks of the size the first
+/// byte picks. Properties: no panic; a buffer never grows past the cap; every request
+/// answered gets one response that decodes, echoes its session id and is a response
+/// command; after an error the connection would close (nothing more is read).
+pub fn tvs_server_session(data: &[u8]) {
+    use crate::tvs_server::{MAX_MESSAGE, ServerSession, Verdict, respond};
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let chunk = usize::from(sel).max(1);
+    let mut s = ServerSession::new();
+    for piece in rest.chunks(chunk) {
+        if s.feed(piece).is_err() {
+            return;
+        }
+        assert!(s.pending() <= MAX_MESSAGE, "buffer over the cap");
+        loop {
+            match s.next_request() {
+                Ok(Some(req)) => {
+                    let verdict = if req.session_id % 2 == 0 {
+                        Verdict::Unknown
+                    } else {
+                        Verdict::Trusted {
+                            roles: vec![crate::trustlist::Role::Sast],
+                            ttl: 60,
+                        }
+                    };
+                    let out = respond(&req, &verdict);
+                    let m = tvs::Message::decode(&out).expect("our response decodes");
+                    assert_eq!(m.session_id, req.session_id);
+                    assert!(matches!(
+                        m.command,
+                        tvs::Command::VerifyResponse | tvs::Command::QueryResponse
+                    ));
+                }
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+    }
+}

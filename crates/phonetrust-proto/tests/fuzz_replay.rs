@@ -284,3 +284,19 @@ fn device_config_target() {
     ];
     exercise("device_config", &seeds, 2000, fuzzing::device_config);
 }
+
+#[test]
+fn tvs_server_session_target() {
+    let mut seeds = Vec::new();
+    for m in transcript_messages("tvsc") {
+        for sel in [1u8, 7, 10, 64, 255] {
+            seeds.push([&[sel][..], &m, &m].concat());
+        }
+    }
+    exercise(
+        "tvs_server_session",
+        &seeds,
+        200,
+        fuzzing::tvs_server_session,
+    );
+}

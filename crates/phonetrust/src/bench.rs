@@ -35,6 +35,8 @@ pub(crate) enum BenchCmd {
     /// Boot storm: N simulated phones fetch ITL and signed config over TFTP and HTTP,
     /// compared with tftpd-hpa serving the same bytes.
     Tftp(crate::bench_tftp::TftpBench),
+    /// TVS: many phones asking about known and unknown certificates at once.
+    Tvs(crate::bench_tvs::TvsBench),
 }
 
 /// Run a benchmark.
@@ -47,6 +49,10 @@ pub(crate) fn run(cmd: BenchCmd) -> Result<ExitCode> {
             .enable_all()
             .build()?
             .block_on(crate::bench_tftp::run(b)),
+        BenchCmd::Tvs(b) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(crate::bench_tvs::run(b)),
         BenchCmd::Capf(b) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?

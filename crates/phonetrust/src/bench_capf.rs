@@ -5,14 +5,14 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use openssl::x509::X509;
 use phonetrust_phonesim::{CapfConnector, PhoneTls, Pool, SimPhone};
 use phonetrust_proto::capf_phone::{PhoneAuth, PhoneResult};
 
-use crate::bench_node::{BenchNode, free_tcp};
+use crate::bench_node::{BenchNode, cpu_secs, free_tcp, percentile};
 
 /// Options of `bench capf`.
 #[derive(Debug, clap::Args)]
@@ -40,24 +40,6 @@ enum TlsArg {
     Modern,
     Tls12,
     Legacy,
-}
-
-/// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat`.
-fn cpu_secs(pid: &str) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-    let rest = s.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted.get(i).copied().unwrap_or_default()
 }
 
 /// Run the benchmark.

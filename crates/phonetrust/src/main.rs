@@ -12,6 +12,7 @@ mod bench;
 mod bench_capf;
 mod bench_node;
 mod bench_tftp;
+mod bench_tvs;
 mod files;
 mod fsutil;
 mod node;

@@ -448,6 +448,33 @@ fn bench_files_runs() {
     assert!(out.contains("µs/op"));
 }
 
+/// `bench tvs` end to end, small: every answer as expected (valid for the known
+/// certificate, invalid for the unknown one).
+#[test]
+fn bench_tvs_runs() {
+    let d = tmp("bench-tvs");
+    let o = pt(
+        &d,
+        &[
+            "bench",
+            "tvs",
+            "--phones",
+            "20",
+            "--concurrency",
+            "5",
+            "--requests",
+            "4",
+        ],
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("80 verifies (40 valid, 40 invalid, all as expected), 0 phones failed"),
+        "{out}"
+    );
+    assert!(out.contains("verifies/s"));
+}
+
 #[test]
 fn help_reads_well() {
     let d = tmp("help");
