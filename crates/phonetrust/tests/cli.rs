@@ -1444,6 +1444,32 @@ fn scenario_regenerate_callmanager_then_update_ctl() {
     );
     c.settle();
 
+    // TVS unreachable: the phone keeps its old CTL and says so.
+    let closed = format!("127.0.0.1:{}", free_port());
+    let o = pt(
+        &c.d,
+        &[
+            "phone-sim",
+            "boot",
+            "--mac",
+            "001122334455",
+            "--http",
+            &c.http,
+            "--tvs",
+            &closed,
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stdout(&o).contains("Trust List Update Failed: TVS unreachable; keeping the current CTL"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(
+        c.phone_list("001122334455", "CTLFile.tlv").unwrap(),
+        old_ctl
+    );
+
     // A phone with TVS: the CTL's and the ITL's new signer is unknown to its lists; TVS
     // vouches; it takes both and stays registered.
     let (ok, out) = c.boot("001122334455", &[]);
