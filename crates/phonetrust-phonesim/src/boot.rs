@@ -205,11 +205,7 @@ fn certs_of(list: &TrustList, roles: &[Role]) -> Vec<X509> {
 
 /// Whether `new` (verified by its own signer) is signed by a certificate `old` lists.
 fn signer_listed(old: &TrustList, new: &TrustList) -> bool {
-    let Some(signer) = new
-        .signer_index()
-        .and_then(|i| new.records.get(i))
-        .and_then(|r| r.record.x509())
-    else {
+    let Some(signer) = new.signer_cert() else {
         return false;
     };
     let der = signer.to_der().unwrap_or_default();
@@ -319,11 +315,7 @@ impl SimPhone {
         tvs: Option<SocketAddr>,
     ) -> Result<(), String> {
         let refuse = |why: String| format!("the new {what} is signed by a certificate {why}");
-        let Some(signer) = new
-            .signer_index()
-            .and_then(|i| new.records.get(i))
-            .and_then(|r| r.record.x509())
-        else {
+        let Some(signer) = new.signer_cert() else {
             self.status("Trust List Update Failed");
             return Err(refuse("that is not in its own records".into()));
         };

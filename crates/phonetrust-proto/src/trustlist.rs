@@ -508,6 +508,13 @@ impl TrustList {
         })
     }
 
+    /// The signer's certificate, from its SAST record (unverified: call [`Self::verify`]).
+    pub fn signer_cert(&self) -> Option<openssl::x509::X509> {
+        self.signer_index()
+            .and_then(|i| self.records.get(i))
+            .and_then(|r| r.record.x509())
+    }
+
     /// Verify the signature with the signer's own record; returns its index.
     pub fn verify(&self, file: &[u8]) -> Result<usize, VerifyError> {
         let idx = self

@@ -150,23 +150,3 @@ pub fn sast_certs(list: &TrustList) -> Vec<X509> {
         .filter_map(|r| r.x509())
         .collect()
 }
-
-/// Whether the list `ctl` was signed by one of this node's own keys (tokenless or
-/// recovery) rather than by a hardware token.
-pub fn signed_by_own(ctl: &[u8], id: &Identity) -> bool {
-    let Ok(list) = trustlist::parse(ctl) else {
-        return false;
-    };
-    let Some(signer) = list
-        .signer_index()
-        .and_then(|i| list.records.get(i))
-        .and_then(|r| r.record.x509())
-    else {
-        return false;
-    };
-    let der = signer.to_der().unwrap_or_default();
-    [OwnCert::CallManager, OwnCert::ItlRecovery]
-        .iter()
-        .filter_map(|w| id.get(*w))
-        .any(|c| c.cert.to_der().ok().as_deref() == Some(der.as_slice()))
-}

@@ -1308,12 +1308,7 @@ fn ctl_layout(bytes: &[u8]) -> (Vec<u16>, Vec<u8>) {
         .plain_records()
         .map(|r| r.role.unwrap().code())
         .collect();
-    let signer = list.records[list.signer_index().unwrap()]
-        .record
-        .x509()
-        .unwrap()
-        .to_der()
-        .unwrap();
+    let signer = list.signer_cert().unwrap().to_der().unwrap();
     (roles, signer)
 }
 
