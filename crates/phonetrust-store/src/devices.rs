@@ -359,6 +359,31 @@ impl Db {
         }
     }
 
+    /// Several phones in one query (names as given; unknown ones are absent from the
+    /// result). The CAPF server batches the lookups of concurrent sessions through this.
+    pub async fn devices_named(
+        &self,
+        names: &[String],
+    ) -> Result<std::collections::HashMap<String, Device>, StoreError> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in names.chunks(200) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT {DEVICE_COLUMNS} FROM device WHERE name IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for n in chunk {
+                q = q.bind(n);
+            }
+            for r in q.fetch_all(&self.pool).await.map_err(db_err)? {
+                let d = row_to_device(&r)?;
+                out.insert(d.name.clone(), d);
+            }
+        }
+        Ok(out)
+    }
+
     /// The certificates recorded for a phone.
     pub async fn device_certs(&self, name: &str) -> Result<Vec<DeviceCert>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(

@@ -517,3 +517,23 @@ async fn capf_results_are_recorded_in_batches() {
         "Upgrade Failed: User Initiated Request Late/Timeout"
     );
 }
+
+/// Batched lookups (the CAPF server reads concurrent sessions' phones in one query):
+/// every known phone once, unknown names absent, more than one chunk of placeholders.
+#[tokio::test]
+async fn devices_are_read_in_batches() {
+    let (_dir, db) = db("lookup").await;
+    let names: Vec<String> = (0..250).map(|i| format!("SEP{:012X}", 0x100 + i)).collect();
+    let new: Vec<NewDevice> = names.iter().map(|n| phone(n)).collect();
+    db.add_devices(&new, NOW).await.unwrap();
+    let mut ask = names.clone();
+    ask.push("SEP0000000000FF".into());
+    let found = db.devices_named(&ask).await.unwrap();
+    assert_eq!(found.len(), 250);
+    assert!(!found.contains_key("SEP0000000000FF"));
+    assert_eq!(
+        found["SEP000000000105"],
+        db.device("SEP000000000105").await.unwrap()
+    );
+    assert!(db.devices_named(&[]).await.unwrap().is_empty());
+}
