@@ -128,81 +128,36 @@ pub struct ConfigFacts {
 /// Read the facts a phone acts on from config XML (untrusted: at most
 /// [`crate::enccnf::MAX_CONFIG_LEN`] bytes, never panics).
 pub fn facts(xml: &[u8]) -> Result<ConfigFacts, crate::enccnf::XmlError> {
-    use quick_xml::events::Event;
-    if xml.len() > crate::enccnf::MAX_CONFIG_LEN {
-        return Err(crate::enccnf::XmlError::Malformed {
-            offset: 0,
-            reason: "too large".into(),
-        });
-    }
-    let mut r = quick_xml::Reader::from_reader(xml);
-    let mut path: Vec<String> = Vec::new();
+    use crate::enccnf::{XmlStep, walk_config};
     let mut f = ConfigFacts::default();
-    let mut saw_device = false;
     let mut capf_host = None;
     let mut capf_port = None;
     let mut tvs_port = None;
-    let mut buf = Vec::new();
-    loop {
-        let ev = r
-            .read_event_into(&mut buf)
-            .map_err(|e| crate::enccnf::XmlError::Malformed {
-                offset: r.buffer_position(),
-                reason: e.to_string(),
-            })?;
-        match ev {
-            Event::Start(t) => {
-                let name = String::from_utf8_lossy(t.name().as_ref()).into_owned();
-                if path.is_empty() && name == "device" {
-                    saw_device = true;
-                }
-                if path.len() > 32 {
-                    return Err(crate::enccnf::XmlError::Malformed {
-                        offset: r.buffer_position(),
-                        reason: "nested too deeply".into(),
-                    });
-                }
-                path.push(name);
+    walk_config(xml, |step| {
+        let XmlStep::Text(path, text) = step else {
+            return;
+        };
+        let text = text.trim().to_string();
+        let p: Vec<&str> = path.iter().map(String::as_str).collect();
+        match p.as_slice() {
+            ["device", "fullConfig"] => f.full = text.eq_ignore_ascii_case("true"),
+            ["device", "encrConfig"] => f.encr_config = text.eq_ignore_ascii_case("true"),
+            ["device", "certHash"] => f.cert_hash = text,
+            ["device", "deviceSecurityMode"] => f.device_security_mode = text.parse().ok(),
+            ["device", "capfAuthMode"] => f.capf_auth_mode = text.parse().ok(),
+            ["device", "capfList", "capf", "processNodeName"] if capf_host.is_none() => {
+                capf_host = Some(text)
             }
-            Event::End(_) => {
-                path.pop();
+            ["device", "capfList", "capf", "phonePort"] if capf_port.is_none() => {
+                capf_port = text.parse::<u16>().ok()
             }
-            Event::Text(t) => {
-                let text = t
-                    .unescape()
-                    .map(|c| c.into_owned())
-                    .unwrap_or_else(|_| String::from_utf8_lossy(&t).into_owned());
-                let text = text.trim().to_string();
-                let p: Vec<&str> = path.iter().map(String::as_str).collect();
-                match p.as_slice() {
-                    ["device", "fullConfig"] => f.full = text.eq_ignore_ascii_case("true"),
-                    ["device", "encrConfig"] => f.encr_config = text.eq_ignore_ascii_case("true"),
-                    ["device", "certHash"] => f.cert_hash = text,
-                    ["device", "deviceSecurityMode"] => f.device_security_mode = text.parse().ok(),
-                    ["device", "capfAuthMode"] => f.capf_auth_mode = text.parse().ok(),
-                    ["device", "capfList", "capf", "processNodeName"] if capf_host.is_none() => {
-                        capf_host = Some(text)
-                    }
-                    ["device", "capfList", "capf", "phonePort"] if capf_port.is_none() => {
-                        capf_port = text.parse::<u16>().ok()
-                    }
-                    ["device", "TVS", "members", "member", "port"] => {
-                        tvs_port = text.parse::<u16>().ok()
-                    }
-                    ["device", "TVS", "members", "member", "address"] => {
-                        f.tvs.push((text, tvs_port.take().unwrap_or(2445)))
-                    }
-                    _ => {}
-                }
+            ["device", "TVS", "members", "member", "port"] => tvs_port = text.parse::<u16>().ok(),
+            ["device", "TVS", "members", "member", "address"] => {
+                f.tvs.push((text, tvs_port.take().unwrap_or(2445)))
             }
-            Event::Eof => break,
             _ => {}
         }
-        buf.clear();
-    }
-    if !saw_device {
-        return Err(crate::enccnf::XmlError::NoDevice);
-    }
+    })?;
     f.capf = capf_host.map(|h| (h, capf_port.unwrap_or(3804)));
     Ok(f)
 }

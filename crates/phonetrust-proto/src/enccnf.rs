@@ -241,75 +241,25 @@ impl PartialConfig {
     /// Take the fields a partial config repeats from the full config, with the certificate
     /// hash the server has recorded for the phone (`None` when CAPF has no key yet).
     pub fn from_full_config(xml: &[u8], device_cert_der: Option<&[u8]>) -> Result<Self, XmlError> {
-        if xml.len() > MAX_CONFIG_LEN {
-            return Err(XmlError::Malformed {
-                offset: 0,
-                reason: format!("{} bytes, more than {MAX_CONFIG_LEN}", xml.len()),
-            });
-        }
-        let mut reader = quick_xml::Reader::from_reader(xml);
-        let mut path: Vec<String> = Vec::new();
         let mut out = PartialConfig {
             cert_hash: device_cert_der.map(md5_hex).unwrap_or_default(),
             ..Self::default()
         };
-        let mut saw_device = false;
-        let mut buf = Vec::new();
-        loop {
-            let ev = reader
-                .read_event_into(&mut buf)
-                .map_err(|e| XmlError::Malformed {
-                    offset: reader.buffer_position(),
-                    reason: e.to_string(),
-                })?;
-            match ev {
-                Event::Start(ref s) | Event::Empty(ref s) => {
-                    let name = String::from_utf8_lossy(s.local_name().as_ref()).into_owned();
-                    if path.is_empty() && name == "device" {
-                        saw_device = true;
-                    }
-                    if path.len() > 64 {
-                        return Err(XmlError::Malformed {
-                            offset: reader.buffer_position(),
-                            reason: "elements nested more than 64 deep".into(),
-                        });
-                    }
-                    if path == ["device", "capfList"] && name == "capf" {
-                        out.capf_list.push(CapfEntry::default());
-                    }
-                    path.push(name);
-                    // An element that is present counts, even when empty.
-                    out.slot(&path);
-                    if matches!(ev, Event::Empty(_)) {
-                        path.pop();
-                    }
+        walk_config(xml, |step| match step {
+            XmlStep::Open(path) => {
+                if path == ["device", "capfList", "capf"] {
+                    out.capf_list.push(CapfEntry::default());
                 }
-                Event::End(_) => {
-                    path.pop();
-                }
-                Event::Text(t) => {
-                    let text = t
-                        .unescape()
-                        .map(|c| c.into_owned())
-                        .unwrap_or_else(|_| String::from_utf8_lossy(&t).into_owned());
-                    if let Some(slot) = out.slot(&path) {
-                        slot.push_str(&text);
-                    }
-                }
-                Event::CData(t) => {
-                    if let Some(slot) = out.slot(&path) {
-                        slot.push_str(&String::from_utf8_lossy(&t));
-                    }
-                }
-                Event::Eof => break,
-                _ => {}
+                // An element that is present counts, even when empty.
+                out.slot(path);
             }
-            buf.clear();
-        }
+            XmlStep::Text(path, text) => {
+                if let Some(slot) = out.slot(path) {
+                    slot.push_str(text);
+                }
+            }
+        })?;
         out.trim();
-        if !saw_device {
-            return Err(XmlError::NoDevice);
-        }
         Ok(out)
     }
 
@@ -396,6 +346,76 @@ impl PartialConfig {
         ));
         s.push_str("  <encrConfig>true</encrConfig>\n</device>\n");
         s
+    }
+}
+
+/// One step of a walk through configuration XML.
+pub(crate) enum XmlStep<'a> {
+    /// An element opened (also an empty one); the path ends with its name.
+    Open(&'a [String]),
+    /// A piece of text (entities resolved; CDATA as it is) inside the element at the path.
+    Text(&'a [String], &'a str),
+}
+
+/// Walk configuration XML as phones read it: untrusted, so at most [`MAX_CONFIG_LEN`]
+/// bytes and 64 levels of elements, never a panic; the root must be `<device>`. Element
+/// names without their namespace prefix.
+pub(crate) fn walk_config(xml: &[u8], mut f: impl FnMut(XmlStep<'_>)) -> Result<(), XmlError> {
+    if xml.len() > MAX_CONFIG_LEN {
+        return Err(XmlError::Malformed {
+            offset: 0,
+            reason: format!("{} bytes, more than {MAX_CONFIG_LEN}", xml.len()),
+        });
+    }
+    let mut reader = quick_xml::Reader::from_reader(xml);
+    let mut path: Vec<String> = Vec::new();
+    let mut saw_device = false;
+    let mut buf = Vec::new();
+    loop {
+        let ev = reader
+            .read_event_into(&mut buf)
+            .map_err(|e| XmlError::Malformed {
+                offset: reader.buffer_position(),
+                reason: e.to_string(),
+            })?;
+        match ev {
+            Event::Start(ref s) | Event::Empty(ref s) => {
+                let name = String::from_utf8_lossy(s.local_name().as_ref()).into_owned();
+                if path.is_empty() && name == "device" {
+                    saw_device = true;
+                }
+                if path.len() > 64 {
+                    return Err(XmlError::Malformed {
+                        offset: reader.buffer_position(),
+                        reason: "elements nested more than 64 deep".into(),
+                    });
+                }
+                path.push(name);
+                f(XmlStep::Open(&path));
+                if matches!(ev, Event::Empty(_)) {
+                    path.pop();
+                }
+            }
+            Event::End(_) => {
+                path.pop();
+            }
+            Event::Text(t) => {
+                let text = t
+                    .unescape()
+                    .map(|c| c.into_owned())
+                    .unwrap_or_else(|_| String::from_utf8_lossy(&t).into_owned());
+                f(XmlStep::Text(&path, &text));
+            }
+            Event::CData(t) => f(XmlStep::Text(&path, &String::from_utf8_lossy(&t))),
+            Event::Eof => break,
+            _ => {}
+        }
+        buf.clear();
+    }
+    if saw_device {
+        Ok(())
+    } else {
+        Err(XmlError::NoDevice)
     }
 }
 

@@ -72,15 +72,11 @@ impl ServerSession {
     /// Fails (without growing the buffer) when the data cannot become a message within
     /// the cap.
     pub fn feed(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
-        if self.buf.len() + bytes.len() > MAX_MESSAGE {
-            // Pipelined requests are answered one at a time, so more than one message's
-            // worth of unread bytes is already a misbehaving phone.
-            if let Some(h) = Header::peek(&self.buf)? {
-                if h.message_len() > MAX_MESSAGE {
-                    return Err(SessionError::TooLarge(h.message_len()));
-                }
-            }
-            return Err(SessionError::TooLarge(self.buf.len() + bytes.len()));
+        // Requests are answered as they complete, so more than one message's worth of
+        // unread bytes is a message over the cap or a misbehaving phone.
+        let total = self.buf.len() + bytes.len();
+        if total > MAX_MESSAGE {
+            return Err(SessionError::TooLarge(total));
         }
         self.buf.extend_from_slice(bytes);
         Ok(())

@@ -120,14 +120,7 @@ type LookupReply = oneshot::Sender<Result<Option<phonetrust_store::model::Device
 /// to the database worker instead of one each). Always the current rows: a batch holds
 /// only lookups waiting at the moment it runs.
 async fn looker(db: Db, mut rx: mpsc::Receiver<(String, LookupReply)>) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
-            }
-        }
+    while let Some(batch) = next_batch(&mut rx).await {
         let mut names = Vec::with_capacity(batch.len());
         let mut waiting = Vec::with_capacity(batch.len());
         for (name, reply) in batch {
@@ -159,20 +152,27 @@ async fn looker(db: Db, mut rx: mpsc::Receiver<(String, LookupReply)>) {
 /// Most outcomes committed in one transaction by the recorder.
 const MAX_BATCH: usize = 256;
 
+/// The next batch: the first item to arrive, then whatever else is waiting (at most
+/// [`MAX_BATCH`]); `None` when every sender is gone.
+async fn next_batch<T>(rx: &mut mpsc::Receiver<T>) -> Option<Vec<T>> {
+    let first = rx.recv().await?;
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(item) => batch.push(item),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
 /// Group commit: outcomes of concurrent sessions are written in one transaction (one disk
 /// sync), each session told when its own record is committed.
 async fn recorder(
     db: Db,
     mut rx: mpsc::Receiver<(CapfRecord, oneshot::Sender<Result<(), String>>)>,
 ) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(item) => batch.push(item),
-                Err(_) => break,
-            }
-        }
+    while let Some(batch) = next_batch(&mut rx).await {
         let (records, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         match db.record_capf_results(&records).await {
             Ok(results) => {

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use openssl::x509::X509;
 use phonetrust_pki::profiles::OwnCert;
@@ -70,7 +70,7 @@ struct Snapshot {
     identity: Arc<Identity>,
     /// The CallManager certificate's host name.
     host: String,
-    /// [`identity_fingerprint`] of the files `identity` was loaded from.
+    /// [`identity::files_fingerprint`] of the files `identity` was loaded from.
     fingerprint: u64,
     settings: Settings,
     profiles: HashMap<String, SecurityProfile>,
@@ -184,28 +184,6 @@ pub fn static_path(name: &str) -> Result<PathBuf, NotServed> {
     Ok(out)
 }
 
-/// A fingerprint of the identity files (names, sizes, modification times).
-fn identity_fingerprint(data: &DataDir) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    if let Ok(rd) = std::fs::read_dir(data.identity_dir()) {
-        let mut entries: Vec<_> = rd.flatten().collect();
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            e.file_name().hash(&mut h);
-            if let Ok(m) = e.metadata() {
-                m.len().hash(&mut h);
-                m.modified()
-                    .ok()
-                    .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-                    .map(|d| d.as_nanos())
-                    .hash(&mut h);
-            }
-        }
-    }
-    h.finish()
-}
-
 /// The records of this node's ITL, after the signer's own SAST record: ITLRecovery (SAST,
 /// unless it signs), CallManager (CCM+TFTP), CAPF, TVS, CallManager-ECDSA (TFTP) — the
 /// layout of the reference `ITLFile.tlv`.
@@ -287,7 +265,7 @@ impl Provisioning {
     /// profile gives new XML by itself.
     async fn refresh(&self, force: bool) -> Result<bool, String> {
         let (settings, profiles) = read_settings(&self.db).await?;
-        let fp = identity_fingerprint(&self.data);
+        let fp = identity::files_fingerprint(&self.data);
         let identity = if force || fp != self.snap.read().await.fingerprint {
             Some(load_identity(&self.data)?)
         } else {
@@ -606,7 +584,7 @@ fn cache_key(parts: &[&[u8]]) -> Vec<u8> {
 
 /// The identity in `data`, its host name and the fingerprint of its files.
 fn load_identity(data: &DataDir) -> Result<(Arc<Identity>, String, u64), String> {
-    let fingerprint = identity_fingerprint(data);
+    let fingerprint = identity::files_fingerprint(data);
     let id = identity::load(data).map_err(|e| e.to_string())?;
     let host = id
         .node()

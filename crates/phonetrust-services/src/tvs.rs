@@ -25,7 +25,7 @@ use phonetrust_proto::cert::sha256;
 use phonetrust_proto::trustlist::{self, Role};
 use phonetrust_proto::tvs_server::{Request, ServerSession, SessionError, Verdict, respond};
 use phonetrust_store::layout::DataDir;
-use phonetrust_store::model::TrustStore;
+use phonetrust_store::model::{TrustCert, TrustStore};
 use phonetrust_store::{Db, identity};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -181,44 +181,61 @@ fn describe(der: &[u8]) -> (String, String, String) {
     }
 }
 
-/// The verdict for one request, logged as the TVS log does.
+/// The verdict for one request, logged as the TVS log does (the certificate is parsed for
+/// the log line only when that line is written).
 pub fn decide(index: &TrustIndex, ttl: u32, peer: SocketAddr, req: &Request) -> Verdict {
     let device = req.device.as_deref().unwrap_or("(no device name)");
     let Some(der) = req.certificate.as_deref() else {
         tracing::info!(%peer, device, "tvsHandleQueryCertReq : no certificate in the request; answered invalid");
         return Verdict::Unknown;
     };
-    let (subject, issuer, serial) = describe(der);
-    match index.lookup(der) {
-        Some(e) => {
-            let roles: Vec<String> = e.roles.iter().map(|r| format!("{{role : {r}}}")).collect();
-            tracing::info!(
-                %peer, device,
-                "tvsHandleQueryCertReq : Subject Name is: {subject} ; Issuer Name is: {issuer} ; Serial Number is: {serial} ; getCertificateInformation - Found entry {{rolecount : {}}} {}",
-                e.roles.len(),
-                roles.join(" ")
-            );
-            Verdict::Trusted {
-                roles: e.roles.iter().map(|r| Role::from(*r)).collect(),
-                ttl,
+    let entry = index.lookup(der);
+    if tracing::enabled!(tracing::Level::INFO) {
+        let (subject, issuer, serial) = describe(der);
+        let found = match entry {
+            Some(e) => {
+                let roles: Vec<String> =
+                    e.roles.iter().map(|r| format!("{{role : {r}}}")).collect();
+                let sources: Vec<&str> = e.sources.iter().map(String::as_str).collect();
+                format!(
+                    "getCertificateInformation - Found entry {{rolecount : {}}} {} (from {})",
+                    e.roles.len(),
+                    roles.join(" "),
+                    sources.join(", ")
+                )
             }
-        }
-        None => {
-            tracing::info!(
-                %peer, device,
-                "tvsHandleQueryCertReq : Subject Name is: {subject} ; Issuer Name is: {issuer} ; Serial Number is: {serial} ; ERROR:getCertificateInformation - Cannot find the certificate in the cache"
-            );
-            Verdict::Unknown
-        }
+            None => "ERROR:getCertificateInformation - Cannot find the certificate in the cache"
+                .to_string(),
+        };
+        tracing::info!(
+            %peer, device,
+            "tvsHandleQueryCertReq : Subject Name is: {subject} ; Issuer Name is: {issuer} ; Serial Number is: {serial} ; {found}"
+        );
+    }
+    match entry {
+        Some(e) => Verdict::Trusted {
+            roles: e.roles.iter().map(|r| Role::from(*r)).collect(),
+            ttl,
+        },
+        None => Verdict::Unknown,
     }
 }
 
 struct State {
     index: Arc<TrustIndex>,
     acceptor: Arc<SslAcceptor>,
-    /// Fingerprint of the sources the index was built from.
-    key: Vec<u8>,
-    ctl_stamp: Option<(u64, SystemTime)>,
+    /// What the index was built from.
+    stamp: Stamp,
+}
+
+/// What the index depends on, cheap to take every second: the identity files'
+/// fingerprint, the CTL file's size and modification time, the SHA-256 of every row of
+/// CallManager-trust and Phone-SAST-trust. Nothing is parsed unless it changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Stamp {
+    identity: u64,
+    ctl: Option<(u64, SystemTime)>,
+    trust: Vec<(TrustStore, String)>,
 }
 
 /// A running TVS server.
@@ -233,20 +250,43 @@ pub struct TvsServer {
 }
 
 fn ctl_path(cfg: &TvsConfig) -> PathBuf {
-    cfg.static_dir.join("CTLFile.tlv")
+    crate::ctl::ctl_path(&cfg.static_dir)
 }
 
-fn ctl_stamp(cfg: &TvsConfig) -> Option<(u64, SystemTime)> {
-    let m = std::fs::metadata(ctl_path(cfg)).ok()?;
-    Some((m.len(), m.modified().ok()?))
-}
-
-/// Read the sources; the TVS certificate and key come along for the TLS context.
-async fn load(
+/// The stamp now, with the trust rows it was taken from.
+async fn stamp(
     db: &Db,
     data: &DataDir,
     cfg: &TvsConfig,
-) -> Result<(Sources, phonetrust_proto::cert::CertAndKey, Vec<u8>), String> {
+) -> Result<(Stamp, Vec<TrustCert>), String> {
+    let rows: Vec<TrustCert> = db
+        .trust_list(None)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|c| matches!(c.store, TrustStore::CallManager | TrustStore::PhoneSast))
+        .collect();
+    let ctl = std::fs::metadata(ctl_path(cfg))
+        .ok()
+        .and_then(|m| Some((m.len(), m.modified().ok()?)));
+    let stamp = Stamp {
+        identity: identity::files_fingerprint(data),
+        ctl,
+        trust: rows
+            .iter()
+            .map(|c| (c.store, c.fingerprint.clone()))
+            .collect(),
+    };
+    Ok((stamp, rows))
+}
+
+/// Read the sources (identity, CTL, the trust rows' certificates); the TVS certificate and
+/// key come along for the TLS context.
+async fn load(
+    data: &DataDir,
+    cfg: &TvsConfig,
+    rows: &[TrustCert],
+) -> Result<(Sources, phonetrust_proto::cert::CertAndKey), String> {
     let id = identity::load(data).map_err(|e| e.to_string())?;
     let tvs = id
         .get(OwnCert::Tvs)
@@ -260,38 +300,20 @@ async fn load(
         }
         Err(_) => None,
     };
-    let callmanager_trust = db
-        .trust_certs(TrustStore::CallManager)
-        .await
-        .map_err(|e| e.to_string())?;
-    let phone_sast_trust = db
-        .trust_certs(TrustStore::PhoneSast)
-        .await
-        .map_err(|e| e.to_string())?;
-    let src = Sources {
+    let mut src = Sources {
         own: id.all().map(|(w, c)| (w, c.cert.clone())).collect(),
         ctl,
-        callmanager_trust,
-        phone_sast_trust,
+        ..Sources::default()
     };
-    // One fingerprint over everything the index and the TLS context depend on.
-    let mut all = Vec::new();
-    for (w, c) in &src.own {
-        all.extend_from_slice(format!("{w:?}").as_bytes());
-        all.extend_from_slice(&c.to_der().unwrap_or_default());
-    }
-    all.extend_from_slice(b"|ctl|");
-    all.extend_from_slice(src.ctl.as_deref().unwrap_or_default());
-    for (tag, list) in [
-        ("|cm|", &src.callmanager_trust),
-        ("|sast|", &src.phone_sast_trust),
-    ] {
-        all.extend_from_slice(tag.as_bytes());
-        for c in list {
-            all.extend_from_slice(&c.to_der().unwrap_or_default());
+    for row in rows {
+        let cert = X509::from_pem(row.pem.as_bytes())
+            .map_err(|e| format!("{} {}: {e}", row.store, row.name))?;
+        match row.store {
+            TrustStore::CallManager => src.callmanager_trust.push(cert),
+            _ => src.phone_sast_trust.push(cert),
         }
     }
-    Ok((src, tvs, sha256(&all)))
+    Ok((src, tvs))
 }
 
 fn log_ctl_cache(src: &Sources) {
@@ -317,7 +339,10 @@ fn log_ctl_cache(src: &Sources) {
 impl TvsServer {
     /// Bind the TVS port and build the index from the node in `data`.
     pub async fn bind(db: Db, data: DataDir, cfg: TvsConfig) -> Result<Arc<Self>, ServiceError> {
-        let (src, tvs, key) = load(&db, &data, &cfg).await.map_err(ServiceError::Other)?;
+        let (stamp, rows) = stamp(&db, &data, &cfg).await.map_err(ServiceError::Other)?;
+        let (src, tvs) = load(&data, &cfg, &rows)
+            .await
+            .map_err(ServiceError::Other)?;
         let acceptor = crate::capf::acceptor(&tvs, cfg.min_tls)?;
         let index = build_index(&src);
         tracing::info!(certificates = index.len(), "TVS certificate cache built");
@@ -330,8 +355,7 @@ impl TvsServer {
             state: RwLock::new(State {
                 index: Arc::new(index),
                 acceptor: Arc::new(acceptor),
-                key,
-                ctl_stamp: ctl_stamp(&cfg),
+                stamp,
             }),
             sessions: Semaphore::new(cfg.max_sessions),
             db,
@@ -354,13 +378,13 @@ impl TvsServer {
 
     /// Re-read the sources now; true when the index changed.
     pub async fn refresh_now(&self) -> Result<bool, String> {
-        let stamp = ctl_stamp(&self.cfg);
-        let (src, tvs, key) = load(&self.db, &self.data, &self.cfg).await?;
-        let ctl_changed = stamp != self.state.read().await.ctl_stamp;
-        if key == self.state.read().await.key {
+        let (stamp, rows) = stamp(&self.db, &self.data, &self.cfg).await?;
+        let old = self.state.read().await.stamp.clone();
+        if stamp == old {
             return Ok(false);
         }
-        if ctl_changed {
+        let (src, tvs) = load(&self.data, &self.cfg, &rows).await?;
+        if stamp.ctl != old.ctl {
             tracing::info!(
                 "CertificateCache::localCTLCacheMonitor - CTLFile.tlv has been modified. Recaching CTL Certificate Cache"
             );
@@ -372,12 +396,10 @@ impl TvsServer {
             certificates = index.len(),
             "TVS certificate cache refreshed"
         );
-        let mut st = self.state.write().await;
-        *st = State {
+        *self.state.write().await = State {
             index: Arc::new(index),
             acceptor: Arc::new(acceptor),
-            key,
-            ctl_stamp: stamp,
+            stamp,
         };
         Ok(true)
     }

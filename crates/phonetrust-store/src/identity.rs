@@ -108,6 +108,30 @@ pub fn create(
     result
 }
 
+/// A fingerprint of the identity files (names, sizes, modification times): cheap to take
+/// every second, it changes whenever a certificate or key is replaced. The services
+/// reload the identity only when it does.
+pub fn files_fingerprint(data: &DataDir) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    if let Ok(rd) = std::fs::read_dir(data.identity_dir()) {
+        let mut entries: Vec<_> = rd.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            e.file_name().hash(&mut h);
+            if let Ok(m) = e.metadata() {
+                m.len().hash(&mut h);
+                m.modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::SystemTime::UNIX_EPOCH).ok())
+                    .map(|d| d.as_nanos())
+                    .hash(&mut h);
+            }
+        }
+    }
+    h.finish()
+}
+
 /// Load the identity.
 pub fn load(data: &DataDir) -> Result<Identity, StoreError> {
     if !exists(data) {

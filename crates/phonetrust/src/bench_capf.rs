@@ -12,7 +12,7 @@ use openssl::x509::X509;
 use phonetrust_phonesim::{CapfConnector, PhoneTls, Pool, SimPhone};
 use phonetrust_proto::capf_phone::{PhoneAuth, PhoneResult};
 
-use crate::bench_node::{BenchNode, cpu_secs, free_tcp, percentile};
+use crate::bench_node::{BenchNode, Ports, cpu_secs, free_tcp, percentile};
 
 /// Options of `bench capf`.
 #[derive(Debug, clap::Args)]
@@ -57,18 +57,11 @@ pub(crate) async fn run(b: CapfBench) -> Result<ExitCode> {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let server = node
         .serve(
-            &[
-                "--capf-port",
-                &port.to_string(),
-                "--tvs-port",
-                "0",
-                "--tftp-port",
-                "0",
-                "--http-port",
-                "0",
-                "--max-sessions",
-                "100000",
-            ],
+            Ports {
+                capf: port,
+                ..Ports::default()
+            },
+            &["--max-sessions", "100000"],
             addr,
         )
         .await?;

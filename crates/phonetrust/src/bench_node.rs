@@ -55,10 +55,27 @@ impl BenchNode {
         Ok(p)
     }
 
-    /// `phonetrust serve --bind 127.0.0.1 <args>`, once `ready` accepts TCP connections.
-    pub(crate) async fn serve(&self, args: &[&str], ready: SocketAddr) -> Result<Server> {
+    /// `phonetrust serve --bind 127.0.0.1` on `ports` (0: any free port) with `extra`
+    /// arguments, once `ready` accepts TCP connections.
+    pub(crate) async fn serve(
+        &self,
+        ports: Ports,
+        extra: &[&str],
+        ready: SocketAddr,
+    ) -> Result<Server> {
+        let ports = [
+            ("--capf-port", ports.capf),
+            ("--tvs-port", ports.tvs),
+            ("--tftp-port", ports.tftp),
+            ("--http-port", ports.http),
+        ]
+        .map(|(flag, p)| (flag, p.to_string()));
         let mut all = vec!["serve", "--bind", "127.0.0.1"];
-        all.extend_from_slice(args);
+        for (flag, p) in &ports {
+            all.push(flag);
+            all.push(p);
+        }
+        all.extend_from_slice(extra);
         let child = self
             .command(&all)
             .stdout(Stdio::null())
@@ -81,6 +98,15 @@ impl Drop for BenchNode {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The ports `serve` listens on in a benchmark (0: any free port).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Ports {
+    pub(crate) capf: u16,
+    pub(crate) tvs: u16,
+    pub(crate) tftp: u16,
+    pub(crate) http: u16,
 }
 
 /// A `serve` child process, killed on drop.

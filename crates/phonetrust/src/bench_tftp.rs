@@ -14,7 +14,7 @@ use anyhow::Result;
 use phonetrust_phonesim::boot::{Transport, fetch};
 use phonetrust_proto::tftp::ClientOptions;
 
-use crate::bench_node::{BenchNode, free_tcp, free_udp};
+use crate::bench_node::{BenchNode, Ports, free_tcp, free_udp};
 
 /// Options of `bench tftp`.
 #[derive(Debug, clap::Args)]
@@ -95,16 +95,13 @@ pub(crate) async fn run(b: TftpBench) -> Result<ExitCode> {
     let tftp: SocketAddr = format!("127.0.0.1:{tftp_port}").parse()?;
     let server = node
         .serve(
-            &[
-                "--capf-port",
-                &capf_port.to_string(),
-                "--tvs-port",
-                "0",
-                "--tftp-port",
-                &tftp_port.to_string(),
-                "--http-port",
-                &http_port.to_string(),
-            ],
+            Ports {
+                capf: capf_port,
+                tftp: tftp_port,
+                http: http_port,
+                ..Ports::default()
+            },
+            &[],
             http,
         )
         .await?;

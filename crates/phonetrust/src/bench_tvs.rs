@@ -15,7 +15,7 @@ use openssl::x509::X509;
 use phonetrust_phonesim::tvs::TvsConnection;
 use phonetrust_phonesim::{CapfConnector, PhoneTls};
 
-use crate::bench_node::{BenchNode, cpu_secs, free_tcp, percentile};
+use crate::bench_node::{BenchNode, Ports, cpu_secs, free_tcp, percentile};
 
 /// Options of `bench tvs`.
 #[derive(Debug, clap::Args)]
@@ -44,16 +44,12 @@ pub(crate) async fn run(b: TvsBench) -> Result<ExitCode> {
     let tvs: SocketAddr = format!("127.0.0.1:{tvs_port}").parse()?;
     let server = node
         .serve(
-            &[
-                "--capf-port",
-                &capf_port.to_string(),
-                "--tvs-port",
-                &tvs_port.to_string(),
-                "--tftp-port",
-                "0",
-                "--http-port",
-                "0",
-            ],
+            Ports {
+                capf: capf_port,
+                tvs: tvs_port,
+                ..Ports::default()
+            },
+            &[],
             tvs,
         )
         .await?;

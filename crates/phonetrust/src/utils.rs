@@ -202,6 +202,19 @@ fn confirm(question: &str, yes: bool) -> Result<bool> {
     Ok(line.trim().eq_ignore_ascii_case("y"))
 }
 
+/// The seeds' "This operation <what>. Do you want to continue? (y/n):"; on "n" says what
+/// stays as it was.
+fn operation_confirmed(what: &str, yes: bool, unchanged: &str) -> Result<bool> {
+    let ok = confirm(
+        &format!("This operation {what}. Do you want to continue? (y/n):"),
+        yes,
+    )?;
+    if !ok {
+        println!("Aborted: {unchanged}");
+    }
+    Ok(ok)
+}
+
 const RELOAD: &str = "Services that reload: TFTP and HTTP (serve the new CTL) and TVS (trusts its records); a running `phonetrust serve` does so within a second, no restart needed.\nReset the phones so that they download the CTL file.";
 
 fn timestamp() -> u32 {
@@ -236,11 +249,11 @@ async fn run_ctl(node: &Node, cmd: CtlCmd) -> Result<ExitCode> {
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            if !confirm(
-                "This operation sets the cluster to Mixed mode. Do you want to continue? (y/n):",
+            if !operation_confirmed(
+                "sets the cluster to Mixed mode",
                 yes,
+                "the cluster stays in non-secure mode.",
             )? {
-                println!("Aborted: the cluster stays in non-secure mode.");
                 return Ok(ExitCode::FAILURE);
             }
             println!("Moving Cluster to Mixed Mode");
@@ -257,11 +270,11 @@ async fn run_ctl(node: &Node, cmd: CtlCmd) -> Result<ExitCode> {
                 println!("The cluster is already in non-secure mode.");
                 return Ok(ExitCode::SUCCESS);
             }
-            if !confirm(
-                "This operation sets the cluster to non-secure mode. Do you want to continue? (y/n):",
+            if !operation_confirmed(
+                "sets the cluster to non-secure mode",
                 yes,
+                "the cluster stays in Mixed mode.",
             )? {
-                println!("Aborted: the cluster stays in Mixed mode.");
                 return Ok(ExitCode::FAILURE);
             }
             println!("Moving Cluster to non-secure mode");
@@ -277,11 +290,7 @@ async fn run_ctl(node: &Node, cmd: CtlCmd) -> Result<ExitCode> {
                     "the cluster is not in Mixed mode (Cluster Security Mode 0): run `phonetrust utils ctl set-cluster mixed-mode` first"
                 );
             }
-            if !confirm(
-                "This operation updates the CTLFile. Do you want to continue? (y/n):",
-                yes,
-            )? {
-                println!("Aborted: the CTL file is unchanged.");
+            if !operation_confirmed("updates the CTLFile", yes, "the CTL file is unchanged.")? {
                 return Ok(ExitCode::FAILURE);
             }
             println!("Updating CTL file");
@@ -295,11 +304,11 @@ async fn run_ctl(node: &Node, cmd: CtlCmd) -> Result<ExitCode> {
                     "the cluster is not in Mixed mode: there is no CTL to recover (for the ITL use `phonetrust utils itl reset localkey`)"
                 );
             }
-            if !confirm(
-                "This operation signs the CTLFile with the ITLRecovery key. Do you want to continue? (y/n):",
+            if !operation_confirmed(
+                "signs the CTLFile with the ITLRecovery key",
                 yes,
+                "the CTL file is unchanged.",
             )? {
-                println!("Aborted: the CTL file is unchanged.");
                 return Ok(ExitCode::FAILURE);
             }
             println!("Updating CTL file");

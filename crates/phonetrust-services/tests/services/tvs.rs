@@ -11,6 +11,7 @@
     clippy::panic
 )]
 
+use crate::{FreshNode, fresh_node, now, vectors};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,26 +26,12 @@ use phonetrust_pki::DistinguishedName;
 use phonetrust_pki::profiles::{NodeIdentity, OwnCert};
 use phonetrust_proto::cert::CertAndKey;
 use phonetrust_proto::codec::unhex;
-use phonetrust_proto::rand::OsRandom;
 use phonetrust_proto::tlv::HashAlg;
 use phonetrust_proto::trustlist::{self, CertForm, Record, Role, TrustListParams};
 use phonetrust_services::tvs::{TvsConfig, TvsServer};
-use phonetrust_store::layout::DataDir;
 use phonetrust_store::model::TrustStore;
 use phonetrust_store::{Db, identity};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn vectors() -> PathBuf {
-    std::env::var("PHONETRUST_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
-        })
-}
-
-fn now() -> i64 {
-    phonetrust_proto::clock::unix_now()
-}
 
 fn v(rel: &str) -> Vec<u8> {
     std::fs::read(vectors().join(rel)).unwrap()
@@ -64,12 +51,8 @@ struct Node {
 /// A node whose own certificates are the vectors' (CallManager, CallManager-ECDSA, CAPF,
 /// TVS, ITLRecovery), with its TVS server on loopback.
 async fn node(tag: &str) -> Node {
-    let dir = std::env::temp_dir().join(format!("phonetrust-tvs-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let data = DataDir::new(&dir);
     let n = NodeIdentity::new("pub.example.test", DistinguishedName::default());
-    identity::create(&data, &n, 0, &OsRandom).unwrap();
+    let FreshNode { dir, data, db, .. } = fresh_node(&format!("tvs-{tag}"), &n).await;
     for (which, file) in [
         (OwnCert::CallManager, "pki/callmanager.pem"),
         (OwnCert::CallManagerEcdsa, "pki/callmanager-ecdsa.pem"),
@@ -79,9 +62,6 @@ async fn node(tag: &str) -> Node {
     ] {
         identity::replace(&data, which, &CertAndKey::from_pem(&v(file)).unwrap()).unwrap();
     }
-    let db = Db::open(&phonetrust_store::db::default_url(&dir))
-        .await
-        .unwrap();
     let static_dir = dir.join("tftp");
     std::fs::create_dir_all(&static_dir).unwrap();
     let tvs = TvsServer::bind(

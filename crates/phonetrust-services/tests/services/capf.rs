@@ -8,6 +8,7 @@
     clippy::panic
 )]
 
+use crate::{FreshNode, fresh_node, now};
 use std::net::SocketAddr;
 use std::pin::Pin;
 
@@ -20,18 +21,10 @@ use phonetrust_proto::capf::{Command, Message, Reason};
 use phonetrust_proto::capf_phone::{PhoneAuth, PhoneResult};
 use phonetrust_proto::rand::OsRandom;
 use phonetrust_services::capf::{CapfConfig, CapfServer};
+use phonetrust_store::Db;
 use phonetrust_store::devices::{CapfChange, NewDevice};
-use phonetrust_store::layout::DataDir;
 use phonetrust_store::model::{AuthMode, CertOperation, KeyOrder, OpState, Protocol, TrustStore};
-use phonetrust_store::{Db, identity};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 struct Node {
     db: Db,
@@ -40,10 +33,6 @@ struct Node {
 }
 
 async fn node(tag: &str, cfg: CapfConfig) -> Node {
-    let dir = std::env::temp_dir().join(format!("phonetrust-capf-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let data = DataDir::new(&dir);
     let mut n = NodeIdentity::new(
         "pub.example.test",
         DistinguishedName {
@@ -53,10 +42,7 @@ async fn node(tag: &str, cfg: CapfConfig) -> Node {
         },
     );
     n.rsa_bits = 2048;
-    let id = identity::create(&data, &n, now() - 60, &OsRandom).unwrap();
-    let db = Db::open(&phonetrust_store::db::default_url(&dir))
-        .await
-        .unwrap();
+    let FreshNode { id, db, .. } = fresh_node(&format!("capf-{tag}"), &n).await;
     let capf = id.get(OwnCert::Capf).unwrap().clone();
     let server = CapfServer::bind(
         db.clone(),

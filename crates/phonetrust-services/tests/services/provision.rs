@@ -10,6 +10,7 @@
     clippy::panic
 )]
 
+use crate::{FreshNode, fresh_node, now};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,13 +32,6 @@ use phonetrust_store::model::{AuthMode, CertOperation, Protocol};
 use phonetrust_store::{Db, identity};
 use tokio::net::UdpSocket;
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 struct Node {
     db: Db,
     data: DataDir,
@@ -49,10 +43,6 @@ struct Node {
 }
 
 async fn node(tag: &str) -> Node {
-    let dir = std::env::temp_dir().join(format!("phonetrust-prov-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let data = DataDir::new(&dir);
     let n = NodeIdentity::new(
         "pub.example.test",
         DistinguishedName {
@@ -60,10 +50,7 @@ async fn node(tag: &str) -> Node {
             ..DistinguishedName::default()
         },
     );
-    let id = identity::create(&data, &n, now() - 60, &OsRandom).unwrap();
-    let db = Db::open(&phonetrust_store::db::default_url(&dir))
-        .await
-        .unwrap();
+    let FreshNode { dir, data, id, db } = fresh_node(&format!("prov-{tag}"), &n).await;
     let static_dir = dir.join("tftp");
     std::fs::create_dir_all(static_dir.join("firmware")).unwrap();
     let prov = Provisioning::new(
