@@ -482,7 +482,7 @@ impl ServerSession {
             // The phone could not make this key type: try the backup, if any.
             return self.ask_key(&keys, next);
         };
-        let Ok(public_key) = PKey::public_key_from_der(spki) else {
+        let Ok(public_key) = crate::cert::public_key_from_spki(spki) else {
             return self.fail(FailKind::Protocol, "unreadable public key");
         };
         let asked = keys.get(next.wrapping_sub(1)).copied();

@@ -161,6 +161,21 @@ fn digest_hex(md: MessageDigest, data: &[u8]) -> String {
     crate::codec::hex(&digest(md, data))
 }
 
+/// A public key from its DER SubjectPublicKeyInfo, as a phone sends it. RSA and EC keys
+/// are read through OpenSSL's direct (legacy) codecs: such a key is also written into a
+/// certificate without a round trip through the provider encoder and decoder, which cost
+/// more than the rest of building the certificate apart from its signature. Other key
+/// types go through the generic decoder.
+pub fn public_key_from_spki(der: &[u8]) -> Result<PKey<Public>, CertError> {
+    if let Ok(rsa) = openssl::rsa::Rsa::public_key_from_der(der) {
+        return Ok(PKey::from_rsa(rsa)?);
+    }
+    if let Ok(ec) = openssl::ec::EcKey::public_key_from_der(der) {
+        return Ok(PKey::from_ec_key(ec)?);
+    }
+    Ok(PKey::public_key_from_der(der)?)
+}
+
 /// The CAPF authentication signature of `msg`: for RSA the raw private-key operation on
 /// a PKCS#1 type-1 padded **bare** digest (no DigestInfo), for EC a DER ECDSA signature.
 pub fn raw_sign(
@@ -254,6 +269,30 @@ pub fn verify_chain(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spki_public_keys_read_back_exactly() {
+        let rsa = CertAndKey::from_pem(&crate::testutil::vector("pki/callmanager.pem")).unwrap();
+        let ec = PKey::from_ec_key(
+            openssl::ec::EcKey::generate(
+                &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)
+                    .unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        for (key, id, bits) in [(&rsa.key, Id::RSA, 2048), (&ec, Id::EC, 256)] {
+            let der = key.public_key_to_der().unwrap();
+            let back = public_key_from_spki(&der).unwrap();
+            assert_eq!((back.id(), back.bits()), (id, bits));
+            assert_eq!(back.public_key_to_der().unwrap(), der);
+            assert!(back.public_eq(key));
+        }
+        // Truncated, or not a key at all.
+        let der = rsa.key.public_key_to_der().unwrap();
+        assert!(public_key_from_spki(&der[..der.len() - 1]).is_err());
+        assert!(public_key_from_spki(&crate::codec::unhex("3003020101").unwrap()).is_err());
+    }
 
     #[test]
     fn name_and_serial_match_the_vectors_layout() {

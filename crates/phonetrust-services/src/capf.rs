@@ -431,15 +431,27 @@ impl Shared {
         device: &str,
         key: &openssl::pkey::PKeyRef<openssl::pkey::Public>,
         now: i64,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Issued, String> {
         let params = lsc(device, &self.capf.cert, now, self.settings().await.lsc_days);
         let cert = phonetrust_pki::issue(&params, key, &self.capf, &self.rng)
             .map_err(|e| e.to_string())?;
-        cert.to_der().map_err(|e| e.to_string())
+        Ok(Issued {
+            der: cert.to_der().map_err(|e| e.to_string())?,
+            // What the record will hold, taken from the certificate just built (the DER
+            // the phone returns is not parsed again).
+            record: device_cert(DeviceCertKind::Lsc, &cert, now).map_err(|e| e.to_string())?,
+        })
     }
 
     /// Record an outcome; Ok when it is committed (or there is nothing to record).
-    async fn record(&self, outcome: &Outcome, now: i64) -> Result<(), String> {
+    /// `issued`: the LSC this session issued, whose record is reused when the outcome
+    /// carries that very certificate.
+    async fn record(
+        &self,
+        outcome: &Outcome,
+        now: i64,
+        issued: Option<&Issued>,
+    ) -> Result<(), String> {
         let rec = |device: &str, state, status: &str, certs, delete_lsc| CapfRecord {
             device: device.to_string(),
             state,
@@ -466,7 +478,10 @@ impl Shared {
                 auth_cert: a,
             } => {
                 let mut certs = auth_cert(a)?;
-                certs.push(to_cert(DeviceCertKind::Lsc, cert)?);
+                certs.push(match issued {
+                    Some(i) if i.der == *cert => i.record.clone(),
+                    _ => to_cert(DeviceCertKind::Lsc, cert)?,
+                });
                 rec(device, OpState::Success, "Upgrade Success", certs, false)
             }
             Outcome::Fetched {
@@ -514,6 +529,12 @@ impl Shared {
     }
 }
 
+/// An LSC this server issued in a session: the DER pushed to the phone and its record.
+struct Issued {
+    der: Vec<u8>,
+    record: phonetrust_store::model::DeviceCert,
+}
+
 async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
     let ssl = match Ssl::new(shared.acceptor.context()) {
@@ -544,6 +565,7 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         }
     };
     let mut s = ServerSession::new(sid);
+    let mut issued: Option<Issued> = None;
     let mut actions = s.start();
     'session: loop {
         let mut next = Vec::new();
@@ -575,13 +597,21 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                 }
                 Action::Issue { device, public_key } => {
                     let r = shared.issue(&device, &public_key, unix_now()).await;
-                    if let Err(e) = &r {
-                        tracing::error!(%peer, device, error = %e, "CAPF: could not issue the LSC");
-                    }
-                    next.extend(s.issued(r));
+                    let der = match r {
+                        Ok(i) => {
+                            let der = i.der.clone();
+                            issued = Some(i);
+                            Ok(der)
+                        }
+                        Err(e) => {
+                            tracing::error!(%peer, device, error = %e, "CAPF: could not issue the LSC");
+                            Err(e)
+                        }
+                    };
+                    next.extend(s.issued(der));
                 }
                 Action::Finish { outcome, end } => {
-                    let end = match shared.record(&outcome, unix_now()).await {
+                    let end = match shared.record(&outcome, unix_now(), issued.as_ref()).await {
                         Ok(()) => end,
                         Err(e) => {
                             tracing::error!(%peer, device = s.device().unwrap_or("?"), error = %e, "CAPF: could not record the outcome; the phone is told the operation failed");
@@ -614,7 +644,7 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                     status: format!("Operation Failed: {why}"),
                 };
                 if s.device().is_some() {
-                    let _ = shared.record(&outcome, unix_now()).await;
+                    let _ = shared.record(&outcome, unix_now(), None).await;
                 }
                 tracing::warn!(%peer, device = s.device().unwrap_or("?"), cause = why, "CAPF: session ended");
                 break;

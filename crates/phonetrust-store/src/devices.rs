@@ -548,14 +548,25 @@ impl Db {
     /// phones). The transaction commits when every record could be written; a record for
     /// a phone that no longer exists is reported as `NotFound` in its own slot without
     /// stopping the others. Any other error rolls the whole batch back.
+    ///
+    /// A batch is written with a fixed number of statements (each a hand-off to the
+    /// database), not a few per phone: the phones that exist, their CAPF status, their
+    /// certificates (one upsert), deleted LSCs and `md5hash`. Records of the same phone
+    /// are applied in order, the later one last.
     pub async fn record_capf_results(
         &self,
         records: &[CapfRecord],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+        let mut out: Vec<Result<(), StoreError>> = records.iter().map(|_| Ok(())).collect();
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let mut out = Vec::with_capacity(records.len());
-        for r in records {
-            out.push(record_one(&mut tx, r).await?);
+        for group in distinct_device_groups(records) {
+            for chunk in group.chunks(RECORD_CHUNK) {
+                let recs: Vec<(usize, &CapfRecord)> = chunk
+                    .iter()
+                    .filter_map(|&i| records.get(i).map(|r| (i, r)))
+                    .collect();
+                record_chunk(&mut tx, &recs, &mut out).await?;
+            }
         }
         tx.commit().await.map_err(db_err)?;
         for (r, o) in records.iter().zip(&out) {
@@ -754,71 +765,181 @@ pub struct CapfRecord {
     pub now: i64,
 }
 
-/// Write one record inside `tx`: `Ok(Err(NotFound))` when the phone is unknown (nothing
-/// written for it), `Err` on a database error (the caller rolls back).
-async fn record_one(
+/// Records written by one set of statements (bounds the placeholders of a statement:
+/// 11 per certificate row, well under SQLite's 32,766 and PostgreSQL's 65,535).
+const RECORD_CHUNK: usize = 100;
+
+/// `records` split into groups, in order, in which each phone appears at most once (a
+/// batch almost always is one group): a later record of a phone goes into a later group,
+/// so it is applied after the earlier one.
+fn distinct_device_groups(records: &[CapfRecord]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<(std::collections::HashSet<&str>, Vec<usize>)> = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        // The first group after the last one holding this phone.
+        let after = groups
+            .iter()
+            .rposition(|(names, _)| names.contains(r.device.as_str()))
+            .map_or(0, |g| g + 1);
+        match groups.get_mut(after) {
+            Some((names, idx)) => {
+                names.insert(r.device.as_str());
+                idx.push(i);
+            }
+            None => groups.push(([r.device.as_str()].into_iter().collect(), vec![i])),
+        }
+    }
+    groups.into_iter().map(|(_, idx)| idx).collect()
+}
+
+/// `$first, $first+1, ...` (`n` placeholders).
+fn marks(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Write records of distinct phones inside `tx`; a phone that does not exist gets
+/// `NotFound` in `out` and nothing is written for it. `Err` on a database error (the
+/// caller rolls back).
+async fn record_chunk(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    r: &CapfRecord,
-) -> Result<Result<(), StoreError>, StoreError> {
-    let name = r.device.as_str();
-    let op_sql = if r.state == OpState::Success {
-        ", capf_operation = 'none', capf_completes_by = NULL"
-    } else {
-        ""
-    };
-    let done = sqlx::query(AssertSqlSafe(format!(
-        "UPDATE device SET capf_state = $2, capf_status = $3, capf_status_at = $4, updated_at = $4{op_sql} WHERE name = $1"
-    )))
-    .bind(name)
-    .bind(r.state.as_str())
-    .bind(&r.status)
-    .bind(r.now)
-    .execute(&mut **tx)
-    .await
-    .map_err(db_err)?;
-    if done.rows_affected() == 0 {
-        return Ok(Err(StoreError::NotFound(format!("unknown phone {name}"))));
+    recs: &[(usize, &CapfRecord)],
+    out: &mut [Result<(), StoreError>],
+) -> Result<(), StoreError> {
+    if recs.is_empty() {
+        return Ok(());
     }
-    for c in &r.certs {
-        sqlx::query("DELETE FROM devicecert WHERE device = $1 AND kind = $2")
-            .bind(name)
-            .bind(c.kind.as_str())
-            .execute(&mut **tx)
-            .await
-            .map_err(db_err)?;
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO devicecert (device, {CERT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-        )))
-        .bind(name)
-        .bind(c.kind.as_str())
-        .bind(&c.pem)
-        .bind(&c.md5)
-        .bind(&c.public_key)
-        .bind(&c.subject)
-        .bind(&c.issuer)
-        .bind(&c.serial)
-        .bind(c.not_before)
-        .bind(c.not_after)
-        .bind(c.recorded_at)
-        .execute(&mut **tx)
+    // Which phones exist.
+    let sql = format!(
+        "SELECT name FROM device WHERE name IN ({})",
+        marks(1, recs.len())
+    );
+    let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+    for (_, r) in recs {
+        q = q.bind(r.device.as_str());
+    }
+    let known: std::collections::HashSet<String> = q
+        .fetch_all(&mut **tx)
         .await
-        .map_err(db_err)?;
+        .map_err(db_err)?
+        .into_iter()
+        .collect();
+    let mut live = Vec::with_capacity(recs.len());
+    for &(i, r) in recs {
+        if known.contains(&r.device) {
+            live.push(r);
+        } else if let Some(slot) = out.get_mut(i) {
+            *slot = Err(StoreError::NotFound(format!("unknown phone {}", r.device)));
+        }
     }
-    if r.delete_lsc {
-        sqlx::query("DELETE FROM devicecert WHERE device = $1 AND kind = 'LSC'")
-            .bind(name)
-            .execute(&mut **tx)
-            .await
-            .map_err(db_err)?;
+    if live.is_empty() {
+        return Ok(());
     }
+
+    // The CAPF status; a success also ends the operation.
+    let rows: Vec<String> = (0..live.len())
+        .map(|k| format!("({})", marks(5 * k + 1, 5)))
+        .collect();
+    let sql = format!(
+        "UPDATE device SET capf_state = v.column2, capf_status = v.column3, \
+         capf_status_at = v.column4, updated_at = v.column4, \
+         capf_operation = CASE WHEN v.column5 = 1 THEN 'none' ELSE device.capf_operation END, \
+         capf_completes_by = CASE WHEN v.column5 = 1 THEN NULL ELSE device.capf_completes_by END \
+         FROM (VALUES {}) AS v WHERE device.name = v.column1",
+        rows.join(", ")
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql));
+    for r in &live {
+        q = q
+            .bind(r.device.as_str())
+            .bind(r.state.as_str())
+            .bind(r.status.as_str())
+            .bind(r.now)
+            .bind(i64::from(r.state == OpState::Success));
+    }
+    q.execute(&mut **tx).await.map_err(db_err)?;
+
+    // Certificates learnt replace those of the same kind (the last of a kind wins).
+    let mut certs: Vec<(&str, &DeviceCert)> = Vec::new();
+    for r in &live {
+        for c in &r.certs {
+            match certs
+                .iter_mut()
+                .find(|(d, old)| *d == r.device && old.kind == c.kind)
+            {
+                Some(slot) => slot.1 = c,
+                None => certs.push((r.device.as_str(), c)),
+            }
+        }
+    }
+    for part in certs.chunks(RECORD_CHUNK) {
+        let rows: Vec<String> = (0..part.len())
+            .map(|k| format!("({})", marks(11 * k + 1, 11)))
+            .collect();
+        let sql = format!(
+            "INSERT INTO devicecert (device, {CERT_COLUMNS}) VALUES {} \
+             ON CONFLICT (device, kind) DO UPDATE SET pem = excluded.pem, md5 = excluded.md5, \
+             public_key = excluded.public_key, subject = excluded.subject, \
+             issuer = excluded.issuer, serial = excluded.serial, \
+             not_before = excluded.not_before, not_after = excluded.not_after, \
+             recorded_at = excluded.recorded_at",
+            rows.join(", ")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (device, c) in part {
+            q = q
+                .bind(*device)
+                .bind(c.kind.as_str())
+                .bind(c.pem.as_str())
+                .bind(c.md5.as_str())
+                .bind(c.public_key.as_str())
+                .bind(c.subject.as_str())
+                .bind(c.issuer.as_str())
+                .bind(c.serial.as_str())
+                .bind(c.not_before)
+                .bind(c.not_after)
+                .bind(c.recorded_at);
+        }
+        q.execute(&mut **tx).await.map_err(db_err)?;
+    }
+
+    // LSCs the phones deleted.
+    let deleted: Vec<&str> = live
+        .iter()
+        .filter(|r| r.delete_lsc)
+        .map(|r| r.device.as_str())
+        .collect();
+    if !deleted.is_empty() {
+        let sql = format!(
+            "DELETE FROM devicecert WHERE kind = 'LSC' AND device IN ({})",
+            marks(1, deleted.len())
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for d in &deleted {
+            q = q.bind(*d);
+        }
+        q.execute(&mut **tx).await.map_err(db_err)?;
+    }
+
     // md5hash follows the certificate CAPF knows the phone by: its LSC, else its MIC.
-    sqlx::query(
-        "UPDATE device SET md5hash = (SELECT md5 FROM devicecert WHERE device = $1 \
-         ORDER BY CASE kind WHEN 'LSC' THEN 0 ELSE 1 END LIMIT 1) WHERE name = $1",
-    )
-    .bind(name)
-    .execute(&mut **tx)
-    .await
-    .map_err(db_err)?;
-    Ok(Ok(()))
+    let changed: Vec<&str> = live
+        .iter()
+        .filter(|r| r.delete_lsc || !r.certs.is_empty())
+        .map(|r| r.device.as_str())
+        .collect();
+    if !changed.is_empty() {
+        let sql = format!(
+            "UPDATE device SET md5hash = (SELECT md5 FROM devicecert \
+             WHERE devicecert.device = device.name \
+             ORDER BY CASE kind WHEN 'LSC' THEN 0 ELSE 1 END LIMIT 1) WHERE name IN ({})",
+            marks(1, changed.len())
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for d in &changed {
+            q = q.bind(*d);
+        }
+        q.execute(&mut **tx).await.map_err(db_err)?;
+    }
+    Ok(())
 }

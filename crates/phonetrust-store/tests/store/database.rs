@@ -518,6 +518,179 @@ async fn capf_results_are_recorded_in_batches() {
     );
 }
 
+/// A cert row as CAPF records it (the store keeps the text as given).
+fn cert(kind: DeviceCertKind, tag: &str) -> phonetrust_store::model::DeviceCert {
+    phonetrust_store::model::DeviceCert {
+        kind,
+        pem: format!("PEM {tag}"),
+        md5: format!("md5-{tag}"),
+        public_key: format!("key-{tag}"),
+        subject: format!("CN={tag}"),
+        issuer: "CN=CAPF-1234abcd".into(),
+        serial: "0A".into(),
+        not_before: NOW,
+        not_after: NOW + 1000,
+        recorded_at: NOW,
+    }
+}
+
+/// A whole batch is written with a fixed set of statements: every kind of outcome in one
+/// batch (install with MIC and LSC, replace an LSC, delete, failures that keep the
+/// operation), two records of one phone applied in order, more records than one chunk of
+/// placeholders, unknown phones in between.
+#[tokio::test]
+async fn capf_batches_keep_every_outcome_and_the_order() {
+    let (_dir, db) = db("batch-kinds").await;
+    let names: Vec<String> = (0..230).map(|i| format!("SEP{:012X}", 0x200 + i)).collect();
+    let new: Vec<NewDevice> = names.iter().map(|n| phone(n)).collect();
+    db.add_devices(&new, NOW).await.unwrap();
+    let install = CapfChange {
+        operation: Some(CertOperation::Install),
+        ..CapfChange::default()
+    };
+    for n in &names {
+        db.set_capf(n, &install, NOW).await.unwrap();
+    }
+    let rec = |device: &str, state, status: &str, certs, delete_lsc| {
+        phonetrust_store::devices::CapfRecord {
+            device: device.into(),
+            state,
+            status: status.into(),
+            certs,
+            delete_lsc,
+            now: NOW + 5,
+        }
+    };
+    // First batch: every phone installs (MIC + LSC); the first phone twice, the second
+    // record (a later LSC) wins; an unknown phone in the middle.
+    let mut batch: Vec<_> = names
+        .iter()
+        .map(|n| {
+            rec(
+                n,
+                OpState::Success,
+                "Upgrade Success",
+                vec![
+                    cert(DeviceCertKind::Mic, &format!("mic-{n}")),
+                    cert(DeviceCertKind::Lsc, n),
+                ],
+                false,
+            )
+        })
+        .collect();
+    batch.insert(
+        100,
+        rec(
+            "SEP0000000000FF",
+            OpState::Success,
+            "Upgrade Success",
+            vec![],
+            false,
+        ),
+    );
+    batch.push(rec(
+        &names[0],
+        OpState::Success,
+        "Upgrade Success",
+        vec![cert(DeviceCertKind::Lsc, "second")],
+        false,
+    ));
+    let out = db.record_capf_results(&batch).await.unwrap();
+    assert_eq!(out.len(), batch.len());
+    for (i, o) in out.iter().enumerate() {
+        if i == 100 {
+            assert!(matches!(o, Err(StoreError::NotFound(_))), "{o:?}");
+        } else {
+            assert!(o.is_ok(), "{i}: {o:?}");
+        }
+    }
+    for (i, n) in names.iter().enumerate() {
+        let d = db.device(n).await.unwrap();
+        assert_eq!(d.capf.state, OpState::Success, "{n}");
+        assert_eq!(d.capf.status, "Upgrade Success");
+        assert_eq!(d.capf.status_at, NOW + 5);
+        assert_eq!(d.updated_at, NOW + 5);
+        assert_eq!(
+            d.capf.operation,
+            CertOperation::None,
+            "a success ends the operation"
+        );
+        assert_eq!(d.capf.completes_by, None);
+        let certs = db.device_certs(n).await.unwrap();
+        assert_eq!(certs.len(), 2, "{n}: {certs:?}");
+        let lsc = certs
+            .iter()
+            .find(|c| c.kind == DeviceCertKind::Lsc)
+            .unwrap();
+        let want = if i == 0 { "second" } else { n.as_str() };
+        assert_eq!(lsc.pem, format!("PEM {want}"));
+        assert_eq!(d.md5hash.as_deref(), Some(format!("md5-{want}").as_str()));
+    }
+    assert!(db.device("SEP0000000000FF").await.is_err());
+
+    // Second batch: delete the LSC of phone 1 (md5hash falls back to the MIC), fail phone
+    // 2 (operation and certificates kept), replace phone 3's LSC, then fail phone 3 in the
+    // same batch (the certificate stays, the status is the later one).
+    for n in &names[1..4] {
+        db.set_capf(n, &install, NOW + 6).await.unwrap();
+    }
+    let out = db
+        .record_capf_results(&[
+            rec(&names[1], OpState::Success, "Delete Success", vec![], true),
+            rec(
+                &names[2],
+                OpState::Failed,
+                "Upgrade Failed: LSC: Failed",
+                vec![],
+                false,
+            ),
+            rec(
+                &names[3],
+                OpState::Success,
+                "Upgrade Success",
+                vec![cert(DeviceCertKind::Lsc, "renewed")],
+                false,
+            ),
+            rec(
+                &names[3],
+                OpState::Failed,
+                "Upgrade Failed: User Initiated Request Late/Timeout",
+                vec![],
+                false,
+            ),
+        ])
+        .await
+        .unwrap();
+    assert!(out.iter().all(Result::is_ok), "{out:?}");
+    let d1 = db.device(&names[1]).await.unwrap();
+    assert_eq!(d1.capf.status, "Delete Success");
+    let c1 = db.device_certs(&names[1]).await.unwrap();
+    assert_eq!(c1.len(), 1);
+    assert_eq!(c1[0].kind, DeviceCertKind::Mic);
+    assert_eq!(
+        d1.md5hash.as_deref(),
+        Some(format!("md5-mic-{}", names[1]).as_str())
+    );
+    let d2 = db.device(&names[2]).await.unwrap();
+    assert_eq!(d2.capf.state, OpState::Failed);
+    assert_eq!(
+        d2.capf.operation,
+        CertOperation::Install,
+        "a failure keeps the operation"
+    );
+    assert!(d2.capf.completes_by.is_some());
+    assert_eq!(db.device_certs(&names[2]).await.unwrap().len(), 2);
+    let d3 = db.device(&names[3]).await.unwrap();
+    assert_eq!(d3.capf.state, OpState::Failed);
+    assert_eq!(
+        d3.capf.status,
+        "Upgrade Failed: User Initiated Request Late/Timeout"
+    );
+    assert_eq!(d3.md5hash.as_deref(), Some("md5-renewed"));
+    // The success before the failure ended the operation; the failure did not bring it back.
+    assert_eq!(d3.capf.operation, CertOperation::None);
+}
+
 /// Batched lookups (the CAPF server reads concurrent sessions' phones in one query):
 /// every known phone once, unknown names absent, more than one chunk of placeholders.
 #[tokio::test]
