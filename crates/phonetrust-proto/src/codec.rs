@@ -247,10 +247,11 @@ pub fn seen_before(seen: &mut [bool; 256], t: u8) -> bool {
 
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
+    let digit = |n: u8| char::from(if n < 10 { b'0' + n } else { b'a' + n - 10 });
     let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
+    for &b in bytes {
+        s.push(digit(b >> 4));
+        s.push(digit(b & 0x0f));
     }
     s
 }
@@ -370,6 +371,9 @@ mod tests {
     #[test]
     fn hex_helpers() {
         assert_eq!(hex(&[0x0a, 0xff]), "0aff");
+        for b in 0..=255u8 {
+            assert_eq!(hex(&[b]), format!("{b:02x}"));
+        }
         assert_eq!(hex_upper_sep(&[0x0a, 0xff], ":"), "0A:FF");
         assert_eq!(unhex("0A:ff").unwrap(), vec![0x0a, 0xff]);
         assert!(unhex("abc").is_none());

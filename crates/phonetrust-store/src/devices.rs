@@ -729,23 +729,41 @@ pub fn device_cert(
     cert: &openssl::x509::X509Ref,
     now: i64,
 ) -> Result<DeviceCert, StoreError> {
-    let f = crate::trust::CertFacts::of(cert)?;
+    // The DER once (MD5 and PEM from it): recording an enrolment is on the CAPF hot path.
     let der = cert.to_der()?;
     let public = cert.public_key()?;
     let pk = phonetrust_proto::cert::record_public_key(&public)
         .map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let serial = phonetrust_proto::cert::serial_bytes(cert)
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
     Ok(DeviceCert {
         kind,
-        pem: f.pem,
+        pem: pem_of_der(&der),
         md5: phonetrust_proto::cert::md5_hex(&der),
         public_key: phonetrust_proto::codec::hex(&pk),
-        subject: f.subject,
-        issuer: f.issuer,
-        serial: f.serial,
-        not_before: f.not_before,
-        not_after: f.not_after,
+        subject: phonetrust_pki::details::display_name(cert.subject_name()),
+        issuer: phonetrust_pki::details::display_name(cert.issuer_name()),
+        serial: phonetrust_proto::codec::hex(&serial).to_uppercase(),
+        not_before: crate::trust::unix_time(cert.not_before()),
+        not_after: crate::trust::unix_time(cert.not_after()),
         recorded_at: now,
     })
+}
+
+/// PEM of a DER certificate, as OpenSSL writes it (64 characters a line).
+fn pem_of_der(der: &[u8]) -> String {
+    let b64 = openssl::base64::encode_block(der);
+    let mut pem = String::with_capacity(b64.len() + b64.len() / 64 + 64);
+    pem.push_str("-----BEGIN CERTIFICATE-----\n");
+    let mut rest = b64.as_str();
+    while !rest.is_empty() {
+        let (line, tail) = rest.split_at(rest.len().min(64));
+        pem.push_str(line);
+        pem.push('\n');
+        rest = tail;
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
 }
 
 /// One CAPF outcome to record (see [`Db::record_capf_results`]).

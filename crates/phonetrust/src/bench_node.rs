@@ -118,6 +118,24 @@ impl Server {
         self.0.id()
     }
 
+    /// Wait until the server is idle (under 10 ms of CPU in 250 ms, at most 30 s): its
+    /// start-up work — the ITL built and every phone's config signed ahead — must not be
+    /// counted as the benchmark's. Returns how long that took.
+    pub(crate) async fn settle(&self) -> Duration {
+        let pid = self.pid().to_string();
+        let start = Instant::now();
+        let mut last = cpu_secs(&pid).unwrap_or(0.0);
+        while start.elapsed() < Duration::from_secs(30) {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let now = cpu_secs(&pid).unwrap_or(0.0);
+            if now - last <= 0.010 {
+                break;
+            }
+            last = now;
+        }
+        start.elapsed()
+    }
+
     /// Its peak resident memory so far (VmHWM), KiB.
     pub(crate) fn peak_kib(&self) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))

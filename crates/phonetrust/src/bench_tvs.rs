@@ -68,6 +68,7 @@ pub(crate) async fn run(b: TvsBench) -> Result<ExitCode> {
         "TVS: {} phones, {} connected at once, {} requests each (half known, half unknown), server and phones on this machine",
         b.phones, b.concurrency, b.requests
     );
+    server.settle().await;
     let server_pid = server.pid().to_string();
     let cpu0 = (cpu_secs(&server_pid), cpu_secs("self"));
     let sem = Arc::new(tokio::sync::Semaphore::new(b.concurrency.max(1)));

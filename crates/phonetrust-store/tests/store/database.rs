@@ -518,6 +518,63 @@ async fn capf_results_are_recorded_in_batches() {
     );
 }
 
+/// The record of a certificate (computed from its DER once) says what OpenSSL and the
+/// trust-store facts say of it: the vectors' LSCs, MIC and node certificates.
+#[test]
+fn device_cert_records_match_openssl() {
+    let dir = std::env::var("PHONETRUST_VECTORS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
+        });
+    let mut seen = 0;
+    for rel in [
+        "pki/lsc/SEP001122AABBCC.pem",
+        "pki/lsc/SEP0011AABBCCDD.pem",
+        "pki/mic-SEP0011AABBCCDD.crt",
+        "pki/callmanager.crt",
+        "pki/callmanager-ecdsa.crt",
+        "pki/capf.crt",
+    ] {
+        let Ok(pem) = std::fs::read(dir.join(rel)) else {
+            panic!("vector {rel} missing under {}", dir.display());
+        };
+        let cert = X509::from_pem(&pem).unwrap();
+        let rec = device_cert(DeviceCertKind::Lsc, &cert, NOW).unwrap();
+        let facts = phonetrust_store::trust::CertFacts::of(&cert).unwrap();
+        assert_eq!(
+            rec.pem.as_bytes(),
+            cert.to_pem().unwrap().as_slice(),
+            "{rel}"
+        );
+        assert_eq!(X509::from_pem(rec.pem.as_bytes()).unwrap(), cert);
+        assert_eq!(
+            (
+                &rec.subject,
+                &rec.issuer,
+                &rec.serial,
+                rec.not_before,
+                rec.not_after
+            ),
+            (
+                &facts.subject,
+                &facts.issuer,
+                &facts.serial,
+                facts.not_before,
+                facts.not_after
+            ),
+            "{rel}"
+        );
+        assert_eq!(
+            rec.md5,
+            phonetrust_proto::cert::md5_hex(&cert.to_der().unwrap())
+        );
+        assert_eq!(rec.recorded_at, NOW);
+        seen += 1;
+    }
+    assert_eq!(seen, 6);
+}
+
 /// A cert row as CAPF records it (the store keeps the text as given).
 fn cert(kind: DeviceCertKind, tag: &str) -> phonetrust_store::model::DeviceCert {
     phonetrust_store::model::DeviceCert {
