@@ -47,6 +47,11 @@ pub struct CapfConfig {
     pub retry_delay: u32,
     /// Authentication failures from one address or device before it is slowed down.
     pub auth_failures_before_backoff: u32,
+    /// How long the batched lookups and the group commit wait for more sessions' items
+    /// when other sessions are in flight (zero: never wait). A few milliseconds on a
+    /// session of several round trips turn one trip to the database per phone into one
+    /// per batch.
+    pub batch_delay: Duration,
 }
 
 impl Default for CapfConfig {
@@ -57,6 +62,7 @@ impl Default for CapfConfig {
             max_sessions: 1000,
             retry_delay: 30,
             auth_failures_before_backoff: 5,
+            batch_delay: Duration::from_millis(2),
         }
     }
 }
@@ -105,7 +111,7 @@ struct Shared {
     capf: CertAndKey,
     acceptor: SslAcceptor,
     cfg: CapfConfig,
-    sessions: Semaphore,
+    sessions: Arc<Semaphore>,
     next_sid: AtomicU32,
     settings: RwLock<(Instant, Settings)>,
     failures: std::sync::Mutex<HashMap<String, (u32, Instant)>>,
@@ -119,8 +125,8 @@ type LookupReply = oneshot::Sender<Result<Option<phonetrust_store::model::Device
 /// Batched lookups: the phones of concurrent sessions are read in one query (one trip
 /// to the database worker instead of one each). Always the current rows: a batch holds
 /// only lookups waiting at the moment it runs.
-async fn looker(db: Db, mut rx: mpsc::Receiver<(String, LookupReply)>) {
-    while let Some(batch) = next_batch(&mut rx).await {
+async fn looker(db: Db, mut rx: mpsc::Receiver<(String, LookupReply)>, linger: Linger) {
+    while let Some(batch) = next_batch(&mut rx, &linger).await {
         let mut names = Vec::with_capacity(batch.len());
         let mut waiting = Vec::with_capacity(batch.len());
         for (name, reply) in batch {
@@ -152,18 +158,44 @@ async fn looker(db: Db, mut rx: mpsc::Receiver<(String, LookupReply)>) {
 /// Most outcomes committed in one transaction by the recorder.
 const MAX_BATCH: usize = 256;
 
+/// How the batching tasks wait for more: `delay` while more sessions are in flight than
+/// the batch holds.
+#[derive(Clone)]
+struct Linger {
+    delay: Duration,
+    sessions: Arc<Semaphore>,
+    max_sessions: usize,
+}
+
+impl Linger {
+    fn in_flight(&self) -> usize {
+        self.max_sessions
+            .saturating_sub(self.sessions.available_permits())
+    }
+}
+
 /// The next batch: the first item to arrive, then whatever else is waiting (at most
-/// [`MAX_BATCH`]); `None` when every sender is gone.
-async fn next_batch<T>(rx: &mut mpsc::Receiver<T>) -> Option<Vec<T>> {
+/// [`MAX_BATCH`]) — after waiting `linger.delay` for more when other sessions are in
+/// flight, as a database's commit delay does; `None` when every sender is gone.
+async fn next_batch<T>(rx: &mut mpsc::Receiver<T>, linger: &Linger) -> Option<Vec<T>> {
     let first = rx.recv().await?;
     let mut batch = vec![first];
+    drain(rx, &mut batch);
+    if !linger.delay.is_zero() && batch.len() < MAX_BATCH && linger.in_flight() > batch.len() {
+        tokio::time::sleep(linger.delay).await;
+        drain(rx, &mut batch);
+    }
+    Some(batch)
+}
+
+/// Add what is waiting in `rx` to `batch` (up to [`MAX_BATCH`]).
+fn drain<T>(rx: &mut mpsc::Receiver<T>, batch: &mut Vec<T>) {
     while batch.len() < MAX_BATCH {
         match rx.try_recv() {
             Ok(item) => batch.push(item),
             Err(_) => break,
         }
     }
-    Some(batch)
 }
 
 /// Group commit: outcomes of concurrent sessions are written in one transaction (one disk
@@ -171,8 +203,9 @@ async fn next_batch<T>(rx: &mut mpsc::Receiver<T>) -> Option<Vec<T>> {
 async fn recorder(
     db: Db,
     mut rx: mpsc::Receiver<(CapfRecord, oneshot::Sender<Result<(), String>>)>,
+    linger: Linger,
 ) {
-    while let Some(batch) = next_batch(&mut rx).await {
+    while let Some(batch) = next_batch(&mut rx, &linger).await {
         let (records, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         match db.record_capf_results(&records).await {
             Ok(results) => {
@@ -216,11 +249,17 @@ impl CapfServer {
             .fill(&mut first)
             .map_err(|e| ServiceError::Other(e.to_string()))?;
         let db_for_recorder = db.clone();
+        let sessions = Arc::new(Semaphore::new(cfg.max_sessions));
+        let linger = Linger {
+            delay: cfg.batch_delay,
+            sessions: sessions.clone(),
+            max_sessions: cfg.max_sessions,
+        };
         let shared = Arc::new(Shared {
             db,
             capf,
             acceptor,
-            sessions: Semaphore::new(cfg.max_sessions),
+            sessions,
             cfg,
             next_sid: AtomicU32::new(u32::from_be_bytes(first) | 1),
             settings: RwLock::new((
@@ -234,12 +273,12 @@ impl CapfServer {
             rng: OsRandom,
             lookups: {
                 let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-                tokio::spawn(looker(db_for_recorder.clone(), rx));
+                tokio::spawn(looker(db_for_recorder.clone(), rx, linger.clone()));
                 tx
             },
             recorder: {
                 let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
-                tokio::spawn(recorder(db_for_recorder, rx));
+                tokio::spawn(recorder(db_for_recorder, rx, linger));
                 tx
             },
         });
@@ -685,5 +724,61 @@ fn log_outcome(shared: &Shared, o: &Outcome, peer: SocketAddr) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn linger(delay_ms: u64, in_flight: usize) -> Linger {
+        let sessions = Arc::new(Semaphore::new(10));
+        // Permits held by sessions in flight; forgotten so they stay taken.
+        if let Ok(p) = sessions.clone().try_acquire_many_owned(in_flight as u32) {
+            p.forget();
+        }
+        Linger {
+            delay: Duration::from_millis(delay_ms),
+            sessions,
+            max_sessions: 10,
+        }
+    }
+
+    /// Other sessions in flight: items arriving during the delay join the batch.
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_waits_for_sessions_in_flight() {
+        let (tx, mut rx) = mpsc::channel(16);
+        tx.send(1).await.unwrap();
+        let late = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            late.send(2).await.unwrap();
+            late.send(3).await.unwrap();
+        });
+        let b = next_batch(&mut rx, &linger(2, 3)).await.unwrap();
+        assert_eq!(b, vec![1, 2, 3]);
+    }
+
+    /// Alone (or no delay configured): the batch leaves at once with what is waiting.
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_session_does_not_wait() {
+        for (delay, in_flight) in [(2, 1), (0, 5)] {
+            let (tx, mut rx) = mpsc::channel(16);
+            tx.send(1).await.unwrap();
+            let t0 = tokio::time::Instant::now();
+            let b = next_batch(&mut rx, &linger(delay, in_flight))
+                .await
+                .unwrap();
+            assert_eq!(b, vec![1]);
+            assert_eq!(
+                t0.elapsed(),
+                Duration::ZERO,
+                "delay {delay} in flight {in_flight}"
+            );
+        }
+        // Every sender gone: no batch.
+        let (tx, mut rx) = mpsc::channel::<u8>(1);
+        drop(tx);
+        assert!(next_batch(&mut rx, &linger(2, 3)).await.is_none());
     }
 }

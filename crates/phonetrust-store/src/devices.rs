@@ -809,6 +809,18 @@ fn distinct_device_groups(records: &[CapfRecord]) -> Vec<Vec<usize>> {
     groups.into_iter().map(|(_, idx)| idx).collect()
 }
 
+/// The MD5 of the LSC a record installs (the last LSC it carries), unless it deletes it.
+fn new_lsc_md5(r: &CapfRecord) -> Option<&str> {
+    if r.delete_lsc {
+        return None;
+    }
+    r.certs
+        .iter()
+        .rev()
+        .find(|c| c.kind == DeviceCertKind::Lsc)
+        .map(|c| c.md5.as_str())
+}
+
 /// `$first, $first+1, ...` (`n` placeholders).
 fn marks(first: usize, n: usize) -> String {
     (first..first + n)
@@ -828,14 +840,31 @@ async fn record_chunk(
     if recs.is_empty() {
         return Ok(());
     }
-    // Which phones exist.
+    // The CAPF status (a success also ends the operation) and, when the record brings the
+    // phone's LSC, md5hash — which follows the certificate CAPF knows the phone by: its
+    // LSC, else its MIC. RETURNING tells which phones exist: nothing more is written for
+    // the others.
+    let rows: Vec<String> = (0..recs.len())
+        .map(|k| format!("({})", marks(6 * k + 1, 6)))
+        .collect();
     let sql = format!(
-        "SELECT name FROM device WHERE name IN ({})",
-        marks(1, recs.len())
+        "UPDATE device SET capf_state = v.column2, capf_status = v.column3, \
+         capf_status_at = v.column4, updated_at = v.column4, \
+         capf_operation = CASE WHEN v.column5 = 1 THEN 'none' ELSE device.capf_operation END, \
+         capf_completes_by = CASE WHEN v.column5 = 1 THEN NULL ELSE device.capf_completes_by END, \
+         md5hash = COALESCE(v.column6, device.md5hash) \
+         FROM (VALUES {}) AS v WHERE device.name = v.column1 RETURNING name",
+        rows.join(", ")
     );
     let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
     for (_, r) in recs {
-        q = q.bind(r.device.as_str());
+        q = q
+            .bind(r.device.as_str())
+            .bind(r.state.as_str())
+            .bind(r.status.as_str())
+            .bind(r.now)
+            .bind(i64::from(r.state == OpState::Success))
+            .bind(new_lsc_md5(r));
     }
     let known: std::collections::HashSet<String> = q
         .fetch_all(&mut **tx)
@@ -854,29 +883,6 @@ async fn record_chunk(
     if live.is_empty() {
         return Ok(());
     }
-
-    // The CAPF status; a success also ends the operation.
-    let rows: Vec<String> = (0..live.len())
-        .map(|k| format!("({})", marks(5 * k + 1, 5)))
-        .collect();
-    let sql = format!(
-        "UPDATE device SET capf_state = v.column2, capf_status = v.column3, \
-         capf_status_at = v.column4, updated_at = v.column4, \
-         capf_operation = CASE WHEN v.column5 = 1 THEN 'none' ELSE device.capf_operation END, \
-         capf_completes_by = CASE WHEN v.column5 = 1 THEN NULL ELSE device.capf_completes_by END \
-         FROM (VALUES {}) AS v WHERE device.name = v.column1",
-        rows.join(", ")
-    );
-    let mut q = sqlx::query(AssertSqlSafe(sql));
-    for r in &live {
-        q = q
-            .bind(r.device.as_str())
-            .bind(r.state.as_str())
-            .bind(r.status.as_str())
-            .bind(r.now)
-            .bind(i64::from(r.state == OpState::Success));
-    }
-    q.execute(&mut **tx).await.map_err(db_err)?;
 
     // Certificates learnt replace those of the same kind (the last of a kind wins).
     let mut certs: Vec<(&str, &DeviceCert)> = Vec::new();
@@ -940,10 +946,11 @@ async fn record_chunk(
         q.execute(&mut **tx).await.map_err(db_err)?;
     }
 
-    // md5hash follows the certificate CAPF knows the phone by: its LSC, else its MIC.
+    // md5hash from the database where the record alone does not say it (an LSC deleted, a
+    // MIC learnt): the LSC if one is left, else the MIC.
     let changed: Vec<&str> = live
         .iter()
-        .filter(|r| r.delete_lsc || !r.certs.is_empty())
+        .filter(|r| new_lsc_md5(r).is_none() && (r.delete_lsc || !r.certs.is_empty()))
         .map(|r| r.device.as_str())
         .collect();
     if !changed.is_empty() {

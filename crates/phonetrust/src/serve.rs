@@ -113,6 +113,7 @@ struct CapfSection {
     min_tls: Option<String>,
     max_sessions: Option<usize>,
     retry_delay: Option<u32>,
+    batch_delay_ms: Option<u64>,
 }
 
 fn tls_version(s: &str) -> Result<SslVersion> {
@@ -171,6 +172,11 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
             .or(file.capf.max_sessions)
             .unwrap_or(defaults.max_sessions),
         retry_delay: file.capf.retry_delay.unwrap_or(defaults.retry_delay),
+        batch_delay: match file.capf.batch_delay_ms {
+            Some(ms) if ms > 100 => bail!("[capf] batch_delay_ms {ms}: at most 100"),
+            Some(ms) => std::time::Duration::from_millis(ms),
+            None => defaults.batch_delay,
+        },
         ..defaults
     };
     let param = |name: &'static str, default: u16| {
