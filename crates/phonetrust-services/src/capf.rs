@@ -25,7 +25,7 @@ use phonetrust_proto::rand::{OsRandom, RandomSource};
 use phonetrust_store::Db;
 use phonetrust_store::devices::{CapfRecord, device_cert};
 use phonetrust_store::model::{
-    AuthMode, CertOperation, DeviceCertKind, EcCurve, KeyOrder, OpState, TrustStore,
+    AuthMode, CertOperation, DeviceCert, DeviceCertKind, EcCurve, KeyOrder, OpState, TrustStore,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -518,7 +518,10 @@ impl Shared {
             } => {
                 let mut certs = auth_cert(a)?;
                 certs.push(match issued {
-                    Some(i) if i.der == *cert => i.record.clone(),
+                    Some(i) if i.der == *cert => DeviceCert {
+                        recorded_at: now,
+                        ..i.record.clone()
+                    },
                     _ => to_cert(DeviceCertKind::Lsc, cert)?,
                 });
                 rec(device, OpState::Success, "Upgrade Success", certs, false)
@@ -571,7 +574,7 @@ impl Shared {
 /// An LSC this server issued in a session: the DER pushed to the phone and its record.
 struct Issued {
     der: Vec<u8>,
-    record: phonetrust_store::model::DeviceCert,
+    record: DeviceCert,
 }
 
 async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
