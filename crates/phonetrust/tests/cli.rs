@@ -931,6 +931,23 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `phone capf DEVICE --operation install --auth AUTH`, which must succeed.
+fn schedule_install(d: &Path, device: &str, auth: &str) {
+    let o = pt(
+        d,
+        &[
+            "phone",
+            "capf",
+            device,
+            "--operation",
+            "install",
+            "--auth",
+            auth,
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 /// `serve` on loopback with the given ports; killed on drop.
 struct Server(std::process::Child);
 
@@ -1003,19 +1020,7 @@ fn phone_sim_enrols_against_serve() {
             .status
             .success()
     );
-    let o = pt(
-        &d,
-        &[
-            "phone",
-            "capf",
-            "SEP001122334455",
-            "--operation",
-            "install",
-            "--auth",
-            "null-string",
-        ],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    schedule_install(&d, "SEP001122334455", "null-string");
     let o = pt(&d, &["phone", "show", "SEP001122334455"]);
     assert!(
         stdout(&o).contains("Certificate Operation Status: Operation Pending"),
@@ -1056,22 +1061,7 @@ fn phone_sim_enrols_against_serve() {
             .status
             .success()
     );
-    assert!(
-        pt(
-            &d,
-            &[
-                "phone",
-                "capf",
-                "SEP0011223344AA",
-                "--operation",
-                "install",
-                "--auth",
-                "mic"
-            ]
-        )
-        .status
-        .success()
-    );
+    schedule_install(&d, "SEP0011223344AA", "mic");
     let o = sim(&[
         "capf",
         "--mac",
@@ -1102,22 +1092,7 @@ fn phone_sim_enrols_against_serve() {
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        pt(
-            &d,
-            &[
-                "phone",
-                "capf",
-                "SEP0011223344AA",
-                "--operation",
-                "install",
-                "--auth",
-                "mic"
-            ]
-        )
-        .status
-        .success()
-    );
+    schedule_install(&d, "SEP0011223344AA", "mic");
     // The server reads CAPF-trust again after at most 5 seconds.
     std::thread::sleep(std::time::Duration::from_millis(5500));
     let o = sim(&[

@@ -8,7 +8,7 @@
     clippy::panic
 )]
 
-use crate::{FreshNode, fresh_node, now};
+use crate::{FreshNode, fresh_node, now, phone};
 use std::net::SocketAddr;
 use std::pin::Pin;
 
@@ -22,8 +22,8 @@ use phonetrust_proto::capf_phone::{PhoneAuth, PhoneResult};
 use phonetrust_proto::rand::OsRandom;
 use phonetrust_services::capf::{CapfConfig, CapfServer};
 use phonetrust_store::Db;
-use phonetrust_store::devices::{CapfChange, NewDevice};
-use phonetrust_store::model::{AuthMode, CertOperation, KeyOrder, OpState, Protocol, TrustStore};
+use phonetrust_store::devices::CapfChange;
+use phonetrust_store::model::{AuthMode, CertOperation, KeyOrder, OpState, TrustStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Node {
@@ -72,18 +72,7 @@ async fn schedule(
     order: KeyOrder,
 ) {
     if db.device(name).await.is_err() {
-        db.add_devices(
-            &[NewDevice {
-                name: name.into(),
-                model: "8845".into(),
-                protocol: Protocol::Sip,
-                profile: None,
-                description: String::new(),
-            }],
-            now(),
-        )
-        .await
-        .unwrap();
+        db.add_devices(&[phone(name, None)], now()).await.unwrap();
     }
     db.set_capf(
         name,
@@ -327,18 +316,9 @@ async fn install_fetch_delete_with_every_authentication_mode() {
 
     // Operation completes by: passed.
     let mut t = SimPhone::new("00000000000E", "8845");
-    n.db.add_devices(
-        &[NewDevice {
-            name: "SEP00000000000E".into(),
-            model: "8845".into(),
-            protocol: Protocol::Sip,
-            profile: None,
-            description: String::new(),
-        }],
-        now(),
-    )
-    .await
-    .unwrap();
+    n.db.add_devices(&[phone("SEP00000000000E", None)], now())
+        .await
+        .unwrap();
     n.db.set_capf(
         "SEP00000000000E",
         &CapfChange {

@@ -22,6 +22,17 @@ use phonetrust_store::identity::{self, Identity};
 use phonetrust_store::layout::DataDir;
 
 /// Now, Unix seconds.
+/// A SIP 8845 named `name`, in `profile` (default: the standard non-secure one).
+pub(crate) fn phone(name: &str, profile: Option<&str>) -> phonetrust_store::devices::NewDevice {
+    phonetrust_store::devices::NewDevice {
+        name: name.into(),
+        model: "8845".into(),
+        protocol: phonetrust_store::model::Protocol::Sip,
+        profile: profile.map(Into::into),
+        description: String::new(),
+    }
+}
+
 pub(crate) fn now() -> i64 {
     phonetrust_proto::clock::unix_now()
 }

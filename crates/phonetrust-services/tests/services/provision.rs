@@ -10,7 +10,7 @@
     clippy::panic
 )]
 
-use crate::{FreshNode, fresh_node, now};
+use crate::{FreshNode, fresh_node, now, phone};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,9 +26,9 @@ use phonetrust_services::capf::{CapfConfig, CapfServer};
 use phonetrust_services::http::HttpServer;
 use phonetrust_services::provision::{ProvisionConfig, Provisioning};
 use phonetrust_services::tftp::{TftpConfig, TftpServer};
-use phonetrust_store::devices::{CapfChange, DeviceChange, NewDevice};
+use phonetrust_store::devices::{CapfChange, DeviceChange};
 use phonetrust_store::layout::DataDir;
-use phonetrust_store::model::{AuthMode, CertOperation, Protocol};
+use phonetrust_store::model::{AuthMode, CertOperation};
 use phonetrust_store::{Db, identity};
 use tokio::net::UdpSocket;
 
@@ -102,18 +102,9 @@ async fn node(tag: &str) -> Node {
 }
 
 async fn add(db: &Db, name: &str, profile: &str) {
-    db.add_devices(
-        &[NewDevice {
-            name: name.into(),
-            model: "8845".into(),
-            protocol: Protocol::Sip,
-            profile: Some(profile.into()),
-            description: String::new(),
-        }],
-        now(),
-    )
-    .await
-    .unwrap();
+    db.add_devices(&[phone(name, Some(profile))], now())
+        .await
+        .unwrap();
 }
 
 async fn schedule_install(db: &Db, name: &str) {
