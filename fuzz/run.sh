@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Seed each fuzz target's corpus from the shared vectors and run it for a while.
+# Seed each fuzz target's corpus from the committed vectors and run it for a while.
 #   fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]
 # Needs cargo-fuzz and a nightly toolchain (or RUSTC_BOOTSTRAP=1 on stable).
 # A crash leaves fuzz/artifacts/<target>/crash-*: copy it to fuzz/regressions/<target>/
@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-60}; shift || true
 targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(trust_list capf_message capf_server_session tvs_message enc_config partial_config tftp_packet tftp_client device_config tvs_server_session)
-vec=${PHONETRUST_VECTORS:-../../shared/vectors}
+vec=../crates/phonetrust-testsupport/vectors
 for t in trust_list capf_message capf_server_session tvs_message enc_config partial_config tftp_packet tftp_client device_config tvs_server_session; do mkdir -p "corpus/$t"; done
 cp "$vec"/files/*.tlv corpus/trust_list/ 2>/dev/null || true
 cp "$vec"/files/encrypted/*.enc.sgn "$vec"/files/signed/*.sgn corpus/enc_config/ 2>/dev/null || true

@@ -229,8 +229,8 @@ mod tests {
 
     #[test]
     fn a_phone_keeps_its_flash_across_reboots() {
-        let dir = std::env::temp_dir().join(format!("phonesim-storage-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let tmp = phonetrust_testsupport::tempdir("phonesim-storage");
+        let dir = tmp.path().join("phones");
         let (ca, made) = manufacturer_ca_in(&dir).unwrap();
         assert!(made);
         let (again, made) = manufacturer_ca_in(&dir).unwrap();

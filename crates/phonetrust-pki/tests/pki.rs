@@ -8,7 +8,7 @@
     clippy::panic
 )]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use openssl::x509::X509;
@@ -33,13 +33,7 @@ fn org() -> DistinguishedName {
     }
 }
 
-fn vectors() -> PathBuf {
-    std::env::var("PHONETRUST_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
-        })
-}
+use phonetrust_testsupport::vectors;
 
 fn make(which: OwnCert) -> CertAndKey {
     let id = NodeIdentity::new("pub.example.test", org());
@@ -49,26 +43,25 @@ fn make(which: OwnCert) -> CertAndKey {
     CertAndKey::new(cert, key).unwrap()
 }
 
-fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("phonetrust-pki-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
+/// `openssl ARGS` in `dir`: success and output. Without the openssl command line the
+/// check is skipped outside CI (`skipped` output) and fails in CI.
 fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
-    match Command::new("openssl").args(args).current_dir(dir).output() {
-        Ok(o) => (
-            o.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            ),
-        ),
-        Err(e) if std::env::var_os("CI").is_none() => (true, format!("skipped: {e}")),
-        Err(e) => panic!("openssl command line needed in CI: {e}"),
+    if !phonetrust_testsupport::have_tool("openssl", "version", "openssl") {
+        return (true, "skipped: no openssl".into());
     }
+    let o = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
 }
 
 fn text(dir: &Path, file: &str) -> String {
@@ -77,7 +70,8 @@ fn text(dir: &Path, file: &str) -> String {
 
 #[test]
 fn own_certificates_of_a_fresh_node() {
-    let dir = tmp("own");
+    let tmp = phonetrust_testsupport::tempdir("own");
+    let dir = tmp.path().to_path_buf();
     for which in OwnCert::ALL {
         let ck = make(which);
         let subject = name_string(ck.cert.subject_name());
@@ -114,17 +108,16 @@ fn own_certificates_of_a_fresh_node() {
 
 #[test]
 fn lsc_matches_the_reference_layout_and_chains_to_capf() {
-    let dir = tmp("lsc");
+    let tmp = phonetrust_testsupport::tempdir("lsc");
+    let dir = tmp.path().to_path_buf();
     // Issued by the vectors' CAPF, our LSC has the layout of the vectors' LSCs.
-    let capf =
-        CertAndKey::from_pem(&std::fs::read(vectors().join("pki/capf.pem")).unwrap()).unwrap();
+    let capf = CertAndKey::from_pem(&vectors::bytes("pki/capf.pem")).unwrap();
     let phone_key = generate_key(KeySpec::Rsa(2048)).unwrap();
     let p = lsc("SEP001122AABBCC", &capf.cert, NOW, 365);
     let cert = issue(&p, &phone_key, &capf, &OsRandom).unwrap();
-    let reference =
-        load_certs(&std::fs::read(vectors().join("pki/lsc/SEP001122AABBCC.pem")).unwrap())
-            .unwrap()
-            .remove(0);
+    let reference = load_certs(&vectors::bytes("pki/lsc/SEP001122AABBCC.pem"))
+        .unwrap()
+        .remove(0);
     assert_eq!(
         name_string(cert.subject_name()),
         name_string(reference.subject_name())
@@ -185,7 +178,8 @@ fn lsc_matches_the_reference_layout_and_chains_to_capf() {
 
 #[test]
 fn csr_verifies_and_carries_the_subject() {
-    let dir = tmp("csr");
+    let tmp = phonetrust_testsupport::tempdir("csr");
+    let dir = tmp.path().to_path_buf();
     let key = generate_key(KeySpec::Rsa(2048)).unwrap();
     let req = csr(
         &org().with_cn("pub.example.test"),

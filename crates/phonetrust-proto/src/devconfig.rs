@@ -152,13 +152,13 @@ pub fn facts(xml: &[u8]) -> Result<ConfigFacts, crate::enccnf::XmlError> {
                 capf_port = text.parse::<u16>().ok()
             }
             ["device", "TVS", "members", "member", "port"] => tvs_port = text.parse::<u16>().ok(),
-            ["device", "TVS", "members", "member", "address"] => {
-                f.tvs.push((text, tvs_port.take().unwrap_or(2445)))
-            }
+            ["device", "TVS", "members", "member", "address"] => f
+                .tvs
+                .push((text, tvs_port.take().unwrap_or(crate::ports::TVS))),
             _ => {}
         }
     })?;
-    f.capf = capf_host.map(|h| (h, capf_port.unwrap_or(3804)));
+    f.capf = capf_host.map(|h| (h, capf_port.unwrap_or(crate::ports::CAPF)));
     Ok(f)
 }
 

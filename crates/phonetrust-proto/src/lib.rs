@@ -27,6 +27,7 @@ pub mod element;
 pub mod enccnf;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod ports;
 pub mod rand;
 pub mod sgn;
 pub mod show;
@@ -38,20 +39,6 @@ pub mod tvs_server;
 
 #[cfg(test)]
 pub(crate) mod testutil {
-    //! Access to the shared reference vectors from unit tests.
-    use std::path::PathBuf;
-
-    /// Directory of `../shared/vectors` (or `$PHONETRUST_VECTORS`).
-    pub(crate) fn vectors_dir() -> PathBuf {
-        if let Ok(d) = std::env::var("PHONETRUST_VECTORS") {
-            return PathBuf::from(d);
-        }
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
-    }
-
-    /// The bytes of a vector file.
-    pub(crate) fn vector(rel: &str) -> Vec<u8> {
-        let p = vectors_dir().join(rel);
-        std::fs::read(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
-    }
+    //! The reference vectors, for unit tests (committed in `phonetrust-testsupport`).
+    pub(crate) use phonetrust_testsupport::vectors::bytes as vector;
 }

@@ -20,10 +20,8 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn vectors() -> PathBuf {
-    std::env::var("PHONETRUST_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root().join("../shared/vectors"))
+fn vectors() -> &'static std::path::Path {
+    phonetrust_testsupport::vectors::dir()
 }
 
 fn read(p: PathBuf) -> Vec<u8> {

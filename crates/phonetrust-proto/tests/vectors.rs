@@ -10,7 +10,7 @@
     clippy::panic
 )]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use phonetrust_proto::capf;
@@ -23,17 +23,7 @@ use phonetrust_proto::tlv::{self, HashAlg, Version};
 use phonetrust_proto::trustlist::{self, CertForm, Record, Role, TrustListParams};
 use phonetrust_proto::tvs;
 
-fn vectors() -> PathBuf {
-    std::env::var("PHONETRUST_VECTORS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
-        })
-}
-
-fn v(rel: &str) -> Vec<u8> {
-    std::fs::read(vectors().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
-}
+use phonetrust_testsupport::vectors::{self, bytes as v};
 
 fn cert(rel: &str) -> openssl::x509::X509 {
     load_certs(&v(rel)).unwrap().remove(0)
@@ -499,19 +489,8 @@ fn tvs_server_session_answers_the_transcript_byte_for_byte() {
 
 // ---- cross-checks with the openssl command line ----
 
-fn openssl_cli() -> Option<PathBuf> {
-    let ok = Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if ok {
-        Some(PathBuf::from("openssl"))
-    } else if std::env::var_os("CI").is_some() {
-        panic!("the openssl command line is required in CI (apt-get install openssl)");
-    } else {
-        eprintln!("skipping: no openssl command line");
-        None
-    }
+fn openssl_cli() -> bool {
+    phonetrust_testsupport::have_tool("openssl", "version", "openssl")
 }
 
 fn run(args: &[&str], dir: &Path) -> Vec<u8> {
@@ -528,19 +507,13 @@ fn run(args: &[&str], dir: &Path) -> Vec<u8> {
     o.stdout
 }
 
-fn tmpdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("phonetrust-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 #[test]
 fn openssl_cli_verifies_our_signatures() {
-    if openssl_cli().is_none() {
+    if !openssl_cli() {
         return;
     }
-    let dir = tmpdir("sigcheck");
+    let tmp = phonetrust_testsupport::tempdir("sigcheck");
+    let dir = tmp.path();
     let cm = CertAndKey::from_pem(&v("pki/callmanager.pem")).unwrap();
     std::fs::write(
         dir.join("pub.pem"),
@@ -564,19 +537,19 @@ fn openssl_cli_verifies_our_signatures() {
                 "sig",
                 "msg",
             ],
-            &dir,
+            dir,
         );
         assert!(String::from_utf8_lossy(&out).contains("Verified OK"));
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn openssl_cli_decrypts_our_encrypted_config() {
-    if openssl_cli().is_none() {
+    if !openssl_cli() {
         return;
     }
-    let dir = tmpdir("enccheck");
+    let tmp = phonetrust_testsupport::tempdir("enccheck");
+    let dir = tmp.path();
     let cm = CertAndKey::from_pem(&v("pki/callmanager.pem")).unwrap();
     let lsc = CertAndKey::from_pem(&v("pki/lsc/SEP0011AABBCCDD.pem")).unwrap();
     let plain = v("files/SEP0011AABBCCDD.cnf.xml");
@@ -610,7 +583,7 @@ fn openssl_cli_decrypts_our_encrypted_config() {
             "-pkeyopt",
             "rsa_padding_mode:pkcs1",
         ],
-        &dir,
+        dir,
     );
     assert_eq!(aes.len(), 16);
     let padded = run(
@@ -626,7 +599,7 @@ fn openssl_cli_decrypts_our_encrypted_config() {
             "-in",
             "body",
         ],
-        &dir,
+        dir,
     );
     let pad = usize::from(e.padding);
     assert!(padded[padded.len() - pad..].iter().all(|&b| b == b'\r'));
@@ -637,7 +610,6 @@ fn openssl_cli_decrypts_our_encrypted_config() {
             .unwrap()
             .to_vec()
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The plan each transcript session was made with (see vectors/README.md).
@@ -784,7 +756,7 @@ fn capf_phone_session_matches_every_transcript() {
         let auth_resp = capf::Message::decode(&flow[1].2).unwrap();
         let device = auth_resp.device_name().unwrap();
         let lsc_file = format!("pki/lsc/{device}.pem");
-        let lsc_key = vectors()
+        let lsc_key = vectors::dir()
             .join(&lsc_file)
             .exists()
             .then(|| CertAndKey::from_pem(&v(&lsc_file)).unwrap());

@@ -8,10 +8,8 @@
 //! - **hardware tokens**: signed by one security token's key (through PKCS#11), every
 //!   token certificate as a SAST record, then CCM+TFTP and CAPF.
 //!
-//! The file lives in the static directory provisioning serves (`<static>/CTLFile.tlv`),
-//! where TFTP, HTTP and TVS pick it up within a second.
-
-use std::path::{Path, PathBuf};
+//! The file is kept in the database with Cluster Security Mode
+//! ([`phonetrust_store::ctlfile`]), where TFTP, HTTP and TVS pick it up within a second.
 
 use openssl::x509::X509;
 use phonetrust_pki::profiles::OwnCert;
@@ -19,8 +17,7 @@ use phonetrust_proto::tlv::{FileSigner, HashAlg};
 use phonetrust_proto::trustlist::{self, CertForm, Record, Role, TrustList, TrustListParams};
 use phonetrust_store::identity::Identity;
 
-/// The CTL's file name.
-pub const CTL_NAME: &str = "CTLFile.tlv";
+pub use phonetrust_store::ctlfile::CTL_NAME;
 
 /// Why a CTL could not be built or written.
 #[derive(Debug, thiserror::Error)]
@@ -32,9 +29,6 @@ pub enum CtlError {
     /// Building or signing failed.
     #[error("building the CTL: {0}")]
     Build(String),
-    /// The file could not be read or written.
-    #[error("{0}: {1}")]
-    Io(PathBuf, std::io::Error),
     /// The signing token's certificate is not in the current CTL.
     #[error(
         "The Security Token you have inserted does not exist in the CTL File\nPlease remove any Security Tokens already inserted and insert another\nSecurity Token. (To move from a tokenless CTL to tokens, delete the CTL with `phonetrust file delete tftp CTLFile.tlv` first, after importing the token certificates into Phone-SAST-trust.)"
@@ -102,45 +96,6 @@ pub fn build_ctl(
         CtlSigner::Token { signer, .. } => *signer,
     };
     trustlist::build(&p, key, &records).map_err(|e| CtlError::Build(e.to_string()))
-}
-
-/// `<static>/CTLFile.tlv`.
-pub fn ctl_path(static_dir: &Path) -> PathBuf {
-    static_dir.join(CTL_NAME)
-}
-
-/// The CTL being served and its modification time (Unix seconds), if there is one.
-pub fn read_ctl(static_dir: &Path) -> Result<Option<(Vec<u8>, i64)>, CtlError> {
-    let p = ctl_path(static_dir);
-    let bytes = match std::fs::read(&p) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(CtlError::Io(p, e)),
-    };
-    let modified = std::fs::metadata(&p)
-        .ok()
-        .and_then(|m| m.modified().ok())
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .and_then(|d| i64::try_from(d.as_secs()).ok())
-        .unwrap_or(0);
-    Ok(Some((bytes, modified)))
-}
-
-/// Write the CTL where TFTP, HTTP and TVS pick it up (atomically, mode 0644).
-pub fn write_ctl(static_dir: &Path, bytes: &[u8]) -> Result<(), CtlError> {
-    std::fs::create_dir_all(static_dir).map_err(|e| CtlError::Io(static_dir.to_path_buf(), e))?;
-    phonetrust_store::write_atomic(&ctl_path(static_dir), bytes, 0o644)
-        .map_err(|e| CtlError::Build(e.to_string()))
-}
-
-/// Delete the CTL; true when there was one.
-pub fn delete_ctl(static_dir: &Path) -> Result<bool, CtlError> {
-    let p = ctl_path(static_dir);
-    match std::fs::remove_file(&p) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(CtlError::Io(p, e)),
-    }
 }
 
 /// The full certificates of a list's SAST records.

@@ -3,7 +3,8 @@
 //! - `ITLFile.tlv`, `ITLSEP<MAC>.tlv`: this node's ITL, built from the identity and signed
 //!   with the CallManager certificate (or the ITLRecovery certificate after `utils itl
 //!   reset localkey`), rebuilt when an own certificate or the signer setting changes.
-//! - `CTLFile.tlv`, `CTLSEP<MAC>.tlv`: the cluster CTL when one exists (`<static>/CTLFile.tlv`).
+//! - `CTLFile.tlv`, `CTLSEP<MAC>.tlv`: the cluster CTL when one exists (kept in the
+//!   database with Cluster Security Mode: [`phonetrust_store::ctlfile`]).
 //! - `SEP<MAC>.cnf.xml` (profiles without encrypted config), `SEP<MAC>.cnf.xml.sgn`
 //!   (signed; the partial config for encrypted profiles), `SEP<MAC>.cnf.xml.enc.sgn`
 //!   (encrypted to the phone's recorded certificate once CAPF has it).
@@ -57,7 +58,7 @@ pub enum NotServed {
 /// Settings of the provisioning namespace.
 #[derive(Clone, Debug)]
 pub struct ProvisionConfig {
-    /// Static files (firmware, ringtones, the CTL), served by relative name.
+    /// Static files (firmware, ringtones), served by relative name.
     pub static_dir: PathBuf,
     /// How often changes by other processes are looked for.
     pub refresh: Duration,
@@ -75,6 +76,8 @@ struct Snapshot {
     settings: Settings,
     profiles: HashMap<String, SecurityProfile>,
     itl: Option<Arc<[u8]>>,
+    /// The stored CTL (its SHA-256 and bytes), taken over on every refresh.
+    ctl: Option<(String, Arc<[u8]>)>,
 }
 
 /// The enterprise parameters the files depend on.
@@ -226,6 +229,7 @@ impl Provisioning {
     pub async fn new(db: Db, data: DataDir, cfg: ProvisionConfig) -> Result<Arc<Self>, String> {
         let (identity, host, fingerprint) = load_identity(&data)?;
         let (settings, profiles) = read_settings(&db).await?;
+        let ctl = read_ctl(&db, None).await?.flatten();
         let snap = Snapshot {
             generation: 0,
             identity,
@@ -234,6 +238,7 @@ impl Provisioning {
             settings,
             profiles,
             itl: None,
+            ctl,
         };
         Ok(Arc::new(Self {
             db,
@@ -271,8 +276,13 @@ impl Provisioning {
         } else {
             None
         };
+        let known = self.snap.read().await.ctl.as_ref().map(|c| c.0.clone());
+        let ctl = read_ctl(&self.db, known.as_deref()).await?;
         let mut cur = self.snap.write().await;
         cur.profiles = profiles;
+        if let Some(ctl) = ctl {
+            cur.ctl = ctl;
+        }
         if identity.is_none() && settings == cur.settings {
             return Ok(false);
         }
@@ -350,11 +360,12 @@ impl Provisioning {
                 if let Some(d) = &dev {
                     self.known(d).await?;
                 }
-                self.read_static(Path::new("CTLFile.tlv"))
-                    .await
-                    .map_err(|_| {
-                        NotServed::NotFound("no CTL: the cluster is not in mixed mode".into())
-                    })
+                let ctl = self.snap.read().await.ctl.as_ref().map(|c| c.1.clone());
+                ctl.ok_or_else(|| {
+                    NotServed::NotFound(
+                        "no CTL: the cluster is not in mixed mode (`phonetrust utils ctl set-cluster mixed-mode`)".into(),
+                    )
+                })
             }
             (Kind::Static, _) => {
                 let rel = static_path(name)?;
@@ -602,14 +613,10 @@ async fn read_settings(db: &Db) -> Result<(Settings, HashMap<String, SecurityPro
         .into_iter()
         .map(|(d, v)| (d.name, v))
         .collect();
-    let port = |name: &str, default: u16| {
-        p.get(name)
-            .and_then(|v| u16::try_from(*v).ok())
-            .unwrap_or(default)
-    };
+    let ports = params::PhonePorts::from_values(&p);
     let settings = Settings {
-        capf_port: port(params::CAPF_PHONE_PORT, 3804),
-        tvs_port: port(params::TVS_PORT, 2445),
+        capf_port: ports.capf,
+        tvs_port: ports.tvs,
         recovery_signed: p.get(params::ITL_SIGNER).copied().unwrap_or(0) == 1,
     };
     let profiles = db
@@ -620,6 +627,20 @@ async fn read_settings(db: &Db) -> Result<(Settings, HashMap<String, SecurityPro
         .map(|p| (p.name.clone(), p))
         .collect();
     Ok((settings, profiles))
+}
+
+/// The stored CTL when it differs from the one whose SHA-256 is `known`: `None` when
+/// unchanged, `Some(None)` when there is none.
+async fn read_ctl(
+    db: &Db,
+    known: Option<&str>,
+) -> Result<Option<Option<(String, Arc<[u8]>)>>, String> {
+    let stamp = db.ctl_stamp().await.map_err(|e| e.to_string())?;
+    if stamp.as_ref().map(|s| s.0.as_str()) == known {
+        return Ok(None);
+    }
+    let ctl = db.ctl().await.map_err(|e| e.to_string())?;
+    Ok(Some(ctl.map(|c| (c.sha256, Arc::from(c.bytes)))))
 }
 
 #[cfg(test)]

@@ -54,7 +54,7 @@ pub struct TftpConfig {
 impl Default for TftpConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 69)),
+            listen: SocketAddr::from(([0, 0, 0, 0], phonetrust_proto::ports::TFTP)),
             timeout: Duration::from_secs(3),
             max_retries: 5,
             transfer_deadline: Duration::from_secs(120),

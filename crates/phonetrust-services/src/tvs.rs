@@ -13,10 +13,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use openssl::ssl::{Ssl, SslAcceptor, SslVersion};
 use openssl::x509::X509;
@@ -49,20 +48,17 @@ pub struct TvsConfig {
     pub max_sessions: usize,
     /// How often the sources of the index are checked for changes.
     pub refresh: Duration,
-    /// Directory the CTL is served from (`<dir>/CTLFile.tlv`).
-    pub static_dir: PathBuf,
 }
 
 impl Default for TvsConfig {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([0, 0, 0, 0], 2445)),
+            listen: SocketAddr::from(([0, 0, 0, 0], phonetrust_proto::ports::TVS)),
             min_tls: SslVersion::TLS1,
             ttl: 86_400,
             read_timeout: Duration::from_secs(20),
             max_sessions: 10_000,
             refresh: Duration::from_secs(1),
-            static_dir: PathBuf::from("tftp"),
         }
     }
 }
@@ -229,12 +225,12 @@ struct State {
 }
 
 /// What the index depends on, cheap to take every second: the identity files'
-/// fingerprint, the CTL file's size and modification time, the SHA-256 of every row of
+/// fingerprint, the stored CTL's SHA-256 and time, the SHA-256 of every row of
 /// CallManager-trust and Phone-SAST-trust. Nothing is parsed unless it changes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Stamp {
     identity: u64,
-    ctl: Option<(u64, SystemTime)>,
+    ctl: Option<(String, i64)>,
     trust: Vec<(TrustStore, String)>,
 }
 
@@ -249,16 +245,8 @@ pub struct TvsServer {
     addr: SocketAddr,
 }
 
-fn ctl_path(cfg: &TvsConfig) -> PathBuf {
-    crate::ctl::ctl_path(&cfg.static_dir)
-}
-
 /// The stamp now, with the trust rows it was taken from.
-async fn stamp(
-    db: &Db,
-    data: &DataDir,
-    cfg: &TvsConfig,
-) -> Result<(Stamp, Vec<TrustCert>), String> {
+async fn stamp(db: &Db, data: &DataDir) -> Result<(Stamp, Vec<TrustCert>), String> {
     let rows: Vec<TrustCert> = db
         .trust_list(None)
         .await
@@ -266,9 +254,7 @@ async fn stamp(
         .into_iter()
         .filter(|c| matches!(c.store, TrustStore::CallManager | TrustStore::PhoneSast))
         .collect();
-    let ctl = std::fs::metadata(ctl_path(cfg))
-        .ok()
-        .and_then(|m| Some((m.len(), m.modified().ok()?)));
+    let ctl = db.ctl_stamp().await.map_err(|e| e.to_string())?;
     let stamp = Stamp {
         identity: identity::files_fingerprint(data),
         ctl,
@@ -283,8 +269,8 @@ async fn stamp(
 /// Read the sources (identity, CTL, the trust rows' certificates); the TVS certificate and
 /// key come along for the TLS context.
 async fn load(
+    db: &Db,
     data: &DataDir,
-    cfg: &TvsConfig,
     rows: &[TrustCert],
 ) -> Result<(Sources, phonetrust_proto::cert::CertAndKey), String> {
     let id = identity::load(data).map_err(|e| e.to_string())?;
@@ -292,14 +278,7 @@ async fn load(
         .get(OwnCert::Tvs)
         .cloned()
         .ok_or("the identity has no TVS certificate (run `phonetrust init`)")?;
-    let ctl = match tokio::fs::read(ctl_path(cfg)).await {
-        Ok(b) if b.len() <= 1 << 20 => Some(b),
-        Ok(_) => {
-            tracing::warn!("TVS: CTLFile.tlv is over 1 MiB; ignored");
-            None
-        }
-        Err(_) => None,
-    };
+    let ctl = db.ctl().await.map_err(|e| e.to_string())?.map(|c| c.bytes);
     let mut src = Sources {
         own: id.all().map(|(w, c)| (w, c.cert.clone())).collect(),
         ctl,
@@ -339,10 +318,8 @@ fn log_ctl_cache(src: &Sources) {
 impl TvsServer {
     /// Bind the TVS port and build the index from the node in `data`.
     pub async fn bind(db: Db, data: DataDir, cfg: TvsConfig) -> Result<Arc<Self>, ServiceError> {
-        let (stamp, rows) = stamp(&db, &data, &cfg).await.map_err(ServiceError::Other)?;
-        let (src, tvs) = load(&data, &cfg, &rows)
-            .await
-            .map_err(ServiceError::Other)?;
+        let (stamp, rows) = stamp(&db, &data).await.map_err(ServiceError::Other)?;
+        let (src, tvs) = load(&db, &data, &rows).await.map_err(ServiceError::Other)?;
         let acceptor = crate::capf::acceptor(&tvs, cfg.min_tls)?;
         let index = build_index(&src);
         tracing::info!(certificates = index.len(), "TVS certificate cache built");
@@ -378,12 +355,12 @@ impl TvsServer {
 
     /// Re-read the sources now; true when the index changed.
     pub async fn refresh_now(&self) -> Result<bool, String> {
-        let (stamp, rows) = stamp(&self.db, &self.data, &self.cfg).await?;
+        let (stamp, rows) = stamp(&self.db, &self.data).await?;
         let old = self.state.read().await.stamp.clone();
         if stamp == old {
             return Ok(false);
         }
-        let (src, tvs) = load(&self.data, &self.cfg, &rows).await?;
+        let (src, tvs) = load(&self.db, &self.data, &rows).await?;
         if stamp.ctl != old.ctl {
             tracing::info!(
                 "CertificateCache::localCTLCacheMonitor - CTLFile.tlv has been modified. Recaching CTL Certificate Cache"

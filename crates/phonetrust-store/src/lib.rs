@@ -9,10 +9,12 @@
 //! - [`db`]: the database (SQLite by default, PostgreSQL by URL) with embedded
 //!   migrations; [`params`] enterprise parameters, [`trust`] trust stores, [`devices`]
 //!   phones and security profiles, [`import`] CSV bulk import, [`sql`] read-only queries.
+//! - [`ctlfile`]: the cluster's CTL and Cluster Security Mode, changed together.
 //! - [`model`]: the records, as plain data.
 
 #![forbid(unsafe_code)]
 
+pub mod ctlfile;
 pub mod db;
 pub mod devices;
 pub mod identity;

@@ -1,6 +1,9 @@
 //! Enterprise parameters (`processconfig`): cluster-wide settings with their defaults,
 //! validated on every change.
 
+use std::collections::HashMap;
+
+use phonetrust_proto::ports;
 use sqlx::Row;
 
 use crate::StoreError;
@@ -54,7 +57,7 @@ pub const PARAMS: [ParamDef; 8] = [
     ParamDef {
         name: CAPF_PHONE_PORT,
         label: "CAPF Phone Port",
-        default: 3804,
+        default: ports::CAPF as i64,
         min: 1,
         max: 65535,
         help: "TCP port phones connect to for CAPF",
@@ -78,7 +81,7 @@ pub const PARAMS: [ParamDef; 8] = [
     ParamDef {
         name: TVS_PORT,
         label: "TVS Port",
-        default: 2445,
+        default: ports::TVS as i64,
         min: 1,
         max: 65535,
         help: "TCP port of the Trust Verification Service",
@@ -86,7 +89,7 @@ pub const PARAMS: [ParamDef; 8] = [
     ParamDef {
         name: TFTP_PORT,
         label: "TFTP Port",
-        default: 69,
+        default: ports::TFTP as i64,
         min: 1,
         max: 65535,
         help: "UDP port of the TFTP server",
@@ -94,7 +97,7 @@ pub const PARAMS: [ParamDef; 8] = [
     ParamDef {
         name: HTTP_PORT,
         label: "HTTP Port",
-        default: 6970,
+        default: ports::HTTP as i64,
         min: 1,
         max: 65535,
         help: "TCP port of the HTTP server for phone downloads",
@@ -108,6 +111,50 @@ pub const PARAMS: [ParamDef; 8] = [
         help: "0 = CallManager certificate (normal), 1 = ITLRecovery (set by `utils itl reset localkey`, back with `utils itl restore`)",
     },
 ];
+
+/// The ports phones are told (in their configs) and servers listen on by default: the
+/// enterprise parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PhonePorts {
+    /// CAPF Phone Port.
+    pub capf: u16,
+    /// TVS Port.
+    pub tvs: u16,
+    /// TFTP Port.
+    pub tftp: u16,
+    /// HTTP Port.
+    pub http: u16,
+}
+
+impl Default for PhonePorts {
+    fn default() -> Self {
+        Self {
+            capf: ports::CAPF,
+            tvs: ports::TVS,
+            tftp: ports::TFTP,
+            http: ports::HTTP,
+        }
+    }
+}
+
+impl PhonePorts {
+    /// The ports among parameter values (name → value); defaults where one is missing.
+    pub fn from_values(values: &HashMap<&str, i64>) -> Self {
+        let d = Self::default();
+        let port = |name: &str, default: u16| {
+            values
+                .get(name)
+                .and_then(|v| u16::try_from(*v).ok())
+                .unwrap_or(default)
+        };
+        Self {
+            capf: port(CAPF_PHONE_PORT, d.capf),
+            tvs: port(TVS_PORT, d.tvs),
+            tftp: port(TFTP_PORT, d.tftp),
+            http: port(HTTP_PORT, d.http),
+        }
+    }
+}
 
 /// The definition of the parameter named `name` (database name or label, any case).
 pub fn def(name: &str) -> Result<&'static ParamDef, StoreError> {
@@ -181,6 +228,17 @@ impl Db {
         }
     }
 
+    /// The ports phones are told.
+    pub async fn phone_ports(&self) -> Result<PhonePorts, StoreError> {
+        let values: HashMap<&str, i64> = self
+            .params()
+            .await?
+            .into_iter()
+            .map(|(d, v)| (d.name, v))
+            .collect();
+        Ok(PhonePorts::from_values(&values))
+    }
+
     /// Set a parameter; returns the old and the new value.
     pub async fn set_param(
         &self,
@@ -189,6 +247,11 @@ impl Db {
         now: i64,
     ) -> Result<(i64, i64), StoreError> {
         let d = def(name)?;
+        if d.name == CLUSTER_SECURITY_MODE {
+            return Err(StoreError::Invalid(
+                "Cluster Security Mode changes together with the CTL: run `phonetrust utils ctl set-cluster mixed-mode` (or `non-secure-mode`) instead of `set param`".into(),
+            ));
+        }
         let v = validate(d, value)?;
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         let old: Option<String> =

@@ -13,6 +13,7 @@ mod bench_capf;
 mod bench_node;
 mod bench_tftp;
 mod bench_tvs;
+mod config;
 mod files;
 mod fsutil;
 mod node;
@@ -21,7 +22,6 @@ mod phonesim_cmd;
 mod serve;
 mod utils;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -34,23 +34,8 @@ use clap::{Parser, Subcommand};
     after_help = "Exit status: 0 on success (for `show` commands: only when the signature verifies), 1 on failure, 2 on a usage error."
 )]
 struct Cli {
-    /// Data directory (identity, trust stores, database).
-    #[arg(
-        long,
-        global = true,
-        env = "PHONETRUST_DATA",
-        default_value = "./phonetrust-data"
-    )]
-    data: PathBuf,
-
-    /// Database URL (default: sqlite://<data>/phonetrust.db; or
-    /// postgres://user@host/db).
-    #[arg(long, global = true, env = "PHONETRUST_DATABASE")]
-    database: Option<String>,
-
-    /// More log output (-v info, -vv debug); `RUST_LOG` overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    verbose: u8,
+    #[command(flatten)]
+    global: config::GlobalArgs,
 
     #[command(subcommand)]
     command: Command,
@@ -147,10 +132,22 @@ fn serve_runtime<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
-    tracing::debug!(data = %cli.data.display(), "starting");
-    let node = node::Node::new(&cli.data, cli.database.clone());
-    let result = match cli.command {
+    init_logging(cli.global.verbose);
+    tracing::debug!(data = %cli.global.data.display(), "starting");
+    let result =
+        config::Settings::resolve(&cli.global).and_then(|s| run(node::Node::new(s), cli.command));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            // One line: the chain of causes, never a backtrace.
+            eprintln!("phonetrust: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(node: node::Node, command: Command) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Serve(a) => serve_runtime(serve::serve(&node, a)),
         Command::Init(a) => block_on(admin::init(&node, a)),
         Command::Show(c) => block_on(admin::show(&node, c)),
@@ -163,16 +160,8 @@ fn main() -> ExitCode {
         Command::Cnf(c) => files::cnf(c),
         Command::Bench(c) => bench::run(c),
         Command::Utils(c) => block_on(utils::run(&node, c)),
-        Command::File(c) => utils::file(&node, c),
+        Command::File(c) => block_on(utils::file(&node, c)),
         Command::CtlClient(a) => block_on(utils::ctl_client(&node, a)),
         Command::PhoneSim(c) => serve_runtime(phonesim_cmd::run(&node, c)),
-    };
-    match result {
-        Ok(code) => code,
-        Err(e) => {
-            // One line: the chain of causes, never a backtrace.
-            eprintln!("phonetrust: {e:#}");
-            ExitCode::FAILURE
-        }
     }
 }

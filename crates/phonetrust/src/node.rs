@@ -1,8 +1,11 @@
-//! Where a command finds the node: its data directory and database URL.
+//! Where a command finds the node: its data directory, database URL and settings
+//! ([`crate::config`]).
 
 use anyhow::{Context, Result};
 use phonetrust_store::Db;
 use phonetrust_store::layout::DataDir;
+
+use crate::config::Settings;
 
 /// The node a command works on.
 #[derive(Clone, Debug)]
@@ -11,34 +14,23 @@ pub(crate) struct Node {
     pub(crate) data: DataDir,
     /// Database URL.
     pub(crate) db_url: String,
+    /// Everything resolved from the command line, environment, config file, defaults.
+    pub(crate) settings: Settings,
 }
 
 impl Node {
-    /// The node in `data`, with the database at `db_url` (default: SQLite in `data`).
-    pub(crate) fn new(data: &std::path::Path, db_url: Option<String>) -> Self {
+    /// The node these settings name.
+    pub(crate) fn new(settings: Settings) -> Self {
         Self {
-            db_url: db_url.unwrap_or_else(|| phonetrust_store::db::default_url(data)),
-            data: DataDir::new(data),
+            data: DataDir::new(&settings.data),
+            db_url: settings.db_url.clone(),
+            settings,
         }
     }
 
-    /// The directory TFTP and HTTP serve static files (and the CTL) from: `[provision]
-    /// static_dir` of `<data>/phonetrust.toml` when set, else `<data>/tftp`.
+    /// The directory TFTP and HTTP serve static files from.
     pub(crate) fn static_dir(&self) -> std::path::PathBuf {
-        #[derive(serde::Deserialize, Default)]
-        struct Provision {
-            static_dir: Option<std::path::PathBuf>,
-        }
-        #[derive(serde::Deserialize, Default)]
-        struct File {
-            #[serde(default)]
-            provision: Provision,
-        }
-        std::fs::read_to_string(self.data.root().join("phonetrust.toml"))
-            .ok()
-            .and_then(|t| toml::from_str::<File>(&t).ok())
-            .and_then(|f| f.provision.static_dir)
-            .unwrap_or_else(|| self.data.root().join("tftp"))
+        self.settings.static_dir.clone()
     }
 
     /// Open (and migrate) the database. The data directory must hold an identity.

@@ -13,8 +13,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use phonetrust_pki::profiles::OwnCert;
 use phonetrust_services::ctl::{self, CtlSigner};
+use phonetrust_store::ctlfile::{ClusterSecurityMode, CtlChange, StoredCtl};
 use phonetrust_store::identity;
-use phonetrust_store::params::{CLUSTER_SECURITY_MODE, ITL_SIGNER};
+use phonetrust_store::params::ITL_SIGNER;
 
 use crate::node::Node;
 
@@ -124,10 +125,9 @@ pub(crate) async fn ctl_client(node: &Node, a: CtlClientArgs) -> Result<ExitCode
     let Some(signer) = tokens.first() else {
         bail!("give at least one --token");
     };
-    let static_dir = node.static_dir();
-    let mixed = db.param(CLUSTER_SECURITY_MODE).await? == 1;
-    match ctl::read_ctl(&static_dir)? {
-        Some((bytes, _)) => {
+    let mixed = db.security_mode().await? == ClusterSecurityMode::Mixed;
+    match db.ctl().await?.map(|c| c.bytes) {
+        Some(bytes) => {
             // Updating an existing CTL: the inserted token must be one the CTL lists.
             let list = phonetrust_proto::trustlist::parse(&bytes)
                 .context("the CTL file on the server does not parse; delete it with `phonetrust file delete tftp CTLFile.tlv`")?;
@@ -169,14 +169,14 @@ pub(crate) async fn ctl_client(node: &Node, a: CtlClientArgs) -> Result<ExitCode
         },
         timestamp(),
     )?;
-    ctl::write_ctl(&static_dir, &bytes)?;
+    // The CTL and the mode in one transaction.
+    db.set_cluster_security(
+        CtlChange::Write(&bytes),
+        (!mixed).then_some(ClusterSecurityMode::Mixed),
+        phonetrust_proto::clock::unix_now(),
+    )
+    .await?;
     if !mixed {
-        db.set_param(
-            CLUSTER_SECURITY_MODE,
-            "1",
-            phonetrust_proto::clock::unix_now(),
-        )
-        .await?;
         println!("Cluster set to Mixed Mode");
     }
     println!(
@@ -221,23 +221,21 @@ fn timestamp() -> u32 {
     u32::try_from(phonetrust_proto::clock::unix_now()).unwrap_or(u32::MAX)
 }
 
-/// Build the tokenless (or recovery-signed) CTL and write it where it is served.
-fn write_own_ctl(node: &Node, recovery: bool) -> Result<Vec<u8>> {
+/// Build the tokenless (or recovery-signed) CTL.
+fn own_ctl(node: &Node, recovery: bool) -> Result<Vec<u8>> {
     let id = identity::load(&node.data)?;
     let signer = if recovery {
         CtlSigner::ItlRecovery
     } else {
         CtlSigner::CallManager
     };
-    let bytes = ctl::build_ctl(&id, &signer, timestamp())?;
-    ctl::write_ctl(&node.static_dir(), &bytes)?;
-    Ok(bytes)
+    Ok(ctl::build_ctl(&id, &signer, timestamp())?)
 }
 
 async fn run_ctl(node: &Node, cmd: CtlCmd) -> Result<ExitCode> {
     let db = node.db().await?;
     let now = phonetrust_proto::clock::unix_now();
-    let mixed = db.param(CLUSTER_SECURITY_MODE).await? == 1;
+    let mixed = db.security_mode().await? == ClusterSecurityMode::Mixed;
     match cmd {
         CtlCmd::SetCluster {
             mode: ClusterMode::MixedMode,
@@ -257,8 +255,14 @@ async fn run_ctl(node: &Node, cmd: CtlCmd) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             println!("Moving Cluster to Mixed Mode");
-            write_own_ctl(node, false)?;
-            db.set_param(CLUSTER_SECURITY_MODE, "1", now).await?;
+            // The CTL and the mode in one transaction: on a failure neither changes.
+            let bytes = own_ctl(node, false)?;
+            db.set_cluster_security(
+                CtlChange::Write(&bytes),
+                Some(ClusterSecurityMode::Mixed),
+                now,
+            )
+            .await?;
             println!("Cluster set to Mixed Mode");
             println!("{RELOAD}");
         }
@@ -278,7 +282,8 @@ async fn run_ctl(node: &Node, cmd: CtlCmd) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             println!("Moving Cluster to non-secure mode");
-            db.set_param(CLUSTER_SECURITY_MODE, "0", now).await?;
+            db.set_cluster_security(CtlChange::Keep, Some(ClusterSecurityMode::NonSecure), now)
+                .await?;
             println!("Cluster set to non-secure mode");
             println!(
                 "The CTL file stays on the TFTP server and on the phones. Once no phone needs it, delete it with `phonetrust file delete tftp CTLFile.tlv`; phones keep their copy until it is deleted on each phone."
@@ -294,7 +299,9 @@ async fn run_ctl(node: &Node, cmd: CtlCmd) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             println!("Updating CTL file");
-            write_own_ctl(node, false)?;
+            let bytes = own_ctl(node, false)?;
+            db.set_cluster_security(CtlChange::Write(&bytes), None, now)
+                .await?;
             println!("CTL file Updated");
             println!("{RELOAD}");
         }
@@ -312,7 +319,9 @@ async fn run_ctl(node: &Node, cmd: CtlCmd) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             println!("Updating CTL file");
-            write_own_ctl(node, true)?;
+            let bytes = own_ctl(node, true)?;
+            db.set_cluster_security(CtlChange::Write(&bytes), None, now)
+                .await?;
             println!("CTL file Updated: signed with the ITLRecovery certificate.");
             println!(
                 "Reset the phones: they accept it because their trust list lists ITLRecovery. Then run `phonetrust utils ctl update CTLFile` to sign with the CallManager certificate again."
@@ -323,12 +332,19 @@ async fn run_ctl(node: &Node, cmd: CtlCmd) -> Result<ExitCode> {
 }
 
 /// `file delete tftp NAME`.
-pub(crate) fn file(node: &Node, cmd: FileCmd) -> Result<ExitCode> {
+pub(crate) async fn file(node: &Node, cmd: FileCmd) -> Result<ExitCode> {
     let FileCmd::Delete { name, yes, .. } = cmd;
     let rel = phonetrust_services::provision::static_path(&name)
         .map_err(|_| anyhow::anyhow!("{name}: not a file name inside the TFTP directory"))?;
-    let path = node.static_dir().join(rel);
-    if !path.is_file() {
+    // The CTL is kept in the database with the cluster's security mode.
+    let is_ctl = rel.as_os_str() == ctl::CTL_NAME;
+    let path = node.static_dir().join(&rel);
+    let db = if is_ctl { Some(node.db().await?) } else { None };
+    let found = match &db {
+        Some(db) => db.ctl_stamp().await?.is_some(),
+        None => path.is_file(),
+    };
+    if !found {
         println!("files: found = 0, deleted = 0");
         return Ok(ExitCode::FAILURE);
     }
@@ -337,7 +353,15 @@ pub(crate) fn file(node: &Node, cmd: FileCmd) -> Result<ExitCode> {
         println!("files: found = 1, deleted = 0");
         return Ok(ExitCode::FAILURE);
     }
-    std::fs::remove_file(&path).with_context(|| format!("deleting {}", path.display()))?;
+    match &db {
+        Some(db) => {
+            db.set_cluster_security(CtlChange::Delete, None, phonetrust_proto::clock::unix_now())
+                .await?
+        }
+        None => {
+            std::fs::remove_file(&path).with_context(|| format!("deleting {}", path.display()))?
+        }
+    }
     println!("files: found = 1, deleted = 1");
     Ok(ExitCode::SUCCESS)
 }
@@ -433,8 +457,13 @@ pub(crate) async fn show_itl(node: &Node) -> Result<ExitCode> {
 /// reported as such.
 pub(crate) async fn show_ctl(node: &Node) -> Result<ExitCode> {
     let db = node.db().await?;
-    let mixed = db.param(CLUSTER_SECURITY_MODE).await? == 1;
-    let Some((bytes, modified)) = ctl::read_ctl(&node.static_dir())? else {
+    let mixed = db.security_mode().await? == ClusterSecurityMode::Mixed;
+    let Some(StoredCtl {
+        bytes,
+        updated_at: modified,
+        ..
+    }) = db.ctl().await?
+    else {
         print!(
             "{}",
             phonetrust_proto::show::missing(phonetrust_proto::show::ListKind::Ctl)

@@ -8,7 +8,7 @@
     clippy::panic
 )]
 
-use crate::{FreshNode, fresh_node, now, phone};
+use crate::{FreshNode, now, phone};
 use std::net::SocketAddr;
 use std::pin::Pin;
 
@@ -27,6 +27,8 @@ use phonetrust_store::model::{AuthMode, CertOperation, KeyOrder, OpState, TrustS
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Node {
+    /// The node's data directory, removed with the node.
+    _tmp: phonetrust_testsupport::TestDir,
     db: Db,
     capf: X509,
     addr: SocketAddr,
@@ -42,7 +44,7 @@ async fn node(tag: &str, cfg: CapfConfig) -> Node {
         },
     );
     n.rsa_bits = 2048;
-    let FreshNode { id, db, .. } = fresh_node(&format!("capf-{tag}"), &n).await;
+    let FreshNode { tmp, id, db, .. } = FreshNode::new(&format!("capf-{tag}"), &n).await;
     let capf = id.get(OwnCert::Capf).unwrap().clone();
     let server = CapfServer::bind(
         db.clone(),
@@ -57,6 +59,7 @@ async fn node(tag: &str, cfg: CapfConfig) -> Node {
     let addr = server.local_addr().unwrap();
     tokio::spawn(server.run());
     Node {
+        _tmp: tmp,
         db,
         capf: capf.cert,
         addr,

@@ -10,7 +10,7 @@
     clippy::panic
 )]
 
-use crate::{FreshNode, fresh_node, now, phone};
+use crate::{FreshNode, now, phone};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +33,8 @@ use phonetrust_store::{Db, identity};
 use tokio::net::UdpSocket;
 
 struct Node {
+    /// The node's data directory, removed with the node.
+    _tmp: phonetrust_testsupport::TestDir,
     db: Db,
     data: DataDir,
     prov: Arc<Provisioning>,
@@ -50,8 +52,8 @@ async fn node(tag: &str) -> Node {
             ..DistinguishedName::default()
         },
     );
-    let FreshNode { dir, data, id, db } = fresh_node(&format!("prov-{tag}"), &n).await;
-    let static_dir = dir.join("tftp");
+    let FreshNode { tmp, data, id, db } = FreshNode::new(&format!("prov-{tag}"), &n).await;
+    let static_dir = tmp.path().join("tftp");
     std::fs::create_dir_all(static_dir.join("firmware")).unwrap();
     let prov = Provisioning::new(
         db.clone(),
@@ -91,6 +93,7 @@ async fn node(tag: &str) -> Node {
     let capf_addr = capf.local_addr().unwrap();
     tokio::spawn(capf.run());
     Node {
+        _tmp: tmp,
         db,
         data,
         prov,
@@ -251,8 +254,21 @@ async fn every_file_kind_and_every_refusal_over_tftp_and_http() {
         }
     }
 
-    // A CTL, once there is one, is served as it is.
-    std::fs::write(n.static_dir.join("CTLFile.tlv"), b"ctl bytes").unwrap();
+    // A CTL, once there is one, is served as it is; one in the static directory is not
+    // the cluster's CTL and is never served.
+    std::fs::write(n.static_dir.join("CTLFile.tlv"), b"stray file").unwrap();
+    n.prov.refresh_now().await.unwrap();
+    for via in both(&n) {
+        assert_eq!(fetch(via, "CTLFile.tlv").await, Err(Fetch::NotFound));
+    }
+    n.db.set_cluster_security(
+        phonetrust_store::ctlfile::CtlChange::Write(b"ctl bytes"),
+        None,
+        now(),
+    )
+    .await
+    .unwrap();
+    n.prov.refresh_now().await.unwrap();
     for via in both(&n) {
         assert_eq!(fetch(via, "CTLFile.tlv").await.unwrap(), b"ctl bytes");
         assert_eq!(

@@ -11,10 +11,10 @@
     clippy::panic
 )]
 
-use crate::{FreshNode, fresh_node, now, vectors};
+use crate::{FreshNode, now, v};
+use phonetrust_store::ctlfile::CtlChange;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,26 +33,23 @@ use phonetrust_store::model::TrustStore;
 use phonetrust_store::{Db, identity};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn v(rel: &str) -> Vec<u8> {
-    std::fs::read(vectors().join(rel)).unwrap()
-}
-
 fn cert(rel: &str) -> X509 {
     X509::from_pem(&v(rel)).unwrap()
 }
 
 struct Node {
+    /// The node's data directory, removed with the node.
+    _tmp: phonetrust_testsupport::TestDir,
     db: Db,
     tvs: Arc<TvsServer>,
     addr: SocketAddr,
-    static_dir: PathBuf,
 }
 
 /// A node whose own certificates are the vectors' (CallManager, CallManager-ECDSA, CAPF,
 /// TVS, ITLRecovery), with its TVS server on loopback.
 async fn node(tag: &str) -> Node {
     let n = NodeIdentity::new("pub.example.test", DistinguishedName::default());
-    let FreshNode { dir, data, db, .. } = fresh_node(&format!("tvs-{tag}"), &n).await;
+    let FreshNode { tmp, data, db, .. } = FreshNode::new(&format!("tvs-{tag}"), &n).await;
     for (which, file) in [
         (OwnCert::CallManager, "pki/callmanager.pem"),
         (OwnCert::CallManagerEcdsa, "pki/callmanager-ecdsa.pem"),
@@ -62,15 +59,12 @@ async fn node(tag: &str) -> Node {
     ] {
         identity::replace(&data, which, &CertAndKey::from_pem(&v(file)).unwrap()).unwrap();
     }
-    let static_dir = dir.join("tftp");
-    std::fs::create_dir_all(&static_dir).unwrap();
     let tvs = TvsServer::bind(
         db.clone(),
         data,
         TvsConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
             read_timeout: Duration::from_secs(2),
-            static_dir: static_dir.clone(),
             ..TvsConfig::default()
         },
     )
@@ -79,10 +73,10 @@ async fn node(tag: &str) -> Node {
     let addr = tvs.local_addr();
     tokio::spawn(tvs.clone().run());
     Node {
+        _tmp: tmp,
         db,
         tvs,
         addr,
-        static_dir,
     }
 }
 
@@ -200,10 +194,7 @@ async fn roles_of_every_source_and_the_cache_follows_changes() {
     assert!(!n.tvs.refresh_now().await.unwrap(), "nothing changed");
 
     // A CTL's records count with their roles.
-    let other = CertAndKey::from_pem(
-        &std::fs::read(vectors().join("pki/lsc/SEP001122AABBCC.pem")).unwrap(),
-    )
-    .unwrap();
+    let other = CertAndKey::from_pem(&v("pki/lsc/SEP001122AABBCC.pem")).unwrap();
     let cm = CertAndKey::from_pem(&v("pki/callmanager.pem")).unwrap();
     let ctl = trustlist::build(
         &TrustListParams::new("CTLFile.tlv", HashAlg::Sha1, 1),
@@ -211,14 +202,18 @@ async fn roles_of_every_source_and_the_cache_follows_changes() {
         &[Record::from_cert(Role::AppServer, &other.cert, CertForm::Full).unwrap()],
     )
     .unwrap();
-    phonetrust_services::ctl::write_ctl(&n.static_dir, &ctl).unwrap();
+    n.db.set_cluster_security(CtlChange::Write(&ctl), None, now())
+        .await
+        .unwrap();
     assert!(n.tvs.refresh_now().await.unwrap());
     assert_eq!(
         ask(&n, &other.cert.to_der().unwrap()).await.1,
         vec![Role::AppServer]
     );
     // Deleting the CTL forgets its records.
-    phonetrust_services::ctl::delete_ctl(&n.static_dir).unwrap();
+    n.db.set_cluster_security(CtlChange::Delete, None, now())
+        .await
+        .unwrap();
     assert!(n.tvs.refresh_now().await.unwrap());
     assert!(!ask(&n, &other.cert.to_der().unwrap()).await.0);
 }

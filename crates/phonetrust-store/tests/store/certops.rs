@@ -60,11 +60,17 @@ fn sign(ca: &CertAndKey, csr: &X509Req, not_before: i64, days: u32, is_ca: bool)
     issue(&p, &csr.public_key().unwrap(), ca, &SeededRandom::new(12)).unwrap()
 }
 
-async fn setup(tag: &str) -> (DataDir, phonetrust_store::Db) {
+async fn setup(
+    tag: &str,
+) -> (
+    phonetrust_testsupport::TestDir,
+    DataDir,
+    phonetrust_store::Db,
+) {
     let (dir, db) = crate::db(tag).await;
-    let data = DataDir::new(&dir);
+    let data = DataDir::new(dir.path());
     identity::create(&data, &node(), NOW, &SeededRandom::new(5)).unwrap();
-    (data, db)
+    (dir, data, db)
 }
 
 fn pem_of(data: &DataDir, which: OwnCert) -> Vec<u8> {
@@ -73,7 +79,7 @@ fn pem_of(data: &DataDir, which: OwnCert) -> Vec<u8> {
 
 #[tokio::test]
 async fn regenerate_changes_key_and_serial_and_names_the_phones() {
-    let (data, db) = setup("regen").await;
+    let (_dir, data, db) = setup("regen").await;
     let old = identity::load(&data).unwrap();
     db.add_devices(
         &[NewDevice {
@@ -141,7 +147,7 @@ async fn regenerate_changes_key_and_serial_and_names_the_phones() {
 
 #[tokio::test]
 async fn regenerating_capf_with_installed_lscs_needs_confirmation() {
-    let (data, db) = setup("regen-capf").await;
+    let (_dir, data, db) = setup("regen-capf").await;
     let id = identity::load(&data).unwrap();
     let capf = id.get(OwnCert::Capf).unwrap();
     db.add_devices(
@@ -194,7 +200,7 @@ async fn regenerating_capf_with_installed_lscs_needs_confirmation() {
 
 #[tokio::test]
 async fn csr_and_ca_signed_import_with_every_refusal() {
-    let (data, db) = setup("import").await;
+    let (_dir, data, db) = setup("import").await;
     let ca = enterprise_ca(NOW - 86_400);
     // Without a pending CSR.
     let e = own::import_signed(&data, &db, OwnCert::Capf, &ca.cert.to_pem().unwrap(), NOW)
@@ -282,7 +288,7 @@ async fn csr_and_ca_signed_import_with_every_refusal() {
 
 #[tokio::test]
 async fn expiry_report_lists_what_expires_soon() {
-    let (data, db) = setup("expiry").await;
+    let (_dir, data, db) = setup("expiry").await;
     let soon = crate::database::ca("Soon CA", NOW - 86_400, 20);
     db.trust_import(TrustStore::CallManager, &soon.to_pem().unwrap(), NOW)
         .await

@@ -48,7 +48,7 @@ fn phone(name: &str) -> NewDevice {
 #[tokio::test]
 async fn fresh_database_has_schema_defaults_and_seed_queries() {
     let (_d, db) = db("fresh").await;
-    assert_eq!(db.schema_version().await.unwrap(), 2);
+    assert_eq!(db.schema_version().await.unwrap(), 3);
     assert_eq!(db.param("ClusterSecurityMode").await.unwrap(), 0);
     assert_eq!(db.param("CAPF Phone Port").await.unwrap(), 3804);
     assert_eq!(db.param("CapfOperationExpiresInDays").await.unwrap(), 10);
@@ -69,11 +69,15 @@ async fn fresh_database_has_schema_defaults_and_seed_queries() {
 async fn parameters_are_validated() {
     let (_d, db) = db("params").await;
     assert_eq!(
-        db.set_param("ClusterSecurityMode", "1", NOW).await.unwrap(),
-        (0, 1)
+        db.set_param("CapfOperationExpiresInDays", "5", NOW)
+            .await
+            .unwrap(),
+        (10, 5)
     );
-    assert_eq!(db.param("ClusterSecurityMode").await.unwrap(), 1);
+    assert_eq!(db.param("CapfOperationExpiresInDays").await.unwrap(), 5);
     for (name, value) in [
+        // Only with the CTL (`utils ctl set-cluster`), never through `set param`.
+        ("ClusterSecurityMode", "1"),
         ("ClusterSecurityMode", "2"),
         ("CapfPhonePort", "70000"),
         ("CapfPhonePort", "abc"),
@@ -83,6 +87,68 @@ async fn parameters_are_validated() {
         assert!(matches!(e, StoreError::Invalid(_)), "{name}={value}: {e}");
     }
     assert_eq!(db.param("CapfPhonePort").await.unwrap(), 3804);
+    assert_eq!(db.param("ClusterSecurityMode").await.unwrap(), 0);
+    assert_eq!(
+        db.phone_ports().await.unwrap(),
+        phonetrust_store::params::PhonePorts {
+            capf: 3804,
+            tvs: 2445,
+            tftp: 69,
+            http: 6970
+        }
+    );
+}
+
+/// Mixed mode is one step: the CTL and Cluster Security Mode change in one transaction,
+/// and a failure (here: an empty CTL the schema refuses, written after the mode) leaves
+/// both as they were.
+#[tokio::test]
+async fn ctl_and_security_mode_change_together() {
+    use phonetrust_store::ctlfile::{ClusterSecurityMode as M, CtlChange};
+    let (_d, db) = db("ctl").await;
+    assert_eq!(db.ctl().await.unwrap(), None);
+    assert_eq!(db.security_mode().await.unwrap(), M::NonSecure);
+
+    db.set_cluster_security(CtlChange::Write(&[]), Some(M::Mixed), NOW)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        db.security_mode().await.unwrap(),
+        M::NonSecure,
+        "rolled back"
+    );
+    assert_eq!(db.ctl().await.unwrap(), None);
+
+    db.set_cluster_security(CtlChange::Write(b"ctl one"), Some(M::Mixed), NOW)
+        .await
+        .unwrap();
+    assert_eq!(db.security_mode().await.unwrap(), M::Mixed);
+    let c = db.ctl().await.unwrap().unwrap();
+    assert_eq!((c.bytes.as_slice(), c.updated_at), (&b"ctl one"[..], NOW));
+    assert_eq!(
+        c.sha256,
+        "30c560f8331fd5861936f60b81aa0c3c9660c6af092f5ee61dcd2a8bb966ca46"
+    );
+    assert_eq!(db.ctl_stamp().await.unwrap(), Some((c.sha256.clone(), NOW)));
+
+    // A failed update keeps the old CTL and the mode.
+    db.set_cluster_security(CtlChange::Write(&[]), Some(M::NonSecure), NOW + 1)
+        .await
+        .unwrap_err();
+    assert_eq!(db.security_mode().await.unwrap(), M::Mixed);
+    assert_eq!(db.ctl().await.unwrap().unwrap().bytes, b"ctl one");
+
+    // Back to non-secure: the CTL stays (phones still hold it) until deleted.
+    db.set_cluster_security(CtlChange::Keep, Some(M::NonSecure), NOW + 2)
+        .await
+        .unwrap();
+    assert_eq!(db.security_mode().await.unwrap(), M::NonSecure);
+    assert!(db.ctl().await.unwrap().is_some());
+    db.set_cluster_security(CtlChange::Delete, None, NOW + 3)
+        .await
+        .unwrap();
+    assert_eq!(db.ctl().await.unwrap(), None);
+    assert_eq!(db.ctl_stamp().await.unwrap(), None);
 }
 
 #[tokio::test]
@@ -522,11 +588,7 @@ async fn capf_results_are_recorded_in_batches() {
 /// trust-store facts say of it: the vectors' LSCs, MIC and node certificates.
 #[test]
 fn device_cert_records_match_openssl() {
-    let dir = std::env::var("PHONETRUST_VECTORS")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
-        });
+    let dir = phonetrust_testsupport::vectors::dir();
     let mut seen = 0;
     for rel in [
         "pki/lsc/SEP001122AABBCC.pem",

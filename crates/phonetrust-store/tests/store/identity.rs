@@ -25,7 +25,8 @@ pub(crate) fn node() -> NodeIdentity {
 
 #[test]
 fn create_load_and_permissions() {
-    let root = tmp("create");
+    let tmp = tmp("create");
+    let root = tmp.path().join("node");
     let data = DataDir::new(&root);
     assert!(!identity::exists(&data));
     assert!(matches!(
@@ -60,24 +61,24 @@ fn create_load_and_permissions() {
         Err(StoreError::AlreadyInitialised(_))
     ));
     assert_eq!(std::fs::read(data.own_cert(OwnCert::Capf)).unwrap(), before);
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
 fn leftovers_of_a_crashed_init_do_not_count() {
-    let root = tmp("crash");
+    let tmp = tmp("crash");
+    let root = tmp.path().join("node");
     std::fs::create_dir_all(root.join(".identity.tmp-99999")).unwrap();
     std::fs::write(root.join(".identity.tmp-99999/CAPF.pem"), b"half").unwrap();
     let data = DataDir::new(&root);
     assert!(!identity::exists(&data));
     identity::create(&data, &node(), 1_795_000_000, &SeededRandom::new(3)).unwrap();
     identity::load(&data).unwrap();
-    let _ = std::fs::remove_dir_all(&root);
 }
 
 #[test]
 fn damaged_file_and_replacement() {
-    let root = tmp("damage");
+    let tmp = tmp("damage");
+    let root = tmp.path().join("node");
     let data = DataDir::new(&root);
     let id = identity::create(&data, &node(), 1_795_000_000, &SeededRandom::new(4)).unwrap();
     // Replace TVS with ITLRecovery's pair: atomic, 0600, loads back.
@@ -91,5 +92,4 @@ fn damaged_file_and_replacement() {
     std::fs::write(data.own_cert(OwnCert::Tvs), b"garbage").unwrap();
     let e = identity::load(&data).unwrap_err().to_string();
     assert!(e.contains("TVS.pem"), "{e}");
-    let _ = std::fs::remove_dir_all(&root);
 }

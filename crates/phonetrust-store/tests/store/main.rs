@@ -12,13 +12,11 @@ mod certops;
 mod database;
 mod identity;
 
-use std::path::PathBuf;
+use phonetrust_testsupport::TestDir;
 
-/// A fresh, empty directory for one test.
-pub(crate) fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("phonetrust-store-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+/// A fresh temporary directory for one test (removed when dropped).
+pub(crate) fn tmp(tag: &str) -> TestDir {
+    phonetrust_testsupport::tempdir(&format!("store-{tag}"))
 }
 
 /// A database in a fresh directory (a file: never `sqlite::memory:` with a pool).
@@ -26,12 +24,11 @@ pub(crate) fn tmp(tag: &str) -> PathBuf {
 /// With `PHONETRUST_TEST_POSTGRES=postgres://USER@HOST:PORT` set, each test gets a fresh
 /// PostgreSQL database there instead (`pt_<tag>_<pid>`, dropped first), so the same
 /// tests check that the SQL text also holds on PostgreSQL.
-pub(crate) async fn db(tag: &str) -> (PathBuf, phonetrust_store::Db) {
+pub(crate) async fn db(tag: &str) -> (TestDir, phonetrust_store::Db) {
     let d = tmp(tag);
-    std::fs::create_dir_all(&d).unwrap();
     let url = match std::env::var("PHONETRUST_TEST_POSTGRES") {
         Ok(server) if !server.is_empty() => postgres_db(&server, tag).await,
-        _ => phonetrust_store::db::default_url(&d),
+        _ => phonetrust_store::db::default_url(d.path()),
     };
     let db = phonetrust_store::Db::open(&url).await.unwrap();
     (d, db)

@@ -1,0 +1,361 @@
+//! One configuration for every command.
+//!
+//! Each setting is taken from, strongest first:
+//!
+//! 1. the command line (`--database`, `--static-dir`, `serve --capf-port`, …);
+//! 2. the environment (`PHONETRUST_DATA`, `PHONETRUST_DATABASE`, `PHONETRUST_CONFIG`,
+//!    `PHONETRUST_STATIC_DIR`, `PHONETRUST_BIND`, … — clap reads them, `--help` names
+//!    them);
+//! 3. the config file: `--config FILE` / `PHONETRUST_CONFIG`, else
+//!    `<data>/phonetrust.toml` when it exists; relative paths in it are relative to the
+//!    file's directory;
+//! 4. for the ports phones are told, the enterprise parameters (`CapfPhonePort`,
+//!    `TvsPort`, `TftpPort`, `HttpPort`, defined once in `phonetrust_store::params`);
+//! 5. the built-in defaults.
+//!
+//! Every command resolves through [`Settings::resolve`], so `serve --config X` and
+//! `utils ctl …` with the same environment work on the same database. A config file that
+//! does not parse, or has a key this version does not know, is an error naming the file
+//! and the line: never silently ignored.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, bail};
+use openssl::ssl::SslVersion;
+use serde::Deserialize;
+
+/// Options every command takes.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct GlobalArgs {
+    /// Data directory (identity, database, `phonetrust.toml`).
+    #[arg(
+        long,
+        global = true,
+        env = "PHONETRUST_DATA",
+        default_value = "./phonetrust-data"
+    )]
+    pub(crate) data: PathBuf,
+
+    /// Database URL (default: `[server] database` of the config file, else
+    /// sqlite://<data>/phonetrust.db; or postgres://user@host/db).
+    #[arg(long, global = true, env = "PHONETRUST_DATABASE")]
+    pub(crate) database: Option<String>,
+
+    /// Config file (TOML; default `<data>/phonetrust.toml` when it exists).
+    #[arg(long, global = true, env = "PHONETRUST_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Directory of static files served over TFTP and HTTP (firmware, ringtones;
+    /// default `[provision] static_dir` of the config file, else `<data>/tftp`).
+    #[arg(long, global = true, env = "PHONETRUST_STATIC_DIR")]
+    pub(crate) static_dir: Option<PathBuf>,
+
+    /// More log output (-v info, -vv debug); `RUST_LOG` overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+}
+
+/// The config file (`phonetrust.toml`). Unknown sections and keys are refused.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConfigFile {
+    #[serde(default)]
+    pub(crate) server: ServerSection,
+    #[serde(default)]
+    pub(crate) capf: CapfSection,
+    #[serde(default)]
+    pub(crate) tftp: PortSection,
+    #[serde(default)]
+    pub(crate) http: PortSection,
+    #[serde(default)]
+    pub(crate) tvs: TvsSection,
+    #[serde(default)]
+    pub(crate) provision: ProvisionSection,
+}
+
+/// `[server]`.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServerSection {
+    /// Address the services listen on.
+    pub(crate) bind: Option<IpAddr>,
+    /// Database URL.
+    pub(crate) database: Option<String>,
+}
+
+/// `[tftp]`, `[http]`.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PortSection {
+    /// Port this process listens on.
+    pub(crate) port: Option<u16>,
+}
+
+/// `[tvs]`.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TvsSection {
+    /// Port this process listens on.
+    pub(crate) port: Option<u16>,
+    /// Seconds a phone may cache a "valid" answer (default 86400).
+    pub(crate) ttl: Option<u32>,
+}
+
+/// `[provision]`.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProvisionSection {
+    /// Static files served over TFTP and HTTP.
+    pub(crate) static_dir: Option<PathBuf>,
+}
+
+/// `[capf]`.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CapfSection {
+    /// Port this process listens on.
+    pub(crate) port: Option<u16>,
+    /// Lowest TLS version: 1.0, 1.1, 1.2, 1.3.
+    pub(crate) min_tls: Option<String>,
+    /// Sessions at once.
+    pub(crate) max_sessions: Option<usize>,
+    /// Seconds a refused phone is told to wait.
+    pub(crate) retry_delay: Option<u32>,
+    /// Group-commit delay in milliseconds (at most 100).
+    pub(crate) batch_delay_ms: Option<u64>,
+}
+
+/// What every command works with, resolved once.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// The data directory.
+    pub(crate) data: PathBuf,
+    /// The database URL.
+    pub(crate) db_url: String,
+    /// The static directory of TFTP and HTTP.
+    pub(crate) static_dir: PathBuf,
+    /// The config file read, if any.
+    pub(crate) config_path: Option<PathBuf>,
+    /// Its content (all defaults when there is none).
+    pub(crate) file: std::sync::Arc<ConfigFile>,
+}
+
+impl Settings {
+    /// Resolve the global options (command line and environment, through clap), the
+    /// config file and the defaults.
+    pub(crate) fn resolve(g: &GlobalArgs) -> Result<Self> {
+        let default_path = g.data.join("phonetrust.toml");
+        let (path, explicit) = match &g.config {
+            Some(p) => (p.clone(), true),
+            None => (default_path, false),
+        };
+        let (file, config_path) = match std::fs::read_to_string(&path) {
+            Ok(text) => (parse_file(&path, &text)?, Some(path)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                (ConfigFile::default(), None)
+            }
+            Err(e) => bail!(
+                "config file {}: {e} (give an existing file with --config or PHONETRUST_CONFIG)",
+                path.display()
+            ),
+        };
+        Ok(Self::layer(g, file, config_path))
+    }
+
+    /// The layering itself, for a parsed file: command line and environment over the
+    /// file over the defaults.
+    pub(crate) fn layer(g: &GlobalArgs, file: ConfigFile, config_path: Option<PathBuf>) -> Self {
+        let base = config_path
+            .as_deref()
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let db_url = g
+            .database
+            .clone()
+            .or_else(|| file.server.database.clone())
+            .unwrap_or_else(|| phonetrust_store::db::default_url(&g.data));
+        let static_dir = g
+            .static_dir
+            .clone()
+            .or_else(|| file.provision.static_dir.as_ref().map(|p| base.join(p)))
+            .unwrap_or_else(|| g.data.join("tftp"));
+        Self {
+            data: g.data.clone(),
+            db_url,
+            static_dir,
+            config_path,
+            file: std::sync::Arc::new(file),
+        }
+    }
+}
+
+/// Parse a config file; an error names the file, the line and the column.
+pub(crate) fn parse_file(path: &Path, text: &str) -> Result<ConfigFile> {
+    toml::from_str(text).map_err(|e| {
+        let at = e
+            .span()
+            .map(|s| {
+                let before = text.get(..s.start).unwrap_or(text);
+                let line = before.matches('\n').count() + 1;
+                let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!("line {line}, column {col}: ")
+            })
+            .unwrap_or_default();
+        anyhow::anyhow!(
+            "config file {}: {at}{} (fix or remove the file)",
+            path.display(),
+            e.message()
+        )
+    })
+}
+
+/// A TLS version as the config file and `--min-tls` spell it.
+pub(crate) fn tls_version(s: &str) -> Result<SslVersion> {
+    Ok(match s {
+        "1.0" | "1" => SslVersion::TLS1,
+        "1.1" => SslVersion::TLS1_1,
+        "1.2" => SslVersion::TLS1_2,
+        "1.3" => SslVersion::TLS1_3,
+        other => bail!("min_tls '{other}': use 1.0, 1.1, 1.2 or 1.3"),
+    })
+}
+
+/// How administrators spell a TLS version: "TLS 1.0".
+pub(crate) fn tls_name(v: SslVersion) -> &'static str {
+    match v {
+        SslVersion::TLS1 => "TLS 1.0",
+        SslVersion::TLS1_1 => "TLS 1.1",
+        SslVersion::TLS1_2 => "TLS 1.2",
+        SslVersion::TLS1_3 => "TLS 1.3",
+        _ => "TLS",
+    }
+}
+
+/// The group-commit delay of `[capf] batch_delay_ms`, checked.
+pub(crate) fn batch_delay(
+    ms: Option<u64>,
+    default: std::time::Duration,
+) -> Result<std::time::Duration> {
+    match ms {
+        Some(ms) if ms > 100 => bail!("[capf] batch_delay_ms {ms}: at most 100"),
+        Some(ms) => Ok(std::time::Duration::from_millis(ms)),
+        None => Ok(default),
+    }
+}
+
+/// The first of `layers` that is set: command line (with environment), config file,
+/// enterprise parameter, default.
+pub(crate) fn first<T: Copy>(layers: &[Option<T>], default: T) -> T {
+    layers.iter().flatten().next().copied().unwrap_or(default)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct T {
+        #[command(flatten)]
+        g: GlobalArgs,
+    }
+
+    fn globals(args: &[&str]) -> GlobalArgs {
+        let mut v = vec!["phonetrust"];
+        v.extend_from_slice(args);
+        T::try_parse_from(v).unwrap().g
+    }
+
+    fn file(text: &str) -> ConfigFile {
+        parse_file(Path::new("/etc/phonetrust/phonetrust.toml"), text).unwrap()
+    }
+
+    #[test]
+    fn defaults_without_file_or_options() {
+        let s = Settings::layer(&globals(&["--data", "/d"]), ConfigFile::default(), None);
+        assert_eq!(s.db_url, "sqlite:///d/phonetrust.db");
+        assert_eq!(s.static_dir, PathBuf::from("/d/tftp"));
+    }
+
+    #[test]
+    fn the_file_beats_the_defaults() {
+        let f = file(
+            "[server]\ndatabase = \"postgres://pt@db/pt\"\n[provision]\nstatic_dir = \"tftp-files\"\n",
+        );
+        let s = Settings::layer(
+            &globals(&["--data", "/d"]),
+            f,
+            Some(PathBuf::from("/etc/phonetrust/phonetrust.toml")),
+        );
+        assert_eq!(s.db_url, "postgres://pt@db/pt");
+        // Relative to the file's directory.
+        assert_eq!(s.static_dir, PathBuf::from("/etc/phonetrust/tftp-files"));
+    }
+
+    #[test]
+    fn the_command_line_beats_the_file() {
+        let f = file(
+            "[server]\ndatabase = \"postgres://pt@db/pt\"\n[provision]\nstatic_dir = \"/srv/a\"\n",
+        );
+        let s = Settings::layer(
+            &globals(&[
+                "--data",
+                "/d",
+                "--database",
+                "sqlite:///x.db",
+                "--static-dir",
+                "/srv/b",
+            ]),
+            f,
+            None,
+        );
+        assert_eq!(s.db_url, "sqlite:///x.db");
+        assert_eq!(s.static_dir, PathBuf::from("/srv/b"));
+    }
+
+    #[test]
+    fn first_layer_wins() {
+        assert_eq!(first(&[None, Some(2), Some(3)], 9), 2);
+        assert_eq!(first::<u16>(&[None, None], 9), 9);
+        assert_eq!(first(&[Some(1), Some(2)], 9), 1);
+    }
+
+    #[test]
+    fn a_malformed_file_names_the_line() {
+        let p = Path::new("/etc/pt.toml");
+        let e = parse_file(p, "[server]\nbind = \"0.0.0.0\"\ndatabase = \n").unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains("/etc/pt.toml: line 3"), "{m}");
+        let e = parse_file(p, "[capf]\nport = 3804\nmax_session = 5\n").unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains("line 3, column 1"), "{m}");
+        assert!(m.contains("max_session"), "{m}");
+        let e = parse_file(p, "[cpaf]\nport = 1\n").unwrap_err();
+        assert!(e.to_string().contains("line 1"), "{e}");
+        let e = parse_file(p, "[tvs]\nport = 70000\n").unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_explicit_file_is_an_error_a_missing_default_is_not() {
+        let tmp = phonetrust_testsupport::tempdir("config");
+        let d = tmp.path().to_string_lossy().into_owned();
+        assert!(Settings::resolve(&globals(&["--data", &d])).is_ok());
+        let missing = format!("{d}/nope.toml");
+        let e = Settings::resolve(&globals(&["--data", &d, "--config", &missing])).unwrap_err();
+        assert!(e.to_string().contains("nope.toml"), "{e}");
+        std::fs::write(tmp.path().join("phonetrust.toml"), "[server\n").unwrap();
+        let e = Settings::resolve(&globals(&["--data", &d])).unwrap_err();
+        assert!(e.to_string().contains("phonetrust.toml: line 1"), "{e}");
+    }
+
+    #[test]
+    fn tls_versions_are_named_as_administrators_say_them() {
+        assert_eq!(tls_name(tls_version("1.0").unwrap()), "TLS 1.0");
+        assert_eq!(tls_name(tls_version("1.3").unwrap()), "TLS 1.3");
+        assert!(tls_version("1.4").is_err());
+    }
+}
