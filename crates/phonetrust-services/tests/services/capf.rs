@@ -437,3 +437,19 @@ async fn legacy_tls_limits_and_malformed_input() {
         (Command::EndSession, Some(Reason::Failure))
     );
 }
+
+/// A TLS 1.3 phone that leaves Nagle on: the server's first record after the handshake is
+/// a session ticket, which acknowledges the phone's Finished at once, so the phone's next
+/// write is not held for the server's delayed ACK. Then the session runs as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_with_nagle_on_is_answered_without_delay() {
+    let n = node("nagle", CapfConfig::default()).await;
+    let (mut s, tickets) = crate::tls13_client_with_nagle(n.addr).await;
+    let first = read_msg(&mut s).await;
+    assert_eq!(first.command, Command::AuthRequest);
+    assert_eq!(
+        tickets.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one ticket right after the handshake"
+    );
+}

@@ -28,3 +28,35 @@ pub(crate) use phonetrust_testsupport::now;
 
 pub(crate) use phonetrust_testsupport::FreshNode;
 pub(crate) use phonetrust_testsupport::vectors::bytes as v;
+
+/// A TLS 1.3 client as embedded stacks are: Nagle left on (no `TCP_NODELAY`). Returns the
+/// stream after the handshake and a counter of the session tickets it has received.
+pub(crate) async fn tls13_client_with_nagle(
+    addr: std::net::SocketAddr,
+) -> (
+    tokio_openssl::SslStream<tokio::net::TcpStream>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use openssl::ssl::{SslConnector, SslMethod, SslSessionCacheMode, SslVerifyMode, SslVersion};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let tickets = std::sync::Arc::new(AtomicUsize::new(0));
+    let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    b.set_verify(SslVerifyMode::NONE);
+    b.set_min_proto_version(Some(SslVersion::TLS1_3)).unwrap();
+    b.set_session_cache_mode(SslSessionCacheMode::CLIENT);
+    let t = tickets.clone();
+    b.set_new_session_callback(move |_, _| {
+        t.fetch_add(1, Ordering::SeqCst);
+    });
+    let ssl = b
+        .build()
+        .configure()
+        .unwrap()
+        .into_ssl("phonetrust")
+        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(!tcp.nodelay().unwrap(), "Nagle stays on, as on the phones");
+    let mut s = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+    std::pin::Pin::new(&mut s).connect().await.unwrap();
+    (s, tickets)
+}

@@ -218,6 +218,42 @@ async fn roles_of_every_source_and_the_cache_follows_changes() {
     assert!(!ask(&n, &other.cert.to_der().unwrap()).await.0);
 }
 
+/// A TLS 1.3 client that leaves Nagle on (as the independent clients and most embedded
+/// stacks do) gets a record from the server right after the handshake (a session ticket,
+/// which acknowledges its Finished), before it has asked anything: so its request is sent
+/// at once instead of waiting for the server's delayed ACK (~40 ms). Then it is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_with_nagle_on_is_answered_without_delay() {
+    use std::sync::atomic::Ordering;
+    let n = node("nagle").await;
+    let (mut s, tickets) = crate::tls13_client_with_nagle(n.addr).await;
+    // Nothing asked yet: the read sees the ticket, then no data until the deadline.
+    let mut b = [0u8; 1];
+    let r = tokio::time::timeout(Duration::from_millis(500), s.read(&mut b)).await;
+    assert!(r.is_err(), "TVS sends no data unasked");
+    assert_eq!(
+        tickets.load(Ordering::SeqCst),
+        1,
+        "one ticket after the handshake"
+    );
+    let req = phonetrust_proto::tvs::Message::verify_request(
+        1,
+        "CP-8845-SEP0011AABBCCDD",
+        &cert("pki/capf.crt").to_der().unwrap(),
+    )
+    .encode()
+    .unwrap();
+    s.write_all(&req).await.unwrap();
+    use phonetrust_proto::tvs::{HEADER_LEN, Header, Message};
+    let mut m = vec![0u8; HEADER_LEN];
+    s.read_exact(&mut m).await.unwrap();
+    let len = Header::peek(&m).unwrap().unwrap().message_len();
+    m.resize(len, 0);
+    s.read_exact(&mut m[HEADER_LEN..]).await.unwrap();
+    let answer = Message::decode(&m).unwrap();
+    assert_eq!(answer.session_id, 1);
+}
+
 /// Several requests on one connection, a request split across writes, then hostile input:
 /// each ends only its own connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
