@@ -107,11 +107,17 @@ struct Settings {
     lsc_days: u32,
 }
 
+/// The CAPF certificate and the TLS acceptor presenting it: replaced whole when the
+/// certificate changes, so a session uses one certificate from handshake to LSC.
+struct Presented {
+    capf: CertAndKey,
+    acceptor: SslAcceptor,
+}
+
 /// State shared by the sessions.
 struct Shared {
     db: Db,
-    capf: CertAndKey,
-    acceptor: SslAcceptor,
+    presented: std::sync::RwLock<Arc<Presented>>,
     cfg: CapfConfig,
     sessions: Arc<Semaphore>,
     next_sid: AtomicU32,
@@ -240,7 +246,8 @@ const SETTINGS_TTL: Duration = Duration::from_secs(5);
 const BACKOFF_WINDOW: Duration = Duration::from_secs(600);
 
 impl CapfServer {
-    /// Bind the CAPF port with the node's CAPF certificate.
+    /// Bind the CAPF port with the node's CAPF certificate ([`CapfServer::follow_identity`]
+    /// takes over a new one).
     pub async fn bind(db: Db, capf: CertAndKey, cfg: CapfConfig) -> Result<Self, ServiceError> {
         let acceptor = acceptor(&capf, cfg.min_tls)?;
         let listener = TcpListener::bind(cfg.listen)
@@ -259,8 +266,7 @@ impl CapfServer {
         };
         let shared = Arc::new(Shared {
             db,
-            capf,
-            acceptor,
+            presented: std::sync::RwLock::new(Arc::new(Presented { capf, acceptor })),
             sessions,
             cfg,
             next_sid: AtomicU32::new(u32::from_be_bytes(first) | 1),
@@ -290,6 +296,39 @@ impl CapfServer {
     /// The address it listens on.
     pub fn local_addr(&self) -> Result<SocketAddr, ServiceError> {
         self.listener.local_addr().map_err(ServiceError::Io)
+    }
+
+    /// Follow the node's CAPF certificate: every `every`, when the identity files in
+    /// `data` change (`set cert regen CAPF`, an import), the new certificate is taken
+    /// over for new sessions — no restart, no window where phones holding a new ITL meet
+    /// the old certificate. Runs until the task is dropped.
+    pub fn follow_identity(
+        &self,
+        data: phonetrust_store::layout::DataDir,
+        every: Duration,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let shared = self.shared.clone();
+        async move {
+            let mut seen = phonetrust_store::identity::files_fingerprint(&data);
+            loop {
+                tokio::time::sleep(every).await;
+                let fp = phonetrust_store::identity::files_fingerprint(&data);
+                if fp == seen {
+                    continue;
+                }
+                match shared.reload(&data) {
+                    Ok(()) => seen = fp,
+                    Err(e) => {
+                        tracing::error!(error = %e, "CAPF: the new CAPF certificate cannot be used; still presenting the old one")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The CAPF certificate new sessions are given.
+    pub fn certificate(&self) -> X509 {
+        self.shared.current().capf.cert.clone()
     }
 
     /// Accept phones until the task is dropped.
@@ -354,6 +393,37 @@ fn backoff_key_ip(ip: IpAddr) -> String {
 }
 
 impl Shared {
+    fn current(&self) -> Arc<Presented> {
+        self.presented
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Take over the CAPF certificate of the identity in `data` if it changed.
+    fn reload(&self, data: &phonetrust_store::layout::DataDir) -> Result<(), String> {
+        let id = phonetrust_store::identity::load(data).map_err(|e| e.to_string())?;
+        let capf = id
+            .get(phonetrust_pki::profiles::OwnCert::Capf)
+            .ok_or("the identity has no CAPF certificate")?
+            .clone();
+        let der = |c: &X509| c.to_der().unwrap_or_default();
+        if der(&capf.cert) == der(&self.current().capf.cert) {
+            return Ok(());
+        }
+        let acceptor = acceptor(&capf, self.cfg.min_tls).map_err(|e| e.to_string())?;
+        tracing::info!(
+            subject = %phonetrust_proto::cert::name_string(capf.cert.subject_name()),
+            serial = %phonetrust_proto::codec::hex(
+                &phonetrust_proto::cert::serial_bytes(&capf.cert).unwrap_or_default()
+            ),
+            "CAPF: new CAPF certificate in use for new sessions"
+        );
+        *self.presented.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(Presented { capf, acceptor });
+        Ok(())
+    }
+
     fn failures_of(&self, key: &str) -> u32 {
         let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         map.get(key)
@@ -415,7 +485,12 @@ impl Shared {
         fresh
     }
 
-    async fn plan(&self, device: &str, now: i64) -> Result<Option<Plan>, String> {
+    async fn plan(
+        &self,
+        capf: &CertAndKey,
+        device: &str,
+        now: i64,
+    ) -> Result<Option<Plan>, String> {
         let (tx, rx) = oneshot::channel();
         self.lookups
             .send((device.to_string(), tx))
@@ -461,7 +536,7 @@ impl Shared {
             operation,
             auth,
             expired: c.completes_by.is_some_and(|t| t < now),
-            lsc_anchors: vec![self.capf.cert.clone()],
+            lsc_anchors: vec![capf.cert.clone()],
             mic_anchors: trust,
             now,
         }))
@@ -469,13 +544,14 @@ impl Shared {
 
     async fn issue(
         &self,
+        capf: &CertAndKey,
         device: &str,
         key: &openssl::pkey::PKeyRef<openssl::pkey::Public>,
         now: i64,
     ) -> Result<Issued, String> {
-        let params = lsc(device, &self.capf.cert, now, self.settings().await.lsc_days);
-        let cert = phonetrust_pki::issue(&params, key, &self.capf, &self.rng)
-            .map_err(|e| e.to_string())?;
+        let params = lsc(device, &capf.cert, now, self.settings().await.lsc_days);
+        let cert =
+            phonetrust_pki::issue(&params, key, capf, &self.rng).map_err(|e| e.to_string())?;
         Ok(Issued {
             der: cert.to_der().map_err(|e| e.to_string())?,
             // What the record will hold, taken from the certificate just built (the DER
@@ -489,6 +565,7 @@ impl Shared {
     /// carries that very certificate.
     async fn record(
         &self,
+        capf: &CertAndKey,
         outcome: &Outcome,
         now: i64,
         issued: Option<&Issued>,
@@ -533,9 +610,9 @@ impl Shared {
                 cert,
                 auth_cert: a,
             } => {
-                let issued_here = X509::from_der(cert).ok().is_some_and(|x| {
-                    self.capf.cert.issued(&x) == openssl::x509::X509VerifyResult::OK
-                });
+                let issued_here = X509::from_der(cert)
+                    .ok()
+                    .is_some_and(|x| capf.cert.issued(&x) == openssl::x509::X509VerifyResult::OK);
                 let kind = if issued_here {
                     DeviceCertKind::Lsc
                 } else {
@@ -581,7 +658,10 @@ struct Issued {
 
 async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
-    let ssl = match Ssl::new(shared.acceptor.context()) {
+    // One certificate for the whole session, even if it is replaced meanwhile.
+    let presented = shared.current();
+    let capf = &presented.capf;
+    let ssl = match Ssl::new(presented.acceptor.context()) {
         Ok(s) => s,
         Err(e) => return tracing::warn!(%peer, error = %e, "CAPF: TLS setup failed"),
     };
@@ -629,7 +709,7 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                         }
                         break 'session;
                     }
-                    let plan = match shared.plan(&device, unix_now()).await {
+                    let plan = match shared.plan(capf, &device, unix_now()).await {
                         Ok(p) => p,
                         Err(e) => {
                             tracing::error!(%peer, device, error = %e, "CAPF: store lookup failed");
@@ -640,7 +720,7 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                     next.extend(s.plan(plan));
                 }
                 Action::Issue { device, public_key } => {
-                    let r = shared.issue(&device, &public_key, unix_now()).await;
+                    let r = shared.issue(capf, &device, &public_key, unix_now()).await;
                     let der = match r {
                         Ok(i) => {
                             let der = i.der.clone();
@@ -655,7 +735,10 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                     next.extend(s.issued(der));
                 }
                 Action::Finish { outcome, end } => {
-                    let end = match shared.record(&outcome, unix_now(), issued.as_ref()).await {
+                    let end = match shared
+                        .record(capf, &outcome, unix_now(), issued.as_ref())
+                        .await
+                    {
                         Ok(()) => end,
                         Err(e) => {
                             tracing::error!(%peer, device = s.device().unwrap_or("?"), error = %e, "CAPF: could not record the outcome; the phone is told the operation failed");
@@ -688,7 +771,7 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                     status: format!("Operation Failed: {why}"),
                 };
                 if s.device().is_some() {
-                    let _ = shared.record(&outcome, unix_now(), None).await;
+                    let _ = shared.record(capf, &outcome, unix_now(), None).await;
                 }
                 tracing::warn!(%peer, device = s.device().unwrap_or("?"), cause = why, "CAPF: session ended");
                 break;

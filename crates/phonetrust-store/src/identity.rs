@@ -65,6 +65,14 @@ fn make_own(
     CertAndKey::new(cert, key).map_err(|e| StoreError::Pki(e.into()))
 }
 
+/// Remove what an interrupted write left in the data directory and the identity
+/// directory (temporary files that may hold private keys); returns what was removed.
+pub fn remove_leftovers(data: &DataDir) -> Result<Vec<std::path::PathBuf>, StoreError> {
+    let mut out = crate::remove_stale_temp_files(data.root())?;
+    out.extend(crate::remove_stale_temp_files(&data.identity_dir())?);
+    Ok(out)
+}
+
 /// Create the identity of a fresh node (every own certificate), as one step: built in a
 /// temporary directory, then renamed into place.
 pub fn create(
@@ -78,9 +86,7 @@ pub fn create(
         return Err(StoreError::AlreadyInitialised(data.root().to_path_buf()));
     }
     std::fs::create_dir_all(data.root()).map_err(io(data.root()))?;
-    let tmp = data
-        .root()
-        .join(format!(".identity.tmp-{}", std::process::id()));
+    let tmp = data.root().join(crate::temp_name("identity"));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).map_err(io(&tmp))?;
     #[cfg(unix)]

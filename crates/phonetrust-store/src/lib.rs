@@ -89,6 +89,54 @@ pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Store
     }
 }
 
+/// The name of the temporary file (or directory) this process writes before renaming it
+/// into place as `name`: `.<name>.tmp-<pid>`.
+pub fn temp_name(name: &str) -> String {
+    format!(".{name}.tmp-{}", std::process::id())
+}
+
+/// The process that wrote a temporary file named by [`temp_name`], if `name` is one.
+fn temp_owner(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?;
+    let (_, pid) = rest.rsplit_once(".tmp-")?;
+    pid.parse().ok()
+}
+
+/// Remove what a crash mid-write left in `dir`: temporary files and directories of
+/// [`write_atomic`] and of the first identity (they may hold private keys), whose writer
+/// is no longer running. Returns what was removed, for the log.
+pub fn remove_stale_temp_files(
+    dir: &std::path::Path,
+) -> Result<Vec<std::path::PathBuf>, StoreError> {
+    let mut removed = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removed),
+        Err(e) => return Err(io(dir)(e)),
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = temp_owner(&name.to_string_lossy()) else {
+            continue;
+        };
+        let alive =
+            pid == std::process::id() || std::path::Path::new(&format!("/proc/{pid}")).exists();
+        if alive {
+            continue;
+        }
+        let p = e.path();
+        let r = if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        r.map_err(io(&p))?;
+        tracing::warn!(file = %p.display(), "removed a temporary file left by an interrupted write");
+        removed.push(p);
+    }
+    Ok(removed)
+}
+
 /// Write `bytes` to `path` atomically with permission `mode`: temporary file in the same
 /// directory, fsync, rename, fsync of the directory. A reader (or a crash) sees the old
 /// file or the new one, never half of either.
@@ -98,12 +146,11 @@ pub fn write_atomic(path: &std::path::Path, bytes: &[u8], mode: u32) -> Result<(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| std::path::Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
+    let tmp = dir.join(temp_name(
+        &path
+            .file_name()
             .map(|n| n.to_string_lossy())
             .unwrap_or_default(),
-        std::process::id()
     ));
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);

@@ -64,6 +64,12 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
         tracing::info!(data = %node.data.root().display(), "no identity: creating one");
         create_identity(&node.data, &a.init.node_identity())?;
     }
+    for p in identity::remove_leftovers(&node.data)? {
+        println!(
+            "phonetrust: removed {} (left by an interrupted write)",
+            p.display()
+        );
+    }
     let db = node.db().await?;
     let id = identity::load(&node.data)?;
     let capf = id
@@ -153,6 +159,8 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
     println!("phonetrust: HTTP listening on {}", http.local_addr()?);
     let server = CapfServer::bind(db, capf, cfg.clone()).await?;
     let addr = server.local_addr()?;
+    // A regenerated or imported CAPF certificate is taken over within a second.
+    tokio::spawn(server.follow_identity(node.data.clone(), std::time::Duration::from_secs(1)));
     println!(
         "phonetrust: CAPF listening on {addr} ({}+)",
         tls_name(cfg.min_tls)

@@ -30,6 +30,7 @@ struct Node {
     /// The node's data directory, removed with the node.
     _tmp: phonetrust_testsupport::TestDir,
     db: Db,
+    data: phonetrust_store::layout::DataDir,
     capf: X509,
     addr: SocketAddr,
 }
@@ -44,7 +45,7 @@ async fn node(tag: &str, cfg: CapfConfig) -> Node {
         },
     );
     n.rsa_bits = 2048;
-    let FreshNode { tmp, id, db, .. } = FreshNode::new(&format!("capf-{tag}"), &n).await;
+    let FreshNode { tmp, id, db, data } = FreshNode::new(&format!("capf-{tag}"), &n).await;
     let capf = id.get(OwnCert::Capf).unwrap().clone();
     let server = CapfServer::bind(
         db.clone(),
@@ -57,10 +58,12 @@ async fn node(tag: &str, cfg: CapfConfig) -> Node {
     .await
     .unwrap();
     let addr = server.local_addr().unwrap();
+    tokio::spawn(server.follow_identity(data.clone(), std::time::Duration::from_millis(100)));
     tokio::spawn(server.run());
     Node {
         _tmp: tmp,
         db,
+        data,
         capf: capf.cert,
         addr,
     }
@@ -451,5 +454,56 @@ async fn a_client_with_nagle_on_is_answered_without_delay() {
         tickets.load(std::sync::atomic::Ordering::SeqCst),
         1,
         "one ticket right after the handshake"
+    );
+}
+
+/// `set cert regen CAPF` or an import replaces the CAPF certificate: the running server
+/// presents the new one to new sessions within seconds, without a restart, and issues
+/// LSCs with it; a phone that holds the new ITL (and so trusts only the new certificate)
+/// enrols instead of failing with "LSC: Connection failed".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_capf_certificate_is_used_without_restart() {
+    let n = node("follow", CapfConfig::default()).await;
+    let new = phonetrust_proto::cert::CertAndKey::from_pem(&crate::v("pki/capf.pem")).unwrap();
+    assert_ne!(n.capf.to_der().unwrap(), new.cert.to_der().unwrap());
+    phonetrust_store::identity::replace(&n.data, OwnCert::Capf, &new).unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let s = raw_client(n.addr, false).await;
+        let presented = s.ssl().peer_certificate().unwrap().to_der().unwrap();
+        if presented == new.cert.to_der().unwrap() {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "the new CAPF certificate was not taken over"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    schedule(
+        &n.db,
+        "SEP00112233AA01",
+        CertOperation::Install,
+        AuthMode::NullString,
+        None,
+        KeyOrder::Rsa,
+    )
+    .await;
+    let mut p = SimPhone::new("00112233AA01", "8845");
+    assert_eq!(
+        p.capf(n.addr, &new.cert, PhoneAuth::None, &Generate { ec: true })
+            .await,
+        PhoneResult::Installed
+    );
+    let lsc = p.state.lsc.clone().unwrap();
+    assert!(
+        phonetrust_proto::cert::verify_chain(
+            &lsc.cert,
+            &[],
+            std::slice::from_ref(&new.cert),
+            now()
+        )
+        .is_ok(),
+        "the LSC is issued by the new CAPF certificate"
     );
 }

@@ -75,6 +75,51 @@ fn leftovers_of_a_crashed_init_do_not_count() {
     identity::load(&data).unwrap();
 }
 
+/// A crash mid-write leaves temporary files that may hold private keys: the next start
+/// removes those whose writer is gone, and nothing else.
+#[test]
+fn leftover_temporary_key_files_are_removed() {
+    let tmp = tmp("leftovers");
+    let root = tmp.path().join("node");
+    let data = DataDir::new(&root);
+    identity::create(&data, &node(), 1_795_000_000, &SeededRandom::new(4)).unwrap();
+    // A process that has ended: its pid names the leftovers.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    let ours = std::process::id();
+    let stale = [
+        root.join(format!(".identity.tmp-{dead}")),
+        data.identity_dir().join(format!(".CAPF.pem.tmp-{dead}")),
+        root.join(format!(".phonetrust.toml.tmp-{dead}")),
+    ];
+    std::fs::create_dir_all(&stale[0]).unwrap();
+    std::fs::write(stale[0].join("CAPF.pem"), b"-----BEGIN PRIVATE KEY-----").unwrap();
+    std::fs::write(&stale[1], b"-----BEGIN PRIVATE KEY-----").unwrap();
+    std::fs::write(&stale[2], b"x").unwrap();
+    let keep = [
+        data.identity_dir().join(format!(".CAPF.pem.tmp-{ours}")),
+        root.join("notes.tmp-1"),
+        root.join(".hidden"),
+    ];
+    for k in &keep {
+        std::fs::write(k, b"k").unwrap();
+    }
+    let mut removed = identity::remove_leftovers(&data).unwrap();
+    removed.sort();
+    let mut want = stale.to_vec();
+    want.sort();
+    assert_eq!(removed, want);
+    for s in &stale {
+        assert!(!s.exists(), "{}", s.display());
+    }
+    for k in &keep {
+        assert!(k.exists(), "{}", k.display());
+    }
+    identity::load(&data).unwrap();
+    assert!(identity::remove_leftovers(&data).unwrap().is_empty());
+}
+
 #[test]
 fn damaged_file_and_replacement() {
     let tmp = tmp("damage");
