@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use openssl::x509::X509;
-use phonetrust_proto::capf_phone::{PhoneAuth, PhoneResult};
+use phonetrust_proto::capf_phone::PhoneResult;
 use phonetrust_proto::cert::{md5_hex, sha1};
 use phonetrust_proto::devconfig::facts;
 use phonetrust_proto::enccnf;
@@ -219,7 +219,7 @@ fn signer_listed(old: &TrustList, new: &TrustList) -> bool {
 }
 
 impl SimPhone {
-    fn status(&mut self, s: impl Into<String>) {
+    pub(crate) fn status(&mut self, s: impl Into<String>) {
         self.status_messages.push(s.into());
     }
 
@@ -453,6 +453,7 @@ impl SimPhone {
             if !f.tvs.is_empty() {
                 self.tvs_servers = f.tvs.clone();
             }
+            self.capf_auth_mode = f.capf_auth_mode;
             if !f.encr_config {
                 return Ok(BootResult::Configured {
                     xml: body,
@@ -491,17 +492,7 @@ impl SimPhone {
                     })?,
             };
             let conn = CapfConnector::new(&capf_cert)?;
-            let auth = match f.capf_auth_mode {
-                Some(1) => match &self.auth_string {
-                    Some(s) => PhoneAuth::Password(s.clone()),
-                    None => {
-                        self.status("LSC: Authentication string required");
-                        return Err("CAPF wants an authentication string typed on the phone".into());
-                    }
-                },
-                Some(2 | 3) => PhoneAuth::Certificate { sudi: false },
-                _ => PhoneAuth::None,
-            };
+            let auth = self.configured_auth()?;
             match self.capf_via(addr, &conn, auth, o.keys).await {
                 PhoneResult::Installed | PhoneResult::Fetched | PhoneResult::NothingToDo => {}
                 other => return Err(format!("CAPF: {}", other.status_message())),

@@ -233,9 +233,29 @@ pub struct SimPhone {
     pub tvs_servers: Vec<(String, u16)>,
     /// Whether the model can ask TVS (models without "security by default" cannot).
     pub supports_tvs: bool,
+    /// `capfAuthMode` of its last configuration (0 null string, 1 authentication string,
+    /// 2 LSC, 3 MIC), if it has booted.
+    pub capf_auth_mode: Option<u8>,
 }
 
 impl SimPhone {
+    /// How it authenticates to CAPF when the server does not say (AUTH_TYPE 0): as its
+    /// last configuration's `capfAuthMode` says — by certificate (LSC, else MIC), by the
+    /// authentication string a user types, or by null string (also before any boot).
+    pub fn configured_auth(&mut self) -> Result<PhoneAuth, String> {
+        Ok(match self.capf_auth_mode {
+            Some(1) => match &self.auth_string {
+                Some(s) => PhoneAuth::Password(s.clone()),
+                None => {
+                    self.status("LSC: Authentication string required");
+                    return Err("CAPF wants an authentication string typed on the phone".into());
+                }
+            },
+            Some(2 | 3) => PhoneAuth::Certificate { sudi: false },
+            _ => PhoneAuth::None,
+        })
+    }
+
     /// A phone `SEP<mac>` without MIC or LSC.
     pub fn new(mac: &str, model: &str) -> Self {
         Self {
@@ -251,6 +271,7 @@ impl SimPhone {
             auth_string: None,
             ctl: None,
             tvs_servers: Vec::new(),
+            capf_auth_mode: None,
             supports_tvs: true,
         }
     }

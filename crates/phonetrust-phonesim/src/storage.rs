@@ -157,6 +157,9 @@ impl SimPhone {
                     })
                     .collect();
             }
+            if let Some(m) = read_capped(&pdir.join("capfAuthMode"))? {
+                phone.capf_auth_mode = String::from_utf8_lossy(&m).trim().parse().ok();
+            }
             if let Some(log) = read_capped(&pdir.join("status.log"))? {
                 phone.status_messages = String::from_utf8_lossy(&log)
                     .lines()
@@ -206,6 +209,10 @@ impl SimPhone {
             .map(|(h, p)| format!("{h} {p}\n"))
             .collect();
         write_file(&pdir.join("tvs"), tvs.as_bytes(), 0o644)?;
+        match self.capf_auth_mode {
+            Some(m) => write_file(&pdir.join("capfAuthMode"), m.to_string().as_bytes(), 0o644)?,
+            None => remove(&pdir.join("capfAuthMode"))?,
+        }
         let mut log = self.status_messages.join("\n");
         log.push('\n');
         write_file(&pdir.join("status.log"), log.as_bytes(), 0o644)
@@ -241,6 +248,7 @@ mod tests {
         assert_eq!(p.state.device, "SEP00AABBCCDDEE");
         let mic = p.state.mic.clone().unwrap();
         p.status_messages.push("LSC: Connection failed".into());
+        p.capf_auth_mode = Some(2);
         p.save(&dir).unwrap();
         #[cfg(unix)]
         {
@@ -256,6 +264,11 @@ mod tests {
         );
         assert!(q.state.lsc.is_none());
         assert_eq!(q.status_messages, ["LSC: Connection failed"]);
+        assert_eq!(
+            q.capf_auth_mode,
+            Some(2),
+            "the configured CAPF authentication mode"
+        );
 
         // A damaged file is reported, not ignored.
         std::fs::write(dir.join("SEP00AABBCCDDEE/mic.pem"), b"garbage").unwrap();

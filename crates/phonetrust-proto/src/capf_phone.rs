@@ -7,7 +7,7 @@ use openssl::pkey::{PKey, Private};
 use openssl::x509::X509;
 
 use crate::capf::{
-    CertType, Command, Element, Message, Reason, WrappedCert, auth_signed_message,
+    AuthType, CertType, Command, Element, Message, Reason, WrappedCert, auth_signed_message,
     encode_sha2_signed, encode_sudi, sudi_signed_message,
 };
 use crate::capf_server::KeyRequest;
@@ -15,7 +15,9 @@ use crate::cert::{CertAndKey, raw_sign};
 use crate::element::NulText;
 use crate::tlv::HashAlg;
 
-/// How the phone authenticates (from its configuration, as a real phone learns it).
+/// How the phone authenticates when the server's AUTH_REQUEST does not say (AUTH_TYPE 0):
+/// its configured mode (`capfAuthMode` of its config file, as a real phone learns it).
+/// When the server names an AUTH_TYPE, the phone answers that one.
 #[derive(Clone, Debug)]
 pub enum PhoneAuth {
     /// Null string.
@@ -94,6 +96,14 @@ pub struct PhoneSession {
     did: Option<PhoneResult>,
 }
 
+/// What the phone authenticates with in one AUTH_RESPONSE.
+enum Answer<'a> {
+    Null,
+    Password(&'a str),
+    /// The certificate and key, and whether SUDI data goes along.
+    Certificate(&'a CertAndKey, bool),
+}
+
 fn enc(m: &Message) -> Vec<u8> {
     m.encode().unwrap_or_default()
 }
@@ -124,17 +134,42 @@ impl PhoneSession {
         self.session_id.unwrap_or(0)
     }
 
-    fn auth_response(&self, sid: u32) -> Result<Message, String> {
+    /// What to authenticate with, for the AUTH_TYPE the server asked for: the server's
+    /// choice when it names one, else the configured mode.
+    fn answer(&self, asked: Option<AuthType>) -> Result<Answer<'_>, String> {
+        let sudi = matches!(self.auth, PhoneAuth::Certificate { sudi: true });
+        let password = match &self.auth {
+            PhoneAuth::Password(p) => p.as_str(),
+            _ => "",
+        };
+        let lsc = || self.state.lsc.as_ref().ok_or("no LSC to authenticate with");
+        let mic = || self.state.mic.as_ref().ok_or("no MIC to authenticate with");
+        Ok(match asked {
+            Some(AuthType::Password) => Answer::Password(password),
+            Some(AuthType::NoPassword) => Answer::Null,
+            Some(AuthType::Lsc) => Answer::Certificate(lsc()?, sudi),
+            Some(AuthType::Mic) => Answer::Certificate(mic()?, sudi),
+            _ => match &self.auth {
+                PhoneAuth::None => Answer::Null,
+                PhoneAuth::Password(p) => Answer::Password(p),
+                PhoneAuth::Certificate { sudi } => Answer::Certificate(
+                    self.state
+                        .lsc
+                        .as_ref()
+                        .or(self.state.mic.as_ref())
+                        .ok_or("no certificate to authenticate with")?,
+                    *sudi,
+                ),
+            },
+        })
+    }
+
+    fn auth_response(&self, sid: u32, asked: Option<AuthType>) -> Result<Message, String> {
         let dev = &self.state.device;
         let mut els = vec![Element::Reason(Reason::Success)];
         let mut tail = Vec::new();
-        if let PhoneAuth::Certificate { sudi } = self.auth {
-            let ck = self
-                .state
-                .lsc
-                .as_ref()
-                .or(self.state.mic.as_ref())
-                .ok_or("no certificate to authenticate with")?;
+        let answer = self.answer(asked)?;
+        if let Answer::Certificate(ck, sudi) = answer {
             let der = ck.cert.to_der().map_err(|e| e.to_string())?;
             let msg = auth_signed_message(dev, &der);
             let s1 = raw_sign(&ck.key, MessageDigest::sha1(), &msg).map_err(|e| e.to_string())?;
@@ -157,8 +192,8 @@ impl PhoneSession {
             ));
         }
         els.push(Element::Version(self.state.version));
-        let pw = match &self.auth {
-            PhoneAuth::Password(p) => p.as_str(),
+        let pw = match answer {
+            Answer::Password(p) => p,
             _ => "",
         };
         els.push(Element::Password(NulText::new(pw)));
@@ -181,7 +216,7 @@ impl PhoneSession {
         match msg.command {
             Command::AuthRequest => {
                 self.session_id = Some(sid);
-                match self.auth_response(sid) {
+                match self.auth_response(sid, msg.auth_type()) {
                     Ok(m) => vec![PhoneAction::Send(enc(&m))],
                     Err(e) => self.done(PhoneResult::Failed(e)),
                 }
@@ -280,5 +315,79 @@ impl PhoneSession {
                 Reason::Failure,
             )))],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+    use super::*;
+    use crate::codec::unhex;
+    use crate::testutil::vector;
+
+    /// The reference server's AUTH_REQUEST (`capf.log`, session 1: VERSION 3, AUTH_TYPE 0)
+    /// with its AUTH_TYPE byte replaced.
+    fn auth_request(auth_type: u8) -> Vec<u8> {
+        let mut m = unhex("55010000000100080700010308000100").unwrap();
+        *m.last_mut().unwrap() = auth_type;
+        m
+    }
+
+    fn state(lsc: bool) -> PhoneState {
+        PhoneState {
+            device: "SEP0011AABBCCDD".into(),
+            mic: Some(CertAndKey::from_pem(&vector("pki/mic-SEP0011AABBCCDD.pem")).unwrap()),
+            lsc: lsc.then(|| CertAndKey::from_pem(&vector("pki/lsc/SEP0011AABBCCDD.pem")).unwrap()),
+            version: 3,
+        }
+    }
+
+    /// The AUTH_RESPONSE to an AUTH_REQUEST of `auth_type`.
+    fn respond(s: PhoneState, configured: PhoneAuth, auth_type: u8) -> Result<Message, String> {
+        let mut p = PhoneSession::new(s, configured);
+        match p.handle(&auth_request(auth_type)).as_slice() {
+            [PhoneAction::Send(b)] => Ok(Message::decode(b).unwrap()),
+            [PhoneAction::Done(PhoneResult::Failed(why))] => Err(why.clone()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn der(c: &Option<CertAndKey>) -> Vec<u8> {
+        c.as_ref().unwrap().cert.to_der().unwrap()
+    }
+
+    #[test]
+    fn the_phone_answers_the_auth_type_the_server_asks_for() {
+        let (s, pw) = (state(true), || PhoneAuth::Password("123456".into()));
+        // 3: the LSC, whatever the phone was configured with.
+        let m = respond(s.clone(), PhoneAuth::None, 3).unwrap();
+        assert_eq!(m.certificate(), Some(der(&s.lsc).as_slice()));
+        assert!(m.signed_data().is_some());
+        assert_eq!(m.password().as_deref(), Some(""));
+        // 4: the MIC, even when an LSC is installed.
+        let m = respond(s.clone(), PhoneAuth::None, 4).unwrap();
+        assert_eq!(m.certificate(), Some(der(&s.mic).as_slice()));
+        // 1: the authentication string; 2: nothing, even for a phone set to certificates.
+        let m = respond(s.clone(), pw(), 1).unwrap();
+        assert_eq!(m.password().as_deref(), Some("123456"));
+        assert_eq!(m.certificate(), None);
+        let m = respond(s.clone(), PhoneAuth::Certificate { sudi: true }, 2).unwrap();
+        assert_eq!((m.certificate(), m.sudi_data()), (None, None));
+        assert_eq!(m.password().as_deref(), Some(""));
+        // 0: the server does not say: the configured mode.
+        let m = respond(s.clone(), PhoneAuth::Certificate { sudi: true }, 0).unwrap();
+        assert_eq!(m.certificate(), Some(der(&s.lsc).as_slice()));
+        assert!(m.sudi_data().is_some());
+        let m = respond(s.clone(), pw(), 0).unwrap();
+        assert_eq!(m.password().as_deref(), Some("123456"));
+        let m = respond(state(false), PhoneAuth::Certificate { sudi: false }, 0).unwrap();
+        assert_eq!(
+            m.certificate(),
+            Some(der(&s.mic).as_slice()),
+            "no LSC: the MIC"
+        );
+        // Asked for an LSC it does not have: the session fails on the phone, saying why.
+        let e = respond(state(false), PhoneAuth::None, 3).unwrap_err();
+        assert!(e.contains("no LSC"), "{e}");
     }
 }

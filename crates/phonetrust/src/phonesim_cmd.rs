@@ -81,6 +81,8 @@ pub(crate) struct CapfArgs {
     #[arg(long, conflicts_with = "certificate")]
     auth_string: Option<String>,
     /// Authenticate with the phone's existing certificate (LSC if it has one, else MIC).
+    /// Without this or --auth-string, each phone authenticates as its last configuration
+    /// (`phone-sim boot`) says, and as the server's AUTH_TYPE asks when it names one.
     #[arg(long)]
     certificate: bool,
     /// Also send SUDI data (with --certificate).
@@ -372,10 +374,11 @@ async fn capf(node: &Node, a: CapfArgs) -> Result<ExitCode> {
         Some(n) => Arc::new(Pool::rsa(n, 2048)?),
         None => Arc::new(Generate { ec: !a.no_ec }),
     };
+    // Given on the command line, or (None) as each phone's last configuration says.
     let auth = match (&a.auth_string, a.certificate) {
-        (Some(s), _) => PhoneAuth::Password(s.clone()),
-        (None, true) => PhoneAuth::Certificate { sudi: a.sudi },
-        (None, false) => PhoneAuth::None,
+        (Some(s), _) => Some(PhoneAuth::Password(s.clone())),
+        (None, true) => Some(PhoneAuth::Certificate { sudi: a.sudi }),
+        (None, false) => None,
     };
     let a = Arc::new(a);
     let factory = Arc::new(factory);
@@ -396,6 +399,16 @@ async fn capf(node: &Node, a: CapfArgs) -> Result<ExitCode> {
             let mut phone =
                 SimPhone::load_or_new(&a.dir.dir, &mac, &a.model, factory.as_ref().as_ref())?;
             phone.state.version = a.protocol_version;
+            let auth = match auth.clone() {
+                Some(a) => a,
+                None => match phone.configured_auth() {
+                    Ok(a) => a,
+                    Err(why) => {
+                        phone.save(&a.dir.dir)?;
+                        return anyhow::Ok((phone.state.device.clone(), PhoneResult::Failed(why)));
+                    }
+                },
+            };
             let mut tries = 0;
             let result = loop {
                 let r = phone

@@ -1155,6 +1155,7 @@ fn pt_in(dir: &Path, args: &[&str], input: &str) -> Output {
 /// known to it.
 struct Cluster {
     d: TestDir,
+    capf: String,
     http: String,
     tvs: String,
     _server: Server,
@@ -1187,6 +1188,7 @@ impl Cluster {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         Self {
+            capf: format!("127.0.0.1:{capf}"),
             http: format!("127.0.0.1:{http}"),
             tvs: format!("127.0.0.1:{tvs}"),
             d,
@@ -1834,4 +1836,181 @@ fn scenario_regenerate_callmanager_itl_through_tvs() {
         c.phone_list("001122334466", "ITLFile.tlv").unwrap(),
         old_itl
     );
+}
+
+/// One configuration for every command: the command line beats the environment, which
+/// beats the config file, which beats the defaults; a malformed file is an error naming
+/// its line.
+#[test]
+fn configuration_layers_for_every_command() {
+    let d = tmp("config");
+    init_node(&d);
+    let good = format!("sqlite://{}", d.join("data/phonetrust.db").display());
+    let bad = format!("sqlite://{}", d.join("no-such-dir/x.db").display());
+    let o = pt(&d, &["phone", "add", "SEP001122334455", "--model", "8845"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lists = |o: &Output| o.status.success() && stdout(o).contains("SEP001122334455");
+
+    // The file's database beats the default …
+    std::fs::write(
+        d.join("data/phonetrust.toml"),
+        format!("[server]\ndatabase = \"{bad}\"\n"),
+    )
+    .unwrap();
+    let o = pt(&d, &["phone", "list"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no-such-dir"), "{}", stderr(&o));
+    // … the environment beats the file, the command line beats both.
+    assert!(lists(&pt_env_str(
+        &d,
+        &["phone", "list"],
+        &[("PHONETRUST_DATABASE", &good)]
+    )));
+    assert!(lists(&pt(&d, &["phone", "list", "--database", &good])));
+    assert!(lists(&pt_env_str(
+        &d,
+        &["--database", &good, "phone", "list"],
+        &[("PHONETRUST_DATABASE", &bad)]
+    )));
+    // `serve` takes the same database as the other commands.
+    let o = pt(
+        &d,
+        &[
+            "serve",
+            "--capf-port",
+            "0",
+            "--tvs-port",
+            "0",
+            "--tftp-port",
+            "0",
+            "--http-port",
+            "0",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no-such-dir"), "{}", stderr(&o));
+
+    // A malformed file or an unknown key: one line naming the file and the line.
+    std::fs::write(
+        d.join("data/phonetrust.toml"),
+        "[server]\nbind = 127.0.0.1\n",
+    )
+    .unwrap();
+    assert_one_line_error(&pt(&d, &["phone", "list"]), "phonetrust.toml: line 2");
+    std::fs::write(
+        d.join("data/phonetrust.toml"),
+        "[capf]\nport = 3804\nmax_session = 5\n",
+    )
+    .unwrap();
+    assert_one_line_error(&pt(&d, &["show", "ctl"]), "line 3, column 1");
+    // A config file named but missing.
+    std::fs::remove_file(d.join("data/phonetrust.toml")).unwrap();
+    assert_one_line_error(
+        &pt(&d, &["phone", "list", "--config", "nope.toml"]),
+        "nope.toml",
+    );
+}
+
+/// `serve --config X` (whose `[provision] static_dir` is elsewhere) or `serve --static-dir
+/// Y`, and the admin commands run without those options: the CTL they build is the one
+/// `serve` hands out, and `file delete tftp CTLFile.tlv` deletes that one.
+#[test]
+fn the_ctl_is_where_serve_looks_whatever_its_options() {
+    for (tag, extra) in [
+        ("ctl-config", &["--config", "site.toml"][..]),
+        ("ctl-static", &["--static-dir", "elsewhere"][..]),
+    ] {
+        let d = tmp(tag);
+        init_node(&d);
+        std::fs::write(d.join("site.toml"), "[provision]\nstatic_dir = \"files\"\n").unwrap();
+        let http = free_port();
+        let http_s = http.to_string();
+        let mut args = vec![
+            "--tvs-port",
+            "0",
+            "--tftp-port",
+            "0",
+            "--http-port",
+            &http_s,
+        ];
+        args.extend_from_slice(extra);
+        let _server = Server::start_with(&d, free_port(), &args);
+        let served = || {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            let o = Command::new("curl")
+                .args(["-sf", &format!("http://127.0.0.1:{http}/CTLFile.tlv")])
+                .output()
+                .unwrap();
+            o.status.success().then_some(o.stdout)
+        };
+        assert_eq!(served(), None, "{tag}: no CTL yet");
+        let o = pt(&d, &["utils", "ctl", "set-cluster", "mixed-mode", "-y"]);
+        assert!(o.status.success(), "{tag}: {}", stderr(&o));
+        let ctl = served().unwrap_or_else(|| panic!("{tag}: the new CTL is not served"));
+        let shown = stdout(&pt(&d, &["show", "ctl"]));
+        assert!(
+            shown.contains(&format!("Length of CTL file: {}", ctl.len())),
+            "{tag}: {shown}"
+        );
+        let o = pt(&d, &["file", "delete", "tftp", "CTLFile.tlv", "-y"]);
+        assert!(o.status.success(), "{tag}: {}", stdout(&o));
+        assert_eq!(served(), None, "{tag}: deleted");
+    }
+}
+
+fn pt_env_str(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_phonetrust"));
+    c.args(args)
+        .current_dir(dir)
+        .env("PHONETRUST_DATA", dir.join("data"));
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+/// A phone authenticates to CAPF as its configuration says (`capfAuthMode`), as a real
+/// phone does: after a boot whose config says "by existing certificate", `phone-sim capf`
+/// without `--certificate` signs with its LSC and the troubleshoot succeeds.
+#[test]
+fn phone_sim_authenticates_as_its_configuration_says() {
+    let c = Cluster::start("authmode");
+    let mac = "001122334455";
+    let capf = |extra: &[&str]| {
+        let mut args = vec!["phone-sim", "capf", "--mac", mac, "--server", &c.capf];
+        args.extend_from_slice(extra);
+        pt(&c.d, &args)
+    };
+    schedule_install(&c.d, "SEP001122334455", "null-string");
+    let o = capf(&[]);
+    assert_eq!(
+        stdout(&o).trim(),
+        "SEP001122334455: LSC: Installed",
+        "{}",
+        stderr(&o)
+    );
+    let o = pt(
+        &c.d,
+        &[
+            "phone",
+            "capf",
+            "SEP001122334455",
+            "--operation",
+            "troubleshoot",
+            "--auth",
+            "lsc",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    c.settle();
+    let (ok, out) = c.boot(mac, &[]);
+    assert!(ok, "{out}");
+    let o = capf(&["--retries", "0"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(
+        stdout(&o).trim(),
+        "SEP001122334455: LSC: Operation complete"
+    );
+    let shown = stdout(&pt(&c.d, &["phone", "show", "SEP001122334455"]));
+    assert!(shown.contains("Troubleshoot Success"), "{shown}");
 }
