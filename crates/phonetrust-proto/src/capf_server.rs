@@ -627,17 +627,22 @@ fn verify_cert_auth(
         let sudi = parse_sudi(v).map_err(|e| format!("SUDI data: {e}"))?;
         let sc = X509::from_der(sudi.certificate).map_err(|_| "unreadable SUDI certificate")?;
         let sp = sc.public_key().map_err(|_| "unreadable SUDI key")?;
-        if sp.id() == Id::RSA {
-            let m = crate::capf::sudi_signed_message(session_id, sudi.certificate);
-            let ok1 = sudi
-                .sha1_signature
-                .is_some_and(|s| raw_verify(&sp, MessageDigest::sha1(), &m, s));
-            let ok2 = sudi
-                .sha512_signature
-                .is_none_or(|s| raw_verify(&sp, MessageDigest::sha512(), &m, s));
-            if !(ok1 && ok2) {
-                return Err("SUDI signature does not verify".into());
-            }
+        // RSA: raw signatures over bare digests; EC: DER ECDSA. Both are checked.
+        if !matches!(sp.id(), Id::RSA | Id::EC) {
+            return Err(format!(
+                "SUDI key type {:?} is not supported (RSA or EC)",
+                sp.id()
+            ));
+        }
+        let m = crate::capf::sudi_signed_message(session_id, sudi.certificate);
+        let ok1 = sudi
+            .sha1_signature
+            .is_some_and(|s| raw_verify(&sp, MessageDigest::sha1(), &m, s));
+        let ok2 = sudi
+            .sha512_signature
+            .is_none_or(|s| raw_verify(&sp, MessageDigest::sha512(), &m, s));
+        if !(ok1 && ok2) {
+            return Err("SUDI signature does not verify".into());
         }
     }
     // An LSC names the phone itself (CN=SEP<MAC>); a MIC names the model too
@@ -653,4 +658,169 @@ fn verify_cert_auth(
         format!("the certificate chains to no CAPF or manufacturer CA in CAPF-trust: {e}")
     })?;
     Ok((kind, der.to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
+    use super::*;
+    use crate::capf::Element;
+    use crate::capf_phone::{PhoneAction, PhoneAuth, PhoneSession, PhoneState};
+    use crate::cert::CertAndKey;
+    use crate::testutil::vector;
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::{X509Builder, X509NameBuilder};
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn mfg() -> CertAndKey {
+        let mut pem = vector("pki/mfgca.crt");
+        pem.extend_from_slice(&vector("pki/mfgca.key"));
+        CertAndKey::from_pem(&pem).unwrap()
+    }
+
+    /// A MIC with a P-256 key for `device`, issued by the vectors' manufacturer CA.
+    fn ec_mic(device: &str) -> CertAndKey {
+        let ca = mfg();
+        let key = PKey::from_ec_key(
+            EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap(),
+        )
+        .unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_nid(Nid::COMMONNAME, &format!("CP-8845-{device}"))
+            .unwrap();
+        let name = name.build();
+        let mut b = X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_serial_number(&BigNum::from_u32(7).unwrap().to_asn1_integer().unwrap())
+            .unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(ca.cert.subject_name()).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&Asn1Time::from_unix(NOW - 86_400).unwrap())
+            .unwrap();
+        b.set_not_after(&Asn1Time::from_unix(NOW + 86_400).unwrap())
+            .unwrap();
+        b.sign(&ca.key, MessageDigest::sha256()).unwrap();
+        CertAndKey::new(b.build(), key).unwrap()
+    }
+
+    /// The phone's AUTH_RESPONSE (authenticating by its MIC, with SUDI data) to the
+    /// AUTH_REQUEST of session `sid`.
+    fn auth_response(device: &str, mic: CertAndKey, sid: u32) -> Message {
+        let mut p = PhoneSession::new(
+            PhoneState {
+                device: device.into(),
+                mic: Some(mic),
+                lsc: None,
+                version: 3,
+            },
+            PhoneAuth::Certificate { sudi: true },
+        );
+        let req = enc(&Message::auth_request(sid, AuthType::None));
+        match p.handle(&req).as_slice() {
+            [PhoneAction::Send(b)] => Message::decode(b).unwrap(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Run `auth` through a session troubleshooting `device` by MIC: the first outcome
+    /// (`None` when the session goes on to the fetch, i.e. authentication passed).
+    fn outcome(auth: &Message, sid: u32) -> Option<Outcome> {
+        let mut s = ServerSession::new(sid);
+        s.start();
+        let a = s.handle(&enc(auth));
+        assert!(matches!(a.as_slice(), [Action::Lookup { .. }]), "{a:?}");
+        let plan = Plan {
+            operation: Operation::Fetch,
+            auth: AuthPolicy::Mic,
+            expired: false,
+            lsc_anchors: vec![],
+            mic_anchors: vec![mfg().cert],
+            now: NOW,
+        };
+        s.plan(Some(plan)).into_iter().find_map(|a| match a {
+            Action::Finish { outcome, .. } => Some(outcome),
+            _ => None,
+        })
+    }
+
+    fn refused(auth: &Message, sid: u32, why: &str) {
+        match outcome(auth, sid) {
+            Some(Outcome::Failed {
+                kind: FailKind::Auth,
+                status,
+                ..
+            }) => assert!(status.contains(why), "'{why}' not in '{status}'"),
+            other => panic!("expected an authentication failure ({why}), got {other:?}"),
+        }
+    }
+
+    /// Flip the last byte of the element of `tag` (a signature's end).
+    fn tamper(m: &Message, pick: fn(&mut Element) -> Option<&mut Vec<u8>>) -> Message {
+        let mut m = m.clone();
+        let v = m.elements.iter_mut().find_map(pick).unwrap();
+        *v.last_mut().unwrap() ^= 1;
+        m
+    }
+
+    #[test]
+    fn an_ec_mic_with_ec_sudi_data_authenticates_and_each_bad_signature_is_refused() {
+        let dev = "SEP0011AABBCC01";
+        let sid = 0x0102_0304;
+        let good = auth_response(dev, ec_mic(dev), sid);
+        assert!(good.sudi_data().is_some());
+        assert_eq!(
+            outcome(&good, sid),
+            None,
+            "authenticated: the fetch follows"
+        );
+
+        refused(
+            &tamper(&good, |e| match e {
+                Element::SignedData(v) => Some(v),
+                _ => None,
+            }),
+            sid,
+            "SIGNED_DATA does not verify",
+        );
+        refused(
+            &tamper(&good, |e| match e {
+                Element::Sha2SignedData(v) => Some(v),
+                _ => None,
+            }),
+            sid,
+            "SHA2_SIGNED_DATA does not verify",
+        );
+        // EC SUDI data is verified too (ECDSA over session id + certificate).
+        refused(
+            &tamper(&good, |e| match e {
+                Element::SudiData(v) => Some(v),
+                _ => None,
+            }),
+            sid,
+            "SUDI signature does not verify",
+        );
+        // SUDI data signed for another session does not verify either.
+        let replayed = auth_response(dev, ec_mic(dev), sid + 1);
+        let mut mixed = good.clone();
+        for (a, b) in mixed.elements.iter_mut().zip(replayed.elements.iter()) {
+            if matches!(a, Element::SudiData(_)) {
+                *a = b.clone();
+            }
+        }
+        refused(&mixed, sid, "SUDI");
+    }
+
+    #[test]
+    fn a_certificate_of_another_phone_is_refused() {
+        let mic = ec_mic("SEP0011AABBCC02");
+        // Signed correctly, but the MIC names another phone.
+        let m = auth_response("SEP0011AABBCC01", mic, 9);
+        refused(&m, 9, "not of SEP0011AABBCC01");
+    }
 }
