@@ -393,7 +393,7 @@ impl SimPhone {
             .itl_parsed()
             .ok_or("no ITL to verify the signature with")?;
         let sf = SignedFile::parse(file).map_err(|e| e.to_string())?;
-        for c in certs_of(&itl, &[Role::Tftp, Role::CcmTftp, Role::Sast]) {
+        for c in itl.file_signers() {
             if sf.verify_with_cert(&c).is_ok() {
                 return Ok(sf.body().to_vec());
             }
@@ -513,7 +513,8 @@ impl SimPhone {
         };
         self.status(format!("{name}({})", via.tag()));
         let itl = self.itl_parsed().ok_or("no ITL")?;
-        let ok = certs_of(&itl, &[Role::Tftp, Role::CcmTftp, Role::Sast])
+        let ok = itl
+            .file_signers()
             .iter()
             .any(|c| enccnf::verify(&b, c).is_ok());
         if !ok {

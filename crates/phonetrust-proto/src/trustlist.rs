@@ -66,6 +66,10 @@ pub fn tag_name(t: u8) -> &'static str {
     }
 }
 
+/// The roles whose certificates a phone accepts as the signer of a downloaded file: TFTP,
+/// CCM+TFTP and SAST ([`TrustList::file_signers`]).
+pub const FILE_SIGNER_ROLES: [Role; 3] = [Role::Tftp, Role::CcmTftp, Role::Sast];
+
 /// A record's role (FUNCTION), shared with TVS answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
@@ -174,6 +178,14 @@ impl std::str::FromStr for Role {
 impl std::fmt::Display for Role {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.short_name())
+    }
+}
+
+impl Record {
+    /// Whether a phone accepts this record's certificate as the signer of a file it
+    /// downloads (its role is one of [`FILE_SIGNER_ROLES`]).
+    pub fn may_sign_files(&self) -> bool {
+        self.role.is_some_and(|x| FILE_SIGNER_ROLES.contains(&x))
     }
 }
 
@@ -513,6 +525,16 @@ impl TrustList {
         self.signer_index()
             .and_then(|i| self.records.get(i))
             .and_then(|r| r.record.x509())
+    }
+
+    /// The certificates a phone holding this list accepts as the signer of a file it
+    /// downloads (signed and encrypted configs, firmware): the records of the roles in
+    /// [`FILE_SIGNER_ROLES`]. The one rule for phones and tools alike.
+    pub fn file_signers(&self) -> Vec<openssl::x509::X509> {
+        self.plain_records()
+            .filter(|r| r.may_sign_files())
+            .filter_map(Record::x509)
+            .collect()
     }
 
     /// Verify the signature with the signer's own record; returns its index.

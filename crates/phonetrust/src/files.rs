@@ -370,7 +370,8 @@ fn write_out(out: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// The certificate a phone would use to check a signed file: the record of its ITL
-/// whose serial matches the header.
+/// whose serial matches the header, if its role may sign files (the phone's rule,
+/// [`TrustList::file_signers`]).
 fn signer_from_itl(itl_path: &Path, serial: &[u8]) -> Result<X509> {
     let itl_bytes = read(itl_path)?;
     let itl: TrustList =
@@ -381,16 +382,30 @@ fn signer_from_itl(itl_path: &Path, serial: &[u8]) -> Result<X509> {
             itl_path.display()
         )
     })?;
-    itl.plain_records()
-        .filter(|r| r.serial.as_deref() == Some(serial))
+    let named = || {
+        itl.plain_records()
+            .filter(|r| r.serial.as_deref() == Some(serial))
+    };
+    if let Some(c) = named()
+        .filter(|r| r.may_sign_files())
         .find_map(Record::x509)
-        .ok_or_else(|| {
-            anyhow!(
-                "{}: no record with a certificate has the signer serial {}",
-                itl_path.display(),
-                hex(serial)
-            )
-        })
+    {
+        return Ok(c);
+    }
+    match named().next() {
+        Some(r) => bail!(
+            "{}: the signer (serial {}) is listed as {}, which may not sign files: a phone accepts only a TFTP, CCM+TFTP or SAST record",
+            itl_path.display(),
+            hex(serial),
+            r.role
+                .map_or_else(|| "no role".to_string(), |x| x.short_name())
+        ),
+        None => bail!(
+            "{}: no TFTP, CCM+TFTP or SAST record has the signer serial {}",
+            itl_path.display(),
+            hex(serial)
+        ),
+    }
 }
 
 fn sgn_show(file: &Path, cert: Option<&Path>, itl: Option<&Path>) -> Result<ExitCode> {

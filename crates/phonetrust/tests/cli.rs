@@ -273,6 +273,37 @@ fn sgn_build_show_strip() {
     );
     assert!(by_itl.status.success(), "{}", stdout(&by_itl));
 
+    // The phone's signer rule: a file signed by a certificate the ITL lists only as CAPF
+    // (or TVS) is refused, as a phone refuses it; the ITL's TFTP records may sign.
+    for (signer, ok) in [
+        ("pki/capf.pem", false),
+        ("pki/tvs.pem", false),
+        ("pki/callmanager.pem", true),
+    ] {
+        let o = pt(
+            &d,
+            &[
+                "sgn",
+                "build",
+                "--signer",
+                &v(signer),
+                "--out",
+                "by.sgn",
+                "SEP001122AABBCC.cnf.xml",
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = pt(
+            &d,
+            &["sgn", "show", "--itl", &v("files/ITLFile.tlv"), "by.sgn"],
+        );
+        if ok {
+            assert!(o.status.success(), "{signer}: {}", stdout(&o));
+        } else {
+            assert_one_line_error(&o, "which may not sign files");
+        }
+    }
+
     std::fs::remove_file(d.join("SEP001122AABBCC.cnf.xml")).unwrap();
     let o = pt(&d, &["sgn", "strip", "SEP001122AABBCC.cnf.xml.sgn"]);
     assert!(o.status.success());
