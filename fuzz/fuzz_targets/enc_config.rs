@@ -10,5 +10,5 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let phone = PHONE.get_or_init(|| {
         CertAndKey::from_pem(include_bytes!("../phone-key.pem")).expect("fuzz phone key")
     });
-    phonetrust_proto::fuzzing::enc_config(data, phone)
+    let _ = phonetrust_proto::fuzzing::enc_config(data, phone);
 });

@@ -67,10 +67,32 @@ pub fn tvs_message(data: &[u8]) {
     let _ = (m.device_name(), m.roles(), m.ttl(), m.status());
 }
 
-/// Encrypted configs: decrypting arbitrary bytes with a phone key never panics.
-pub fn enc_config(data: &[u8], phone: &CertAndKey) {
-    let _ = enccnf::decrypt(data, &phone.key);
+/// Encrypted configs: decrypting arbitrary bytes with a phone key never panics; whatever
+/// decrypts, encrypted again to the same phone (and signed), verifies and decrypts back to
+/// the same plaintext. Returns whether `data` decrypted (so callers can tell the round
+/// trip was exercised).
+pub fn enc_config(data: &[u8], phone: &CertAndKey) -> bool {
     let _ = enccnf::verify(data, &phone.cert);
+    let Ok(plain) = enccnf::decrypt(data, &phone.key) else {
+        return false;
+    };
+    let again = enccnf::encrypt(
+        "SEP0011AABBCCDD.cnf.xml",
+        &plain,
+        &phone.cert,
+        phone,
+        crate::tlv::HashAlg::Sha512,
+        1_800_000_000,
+        &crate::rand::SeededRandom::new(data.len() as u64),
+    )
+    .expect("a decrypted config encrypts again");
+    enccnf::verify(&again, &phone.cert).expect("our encryption verifies with its signer");
+    assert_eq!(
+        enccnf::decrypt(&again, &phone.key).expect("our encryption decrypts"),
+        plain,
+        "round trip changed the plaintext"
+    );
+    true
 }
 
 /// Config XML: the partial config taken from any XML survives its own round trip.

@@ -107,9 +107,17 @@ fn cell(row: &AnyRow, i: usize) -> String {
 }
 
 impl Db {
-    /// Run one read-only query.
+    /// Run one read-only query: the text is checked ([`check_read_only`]), then run by
+    /// [`Db::query_read_only`].
     pub async fn run_sql(&self, sql: &str) -> Result<Table, StoreError> {
-        let sql = check_read_only(sql)?;
+        self.query_read_only(check_read_only(sql)?).await
+    }
+
+    /// The second guard alone: run `sql` where writing is impossible (a SQLite connection
+    /// opened read-only; a PostgreSQL `READ ONLY` transaction, rolled back), without the
+    /// text check. Public so that this guard is tested by itself; commands call
+    /// [`Db::run_sql`].
+    pub async fn query_read_only(&self, sql: &str) -> Result<Table, StoreError> {
         let rows: Vec<AnyRow> = match self.backend {
             Backend::Sqlite => {
                 let base = self.url.split('?').next().unwrap_or(&self.url);

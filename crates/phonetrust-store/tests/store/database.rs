@@ -172,6 +172,79 @@ async fn run_sql_is_read_only() {
     assert_eq!(db.param("ClusterSecurityMode").await.unwrap(), 0);
 }
 
+/// The second guard of `run sql` by itself (the text check passed or bypassed): nothing
+/// can write through the read-only connection or transaction, on either engine.
+#[tokio::test]
+async fn run_sql_connection_cannot_write() {
+    use phonetrust_store::db::Backend;
+    let (d, db) = db("sql-ro").await;
+    db.add_devices(
+        &[phonetrust_store::devices::NewDevice {
+            name: "SEP001122334455".into(),
+            model: "8845".into(),
+            protocol: phonetrust_store::model::Protocol::Sip,
+            profile: None,
+            description: String::new(),
+        }],
+        NOW,
+    )
+    .await
+    .unwrap();
+    let count = || async {
+        db.run_sql("select count(*) from device")
+            .await
+            .unwrap()
+            .rows[0][0]
+            .clone()
+    };
+    assert_eq!(count().await, "1");
+    match db.backend() {
+        Backend::Postgres => {
+            // A writing CTE passes the text check (it starts with WITH): the READ ONLY
+            // transaction refuses it.
+            let cte = "WITH gone AS (DELETE FROM device RETURNING name) SELECT * FROM gone";
+            let e = db.run_sql(cte).await.unwrap_err().to_string();
+            assert!(e.contains("read-only"), "{e}");
+            for bad in [
+                "INSERT INTO processconfig VALUES ('x', '1', 0)",
+                "CREATE TABLE x (a INTEGER)",
+                "SELECT set_config('default_transaction_read_only', 'off', false), nextval('x')",
+            ] {
+                assert!(db.query_read_only(bad).await.is_err(), "{bad}");
+            }
+        }
+        Backend::Sqlite => {
+            let other = d.path().join("attached.db");
+            for bad in [
+                format!("ATTACH DATABASE '{}' AS other", other.display()),
+                "PRAGMA user_version = 7".to_string(),
+                "INSERT INTO processconfig VALUES ('x', '1', 0)".to_string(),
+                "DELETE FROM device".to_string(),
+                "SELECT load_extension('libsqlite3_mod_dummy')".to_string(),
+            ] {
+                let e = db.query_read_only(&bad).await.unwrap_err().to_string();
+                assert!(e.starts_with("run sql: "), "{bad}: {e}");
+            }
+            assert!(!other.exists(), "ATTACH created no file");
+            assert_eq!(
+                db.run_sql("PRAGMA user_version").await.ok(),
+                None,
+                "PRAGMA does not pass the text check"
+            );
+            let v = db.query_read_only("PRAGMA user_version").await.unwrap();
+            assert_eq!(v.rows[0][0], "0");
+        }
+    }
+    assert_eq!(count().await, "1");
+    assert_eq!(
+        db.run_sql("select count(*) from processconfig where paramname = 'x'")
+            .await
+            .unwrap()
+            .rows[0][0],
+        "0"
+    );
+}
+
 #[tokio::test]
 async fn trust_store_import_list_show_delete() {
     let (_d, db) = db("trust").await;
