@@ -213,6 +213,9 @@ pub struct ServerSession {
     auth: Option<AuthResponse>,
     plan: Option<Plan>,
     auth_cert: Option<(AuthCertKind, Vec<u8>)>,
+    /// The outcome has been given ([`Action::Finish`]): nothing more is answered. Kept
+    /// apart from `state`, which [`ServerSession::handle`] takes out while it works.
+    ended: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -247,6 +250,7 @@ impl ServerSession {
             auth: None,
             plan: None,
             auth_cert: None,
+            ended: false,
         }
     }
 
@@ -296,9 +300,10 @@ impl ServerSession {
 
     fn fail(&mut self, kind: FailKind, why: impl Into<String>) -> Vec<Action> {
         // A finished session stays finished: one outcome, one END_SESSION.
-        if self.is_done() {
+        if self.ended {
             return Vec::new();
         }
+        self.ended = true;
         self.state = State::Done;
         let status = format!("{} Failed: {}", self.op_word(), why.into());
         vec![Action::Finish {
@@ -312,6 +317,10 @@ impl ServerSession {
     }
 
     fn finish(&mut self, outcome: Outcome, reason: Reason) -> Vec<Action> {
+        if self.ended {
+            return Vec::new();
+        }
+        self.ended = true;
         self.state = State::Done;
         vec![Action::Finish {
             outcome,
@@ -321,7 +330,7 @@ impl ServerSession {
 
     /// A whole message from the phone (header and body).
     pub fn handle(&mut self, bytes: &[u8]) -> Vec<Action> {
-        if self.is_done() {
+        if self.ended || self.is_done() {
             return Vec::new();
         }
         if bytes.len() > MAX_MESSAGE {

@@ -109,8 +109,8 @@ pub fn partial_config(data: &[u8]) {
 /// The CAPF server's session state machine driven by arbitrary phone messages. The first
 /// byte picks the scheduled operation and authentication; the rest is a sequence of
 /// messages, each prefixed by a 2-byte length. Properties: no panic; everything the
-/// server sends decodes and re-encodes to itself; one `Finish` at most, after which the
-/// session is done; a phone never gets a certificate issued, installed or fetched
+/// server sends decodes and re-encodes to itself; one `Finish` at most, and the session
+/// is done exactly when it has given it (no silent end); a phone never gets a certificate issued, installed or fetched
 /// without passing the authentication required (no trust anchors ⇒ certificate
 /// authentication always fails; an authentication string is never matched by a message
 /// without it).
@@ -188,6 +188,13 @@ pub fn capf_server_session(data: &[u8]) {
             }
         }
         assert!(finished <= 1, "one Finish per session");
+        // A session that has ended told the phone how (END_SESSION) and the caller what
+        // to record: never a silent end.
+        assert_eq!(
+            s.is_done(),
+            finished == 1,
+            "a session is done exactly when its outcome was given"
+        );
         let Some((len, tail)) = rest.split_first_chunk::<2>() else {
             break;
         };

@@ -358,34 +358,41 @@ async fn send(tls: &mut SslStream<TcpStream>, bytes: &[u8]) -> std::io::Result<(
     tls.flush().await
 }
 
+/// Why no whole message was read from the phone.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    /// The header declares more than [`MAX_MESSAGE`] bytes.
+    #[error("message of {0} bytes is over the {MAX_MESSAGE}-byte cap")]
+    TooLarge(usize),
+    /// The connection broke or closed.
+    #[error("connection lost ({0})")]
+    Lost(std::io::Error),
+    /// Nothing (whole) within the deadline.
+    #[error("no message within {0} s")]
+    Silent(u64),
+}
+
 async fn read_message(
     tls: &mut SslStream<TcpStream>,
     deadline: Duration,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, ReadError> {
     let fut = async {
         let mut head = [0u8; 8];
-        tls.read_exact(&mut head)
-            .await
-            .map_err(|e| format!("connection lost ({e})"))?;
+        tls.read_exact(&mut head).await.map_err(ReadError::Lost)?;
         let [.., hi, lo] = head;
         let len = usize::from(u16::from_be_bytes([hi, lo]));
         if len + 8 > MAX_MESSAGE {
-            return Err(format!(
-                "message of {} bytes is over the {MAX_MESSAGE}-byte cap",
-                len + 8
-            ));
+            return Err(ReadError::TooLarge(len + 8));
         }
         let mut body = vec![0u8; len];
-        tls.read_exact(&mut body)
-            .await
-            .map_err(|e| format!("connection lost ({e})"))?;
+        tls.read_exact(&mut body).await.map_err(ReadError::Lost)?;
         let mut msg = head.to_vec();
         msg.extend_from_slice(&body);
         Ok(msg)
     };
     tokio::time::timeout(deadline, fut)
         .await
-        .map_err(|_| format!("no message within {} s", deadline.as_secs()))?
+        .map_err(|_| ReadError::Silent(deadline.as_secs()))?
 }
 
 fn backoff_key_ip(ip: IpAddr) -> String {
@@ -762,7 +769,7 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             Ok(m) => actions = s.handle(&m),
             Err(why) => {
                 // Oversized: tell the phone (reason 7). Lost or silent: nothing to tell.
-                if why.contains("cap") {
+                if matches!(why, ReadError::TooLarge(_)) {
                     let _ = send(&mut tls, &s.failure_end()).await;
                 }
                 let outcome = Outcome::Failed {
@@ -773,7 +780,7 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                 if s.device().is_some() {
                     let _ = shared.record(capf, &outcome, unix_now(), None).await;
                 }
-                tracing::warn!(%peer, device = s.device().unwrap_or("?"), cause = why, "CAPF: session ended");
+                tracing::warn!(%peer, device = s.device().unwrap_or("?"), cause = %why, "CAPF: session ended");
                 break;
             }
         }

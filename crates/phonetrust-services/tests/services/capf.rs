@@ -507,3 +507,319 @@ async fn a_new_capf_certificate_is_used_without_restart() {
         "the LSC is issued by the new CAPF certificate"
     );
 }
+
+/// The operations and authentication modes the first test does not cover: install by the
+/// LSC (an upgrade), troubleshoot and delete by MIC and by authentication string.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_by_lsc_and_troubleshoot_delete_by_mic_and_string() {
+    let n = node("modes", CapfConfig::default()).await;
+    let mfg = phonetrust_testsupport::mfg_ca();
+    // CAPF-trust before the first session (the server reads it then).
+    n.db.trust_import(TrustStore::Capf, &mfg.cert.to_pem().unwrap(), now())
+        .await
+        .unwrap();
+    let keys = Generate { ec: true };
+    let dev = "SEP0011AABBCC10";
+    let mut p = SimPhone::new("0011AABBCC10", "8845");
+    let key = generate_key(KeySpec::Rsa(2048)).unwrap();
+    p.state.mic = Some(mic(&mfg, "8845", dev, &key).unwrap());
+    let by_cert = || PhoneAuth::Certificate { sudi: false };
+    let status = |db: &Db| {
+        let db = db.clone();
+        async move { db.device(dev).await.unwrap().capf.status }
+    };
+
+    // Troubleshoot by MIC: the MIC is fetched and recorded as the MIC.
+    schedule(
+        &n.db,
+        dev,
+        CertOperation::Troubleshoot,
+        AuthMode::Mic,
+        None,
+        KeyOrder::Rsa,
+    )
+    .await;
+    assert_eq!(
+        p.capf(n.addr, &n.capf, by_cert(), &keys).await,
+        PhoneResult::Fetched
+    );
+    assert_eq!(status(&n.db).await, "Troubleshoot Success");
+    let certs = n.db.device_certs(dev).await.unwrap();
+    assert!(
+        certs
+            .iter()
+            .any(|c| c.kind == phonetrust_store::model::DeviceCertKind::Mic)
+    );
+
+    // Install by MIC, then upgrade by the LSC: a new LSC replaces the old one.
+    schedule(
+        &n.db,
+        dev,
+        CertOperation::Install,
+        AuthMode::Mic,
+        None,
+        KeyOrder::Rsa,
+    )
+    .await;
+    assert_eq!(
+        p.capf(n.addr, &n.capf, by_cert(), &keys).await,
+        PhoneResult::Installed
+    );
+    let first = p.state.lsc.clone().unwrap().cert.to_der().unwrap();
+    schedule(
+        &n.db,
+        dev,
+        CertOperation::Install,
+        AuthMode::Lsc,
+        None,
+        KeyOrder::Rsa,
+    )
+    .await;
+    assert_eq!(
+        p.capf(n.addr, &n.capf, by_cert(), &keys).await,
+        PhoneResult::Installed
+    );
+    let second = p.state.lsc.clone().unwrap().cert.to_der().unwrap();
+    assert_ne!(first, second, "a new LSC");
+    let md5 = phonetrust_proto::cert::md5_hex(&second);
+    assert_eq!(
+        n.db.device(dev).await.unwrap().md5hash.as_deref(),
+        Some(md5.as_str())
+    );
+
+    // Troubleshoot and delete by authentication string: wrong string refused, right one
+    // accepted.
+    let pw = |s: &str| PhoneAuth::Password(s.into());
+    schedule(
+        &n.db,
+        dev,
+        CertOperation::Troubleshoot,
+        AuthMode::AuthString,
+        Some("24680"),
+        KeyOrder::Rsa,
+    )
+    .await;
+    assert!(matches!(
+        p.capf(n.addr, &n.capf, pw("13579"), &keys).await,
+        PhoneResult::Failed(_)
+    ));
+    assert_eq!(
+        status(&n.db).await,
+        "Troubleshoot Failed: Invalid Authentication String"
+    );
+    schedule(
+        &n.db,
+        dev,
+        CertOperation::Troubleshoot,
+        AuthMode::AuthString,
+        Some("24680"),
+        KeyOrder::Rsa,
+    )
+    .await;
+    assert_eq!(
+        p.capf(n.addr, &n.capf, pw("24680"), &keys).await,
+        PhoneResult::Fetched
+    );
+    schedule(
+        &n.db,
+        dev,
+        CertOperation::Delete,
+        AuthMode::AuthString,
+        Some("24680"),
+        KeyOrder::Rsa,
+    )
+    .await;
+    assert_eq!(
+        p.capf(n.addr, &n.capf, pw("24680"), &keys).await,
+        PhoneResult::Deleted
+    );
+    assert_eq!(status(&n.db).await, "Delete Success");
+    assert!(p.state.lsc.is_none());
+
+    // Delete by MIC (a phone whose LSC is gone still has its MIC).
+    schedule(
+        &n.db,
+        dev,
+        CertOperation::Install,
+        AuthMode::NullString,
+        None,
+        KeyOrder::Rsa,
+    )
+    .await;
+    assert_eq!(
+        p.capf(n.addr, &n.capf, PhoneAuth::None, &keys).await,
+        PhoneResult::Installed
+    );
+    p.state.lsc = None; // as after a factory reset: only the MIC is left
+    schedule(
+        &n.db,
+        dev,
+        CertOperation::Delete,
+        AuthMode::Mic,
+        None,
+        KeyOrder::Rsa,
+    )
+    .await;
+    assert_eq!(
+        p.capf(n.addr, &n.capf, by_cert(), &keys).await,
+        PhoneResult::Deleted
+    );
+    assert_eq!(status(&n.db).await, "Delete Success");
+    // No LSC left: the certHash phones are told falls back to the MIC.
+    let mic_md5 =
+        phonetrust_proto::cert::md5_hex(&p.state.mic.as_ref().unwrap().cert.to_der().unwrap());
+    assert_eq!(
+        n.db.device(dev).await.unwrap().md5hash.as_deref(),
+        Some(mic_md5.as_str())
+    );
+}
+
+/// Drive a session by hand up to the STORE_CERTIFICATE_REQUEST: AUTH_RESPONSE (null
+/// string), KEY_GENERATE_RESPONSE with a fresh RSA key.
+async fn to_store_request(
+    addr: SocketAddr,
+    device: &str,
+) -> (tokio_openssl::SslStream<tokio::net::TcpStream>, u32) {
+    use phonetrust_proto::capf::Element;
+    use phonetrust_proto::element::NulText;
+    let mut s = raw_client(addr, false).await;
+    let req = read_msg(&mut s).await;
+    assert_eq!(req.command, Command::AuthRequest);
+    let sid = req.session_id;
+    let auth = Message::new(
+        Command::AuthResponse,
+        sid,
+        vec![
+            Element::Reason(Reason::Success),
+            Element::Version(3),
+            Element::Password(NulText::new("")),
+            Element::DeviceName(NulText::new(device)),
+        ],
+    );
+    s.write_all(&auth.encode().unwrap()).await.unwrap();
+    let kg = read_msg(&mut s).await;
+    assert_eq!(kg.command, Command::KeyGenRequest);
+    let key = generate_key(KeySpec::Rsa(2048)).unwrap();
+    let spki = key.public_key_to_der().unwrap();
+    s.write_all(&Message::key_gen_response(sid, &spki).encode().unwrap())
+        .await
+        .unwrap();
+    let store = read_msg(&mut s).await;
+    assert_eq!(store.command, Command::StoreCertRequest);
+    (s, sid)
+}
+
+/// The phone refuses to store the LSC: nothing is recorded as issued, the status says
+/// why, the phone is told the session failed. A commit that fails after the phone stored
+/// the LSC: the phone is told the operation failed (END_SESSION 7), nothing is recorded.
+/// Repeated authentication failures slow the address down (RETRY_LATER).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_refused_commit_failed_and_backoff() {
+    let n = node(
+        "refusals",
+        CapfConfig {
+            auth_failures_before_backoff: 2,
+            ..CapfConfig::default()
+        },
+    )
+    .await;
+    let dev = "SEP0011AABBCC20";
+    schedule(
+        &n.db,
+        dev,
+        CertOperation::Install,
+        AuthMode::NullString,
+        None,
+        KeyOrder::Rsa,
+    )
+    .await;
+
+    // The phone answers STORE_CERTIFICATE_REQUEST with a failure.
+    let (mut s, sid) = to_store_request(n.addr, dev).await;
+    let refuse = Message::reason_only(Command::StoreCertResponse, sid, Reason::Failure);
+    s.write_all(&refuse.encode().unwrap()).await.unwrap();
+    let end = read_msg(&mut s).await;
+    assert_eq!(
+        (end.command, end.reason()),
+        (Command::EndSession, Some(Reason::Failure))
+    );
+    let d = n.db.device(dev).await.unwrap();
+    assert_eq!(d.capf.state, OpState::Failed);
+    assert!(
+        d.capf.status.starts_with("Upgrade Failed"),
+        "{}",
+        d.capf.status
+    );
+    assert_eq!(d.md5hash, None, "nothing recorded as issued");
+    assert!(n.db.device_certs(dev).await.unwrap().is_empty());
+
+    // The commit of the outcome fails (a trigger stands in for a full disk): the phone,
+    // which stored the LSC, is told the operation failed.
+    let url = phonetrust_store::db::default_url(n._tmp.path());
+    let mut c = <sqlx::SqliteConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "CREATE TRIGGER full_disk BEFORE UPDATE ON device WHEN NEW.capf_state = 'success' \
+         BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    schedule(
+        &n.db,
+        dev,
+        CertOperation::Install,
+        AuthMode::NullString,
+        None,
+        KeyOrder::Rsa,
+    )
+    .await;
+    let (mut s, sid) = to_store_request(n.addr, dev).await;
+    let ok = Message::reason_only(Command::StoreCertResponse, sid, Reason::Success);
+    s.write_all(&ok.encode().unwrap()).await.unwrap();
+    let end = read_msg(&mut s).await;
+    assert_eq!(
+        (end.command, end.reason()),
+        (Command::EndSession, Some(Reason::Failure))
+    );
+    let d = n.db.device(dev).await.unwrap();
+    assert_ne!(d.capf.state, OpState::Success);
+    assert_eq!(
+        d.md5hash, None,
+        "an LSC counts as issued only once committed"
+    );
+    sqlx::raw_sql("DROP TRIGGER full_disk")
+        .execute(&mut c)
+        .await
+        .unwrap();
+
+    // Two wrong authentication strings from this address: the third session is slowed
+    // down with RETRY_LATER instead of being authenticated.
+    let mut p = SimPhone::new("0011AABBCC21", "8845");
+    let keys = Generate { ec: true };
+    schedule(
+        &n.db,
+        "SEP0011AABBCC21",
+        CertOperation::Install,
+        AuthMode::AuthString,
+        Some("11223344"),
+        KeyOrder::Rsa,
+    )
+    .await;
+    for _ in 0..2 {
+        let r = p
+            .capf(n.addr, &n.capf, PhoneAuth::Password("0000".into()), &keys)
+            .await;
+        assert!(matches!(r, PhoneResult::Failed(_)), "{r:?}");
+    }
+    let r = p
+        .capf(
+            n.addr,
+            &n.capf,
+            PhoneAuth::Password("11223344".into()),
+            &keys,
+        )
+        .await;
+    assert!(matches!(r, PhoneResult::RetryLater(d) if d >= 10), "{r:?}");
+}
