@@ -16,6 +16,7 @@ mod bench_tvs;
 mod config;
 mod files;
 mod fsutil;
+mod generate;
 mod node;
 mod phones;
 mod phonesim_cmd;
@@ -33,7 +34,7 @@ use clap::{Parser, Subcommand};
 #[command(
     after_help = "Exit status: 0 on success (for `show` commands: only when the signature verifies), 1 on failure, 2 on a usage error."
 )]
-struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
     global: config::GlobalArgs,
 
@@ -93,6 +94,9 @@ enum Command {
     /// Measure speed (per-operation times, throughput).
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Man pages and shell completions (`generate man DIR`, `generate completions bash`).
+    #[command(subcommand)]
+    Generate(generate::GenerateCmd),
 }
 
 fn init_logging(verbose: u8) {
@@ -159,6 +163,7 @@ fn run(node: node::Node, command: Command) -> anyhow::Result<ExitCode> {
         Command::Sgn(c) => files::sgn(c),
         Command::Cnf(c) => files::cnf(c),
         Command::Bench(c) => bench::run(c),
+        Command::Generate(c) => generate::run(c),
         Command::Utils(c) => block_on(utils::run(&node, c)),
         Command::File(c) => block_on(utils::file(&node, c)),
         Command::CtlClient(a) => block_on(utils::ctl_client(&node, a)),

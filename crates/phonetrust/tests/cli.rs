@@ -2053,3 +2053,45 @@ fn phone_sim_authenticates_as_its_configuration_says() {
     let shown = stdout(&pt(&c.d, &["phone", "show", "SEP001122334455"]));
     assert!(shown.contains("Troubleshoot Success"), "{shown}");
 }
+
+/// Man pages and shell completions come from the command-line definitions: one page per
+/// command, each naming its synopsis as it is typed; completions know every subcommand.
+#[test]
+fn man_pages_and_completions_are_generated() {
+    let d = tmp("generate");
+    let o = pt(&d, &["generate", "man", "man1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (page, synopsis) in [
+        ("phonetrust.1", "phonetrust"),
+        ("phonetrust-serve.1", "phonetrust serve"),
+        (
+            "phonetrust-utils-ctl-update.1",
+            "phonetrust utils ctl update",
+        ),
+        ("phonetrust-phone-sim-capf.1", "phonetrust phone\\-sim capf"),
+    ] {
+        let text = std::fs::read_to_string(d.join("man1").join(page))
+            .unwrap_or_else(|e| panic!("{page}: {e}"));
+        assert!(text.contains(".SH NAME"), "{page}");
+        assert!(text.contains(".SH SYNOPSIS"), "{page}");
+        assert!(text.contains(synopsis), "{page}: no '{synopsis}'");
+    }
+    let serve = std::fs::read_to_string(d.join("man1/phonetrust-serve.1")).unwrap();
+    assert!(
+        serve.contains("PHONETRUST_CAPF_PORT"),
+        "environment variables documented"
+    );
+    for (shell, needle) in [
+        ("bash", "set-cluster"),
+        ("zsh", "set-cluster"),
+        ("fish", "set-cluster"),
+    ] {
+        let o = pt(&d, &["generate", "completions", shell]);
+        assert!(o.status.success(), "{shell}: {}", stderr(&o));
+        assert!(stdout(&o).contains(needle), "{shell}");
+    }
+    assert_eq!(
+        pt(&d, &["generate", "completions", "tcsh"]).status.code(),
+        Some(2)
+    );
+}
