@@ -232,10 +232,6 @@ fn enc(m: &Message) -> Vec<u8> {
     m.encode().unwrap_or_default()
 }
 
-fn is_device_name(s: &str) -> bool {
-    s.len() == 15 && s.starts_with("SEP") && s.bytes().skip(3).all(|b| b.is_ascii_hexdigit())
-}
-
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && openssl::memcmp::eq(a, b)
 }
@@ -407,15 +403,10 @@ impl ServerSession {
         let Some(device) = msg.device_name() else {
             return self.fail(FailKind::Protocol, "AUTH_RESPONSE without DEVICE_NAME");
         };
-        if !is_device_name(&device) {
-            return self.fail(
-                FailKind::Protocol,
-                format!(
-                    "invalid device name {:?}",
-                    device.chars().take(40).collect::<String>()
-                ),
-            );
-        }
+        let device = match crate::device::DeviceName::parse(&device) {
+            Ok(d) => String::from(d),
+            Err(e) => return self.fail(FailKind::Protocol, e.to_string()),
+        };
         self.device = Some(device.clone());
         match msg.version() {
             Some(2 | 3) | None => {}

@@ -23,6 +23,7 @@ pub mod cert;
 pub mod clock;
 pub mod codec;
 pub mod devconfig;
+pub mod device;
 pub mod element;
 pub mod enccnf;
 #[doc(hidden)]

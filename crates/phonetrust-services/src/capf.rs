@@ -14,19 +14,14 @@ use std::time::{Duration, Instant};
 use openssl::ssl::{Ssl, SslAcceptor, SslMethod, SslOptions, SslVersion};
 use openssl::x509::X509;
 use phonetrust_pki::profiles::lsc;
-use phonetrust_proto::capf::{Curve, Message};
-use phonetrust_proto::capf_server::{
-    Action, AuthCertKind, AuthPolicy, FailKind, KeyRequest, MAX_MESSAGE, Operation, Outcome, Plan,
-    ServerSession,
-};
+use phonetrust_proto::capf::Message;
+use phonetrust_proto::capf_server::{Action, FailKind, MAX_MESSAGE, Outcome, Plan, ServerSession};
 use phonetrust_proto::cert::CertAndKey;
 use phonetrust_proto::clock::unix_now;
 use phonetrust_proto::rand::{OsRandom, RandomSource};
 use phonetrust_store::Db;
 use phonetrust_store::devices::{CapfRecord, device_cert};
-use phonetrust_store::model::{
-    AuthMode, CertOperation, DeviceCert, DeviceCertKind, EcCurve, KeyOrder, OpState, TrustStore,
-};
+use phonetrust_store::model::{DeviceCertKind, TrustStore};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{RwLock, Semaphore, mpsc, oneshot};
@@ -510,43 +505,10 @@ impl Shared {
             Some(d) => d,
             None => return Ok(None),
         };
-        let c = &d.capf;
-        let curve = match c.ec_curve {
-            EcCurve::P256 => Curve::P256,
-            EcCurve::P384 => Curve::P384,
-            EcCurve::P521 => Curve::P521,
-        };
-        let rsa = KeyRequest::Rsa(u16::try_from(c.rsa_bits).unwrap_or(2048));
-        let ec = KeyRequest::Ec(curve);
-        let keys = match c.key_order {
-            KeyOrder::Rsa => vec![rsa],
-            KeyOrder::Ec => vec![ec],
-            KeyOrder::EcRsa => vec![ec, rsa],
-            KeyOrder::RsaEc => vec![rsa, ec],
-        };
-        let operation = match c.operation {
-            CertOperation::None => Operation::None,
-            CertOperation::Install => Operation::Install(keys),
-            CertOperation::Troubleshoot => Operation::Fetch,
-            CertOperation::Delete => Operation::Delete,
-        };
-        let auth = match c.auth_mode {
-            AuthMode::NullString => AuthPolicy::NullString,
-            AuthMode::AuthString => {
-                AuthPolicy::AuthString(c.auth_string.clone().unwrap_or_default())
-            }
-            AuthMode::Lsc => AuthPolicy::Lsc,
-            AuthMode::Mic => AuthPolicy::Mic,
-        };
         let trust = self.settings().await.anchors;
-        Ok(Some(Plan {
-            operation,
-            auth,
-            expired: c.completes_by.is_some_and(|t| t < now),
-            lsc_anchors: vec![capf.cert.clone()],
-            mic_anchors: trust,
-            now,
-        }))
+        Ok(Some(phonetrust_rules::capf::plan(
+            &d.capf, &capf.cert, trust, now,
+        )))
     }
 
     async fn issue(
@@ -577,75 +539,8 @@ impl Shared {
         now: i64,
         issued: Option<&Issued>,
     ) -> Result<(), String> {
-        let rec = |device: &str, state, status: &str, certs, delete_lsc| CapfRecord {
-            device: device.to_string(),
-            state,
-            status: status.to_string(),
-            certs,
-            delete_lsc,
-            now,
-        };
-        let to_cert = |kind, der: &[u8]| {
-            X509::from_der(der)
-                .map_err(|e| e.to_string())
-                .and_then(|x| device_cert(kind, &x, now).map_err(|e| e.to_string()))
-        };
-        let auth_cert = |a: &Option<(AuthCertKind, Vec<u8>)>| -> Result<Vec<_>, String> {
-            match a {
-                Some((AuthCertKind::Mic, der)) => Ok(vec![to_cert(DeviceCertKind::Mic, der)?]),
-                _ => Ok(Vec::new()),
-            }
-        };
-        let record = match outcome {
-            Outcome::Installed {
-                device,
-                cert,
-                auth_cert: a,
-            } => {
-                let mut certs = auth_cert(a)?;
-                certs.push(match issued {
-                    Some(i) if i.der == *cert => DeviceCert {
-                        recorded_at: now,
-                        ..i.record.clone()
-                    },
-                    _ => to_cert(DeviceCertKind::Lsc, cert)?,
-                });
-                rec(device, OpState::Success, "Upgrade Success", certs, false)
-            }
-            Outcome::Fetched {
-                device,
-                cert,
-                auth_cert: a,
-            } => {
-                let issued_here = X509::from_der(cert)
-                    .ok()
-                    .is_some_and(|x| capf.cert.issued(&x) == openssl::x509::X509VerifyResult::OK);
-                let kind = if issued_here {
-                    DeviceCertKind::Lsc
-                } else {
-                    DeviceCertKind::Mic
-                };
-                let mut certs = auth_cert(a)?;
-                certs.push(to_cert(kind, cert)?);
-                rec(
-                    device,
-                    OpState::Success,
-                    "Troubleshoot Success",
-                    certs,
-                    false,
-                )
-            }
-            Outcome::Deleted { device } => {
-                rec(device, OpState::Success, "Delete Success", Vec::new(), true)
-            }
-            Outcome::Failed {
-                device: Some(device),
-                status,
-                ..
-            } => rec(device, OpState::Failed, status, Vec::new(), false),
-            Outcome::Failed { device: None, .. }
-            | Outcome::NothingScheduled { .. }
-            | Outcome::UnknownDevice { .. } => return Ok(()),
+        let Some(record) = phonetrust_rules::capf::record(outcome, &capf.cert, issued, now)? else {
+            return Ok(());
         };
         let (tx, rx) = oneshot::channel();
         self.recorder
@@ -657,11 +552,7 @@ impl Shared {
     }
 }
 
-/// An LSC this server issued in a session: the DER pushed to the phone and its record.
-struct Issued {
-    der: Vec<u8>,
-    record: DeviceCert,
-}
+use phonetrust_rules::capf::IssuedLsc as Issued;
 
 async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);

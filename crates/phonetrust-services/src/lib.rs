@@ -2,7 +2,6 @@
 //! deadlines and the store here; protocol logic in `phonetrust-proto`'s sans-IO sessions.
 //!
 //! - [`capf`]: the CAPF server (certificate enrolment).
-//! - [`ctl`]: the cluster CTL (mixed mode): build, sign (own keys or a token), write.
 //! - [`provision`]: the files phones download (ITL, CTL, configs, static files).
 //! - [`tftp`], [`http`]: the TFTP (UDP 69) and HTTP (6970) servers of that namespace.
 //! - [`tvs`]: the TVS server (is this certificate trusted, and for which roles).
@@ -11,7 +10,6 @@
 #![forbid(unsafe_code)]
 
 pub mod capf;
-pub mod ctl;
 pub mod http;
 pub mod provision;
 pub mod tftp;

@@ -16,7 +16,7 @@
 //! changes. A background refresh (every second) notices changes other processes make.
 
 use std::collections::HashMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +27,6 @@ use phonetrust_proto::devconfig::{DeviceConfig, NodeRef};
 use phonetrust_proto::enccnf::{self, PartialConfig};
 use phonetrust_proto::rand::OsRandom;
 use phonetrust_proto::tlv::HashAlg;
-use phonetrust_proto::trustlist::{self, CertForm, Record, Role, TrustListParams};
 use phonetrust_store::Db;
 use phonetrust_store::identity::{self, Identity};
 use phonetrust_store::layout::DataDir;
@@ -35,8 +34,6 @@ use phonetrust_store::model::{AuthMode, DeviceCertKind, SecurityMode, SecurityPr
 use phonetrust_store::params;
 use tokio::sync::RwLock;
 
-/// Longest name accepted.
-pub const MAX_NAME: usize = 255;
 /// Biggest static file served.
 pub const MAX_STATIC_FILE: u64 = 256 * 1024 * 1024;
 /// Most signed configs kept in the cache.
@@ -116,10 +113,12 @@ enum Kind {
 
 /// `SEP<MAC>` of a per-device name, upper-case, with what is asked for.
 fn classify(name: &str) -> (Kind, Option<String>) {
+    // Phones ask with upper-case `SEP`; the MAC in either case.
     let sep = |s: &str| -> Option<String> {
-        let mac = s.strip_prefix("SEP")?;
-        (mac.len() == 12 && mac.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| format!("SEP{}", mac.to_ascii_uppercase()))
+        s.starts_with("SEP")
+            .then(|| phonetrust_proto::device::DeviceName::parse(s).ok())
+            .flatten()
+            .map(String::from)
     };
     if name == "ITLFile.tlv" {
         return (Kind::Itl, None);
@@ -153,75 +152,13 @@ fn classify(name: &str) -> (Kind, Option<String>) {
     (Kind::Static, None)
 }
 
-/// The relative path of a static file, or why the name is refused: empty, too long,
-/// absolute, with `..`, `.`-hidden parts, backslashes or characters outside
-/// `[A-Za-z0-9._-/]`.
-pub fn static_path(name: &str) -> Result<PathBuf, NotServed> {
-    let refuse = |why: &str| {
-        Err(NotServed::NotFound(format!(
-            "'{}': {why}",
-            name.escape_debug()
-        )))
-    };
-    if name.is_empty() || name.len() > MAX_NAME {
-        return refuse("empty or too long a name");
-    }
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'/'))
-    {
-        return refuse("characters outside the served namespace");
-    }
-    let p = Path::new(name);
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::Normal(part) if !part.to_string_lossy().starts_with('.') => out.push(part),
-            Component::RootDir => return refuse("absolute path"),
-            _ => return refuse("path outside the served directory"),
-        }
-    }
-    if out.as_os_str().is_empty() {
-        return refuse("empty name");
-    }
-    Ok(out)
-}
+use phonetrust_rules::names::{MAX_NAME, RefusedName, static_path};
+use phonetrust_rules::trustlists::build_itl;
 
-/// The records of this node's ITL, after the signer's own SAST record: ITLRecovery (SAST,
-/// unless it signs), CallManager (CCM+TFTP), CAPF, TVS, CallManager-ECDSA (TFTP) — the
-/// layout of the reference `ITLFile.tlv`.
-pub fn itl_records(id: &Identity, recovery_signed: bool) -> Result<Vec<Record>, String> {
-    let get = |w: OwnCert| {
-        id.get(w)
-            .map(|c| &c.cert)
-            .ok_or_else(|| format!("the identity has no {w:?} certificate"))
-    };
-    let rec = |role, w| {
-        Record::from_cert(role, get(w)?, CertForm::Full).map_err(|e| format!("{w:?}: {e}"))
-    };
-    let mut out = Vec::new();
-    if !recovery_signed {
-        out.push(rec(Role::Sast, OwnCert::ItlRecovery)?);
+impl From<RefusedName> for NotServed {
+    fn from(e: RefusedName) -> Self {
+        Self::NotFound(e.0)
     }
-    out.push(rec(Role::CcmTftp, OwnCert::CallManager)?);
-    out.push(rec(Role::Capf, OwnCert::Capf)?);
-    out.push(rec(Role::Tvs, OwnCert::Tvs)?);
-    out.push(rec(Role::Tftp, OwnCert::CallManagerEcdsa)?);
-    Ok(out)
-}
-
-/// Build and sign this node's ITL.
-pub fn build_itl(id: &Identity, recovery_signed: bool, timestamp: u32) -> Result<Vec<u8>, String> {
-    let signer = id
-        .get(if recovery_signed {
-            OwnCert::ItlRecovery
-        } else {
-            OwnCert::CallManager
-        })
-        .ok_or("the identity has no signer certificate")?;
-    let records = itl_records(id, recovery_signed)?;
-    let p = TrustListParams::new("ITLFile.tlv", HashAlg::Sha1, timestamp);
-    trustlist::build(&p, signer, &records).map_err(|e| e.to_string())
 }
 
 impl Provisioning {

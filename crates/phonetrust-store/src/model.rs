@@ -152,23 +152,13 @@ text_enum!(
 /// The RSA key sizes CAPF may ask phones for.
 pub const RSA_BITS: [u32; 4] = [1024, 2048, 3072, 4096];
 
-/// Check a phone name: `SEP` followed by 12 hex digits. Returns it with the MAC in upper
-/// case.
+/// Check a phone name: `SEP` followed by 12 hex digits (surrounding blanks ignored).
+/// Returns it with the MAC in upper case. The rule is
+/// [`phonetrust_proto::device::DeviceName`].
 pub fn device_name(s: &str) -> Result<String, StoreError> {
-    let t = s.trim();
-    let ok = t.len() == 15
-        && t.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("SEP"))
-        && t.get(3..)
-            .is_some_and(|m| m.bytes().all(|b| b.is_ascii_hexdigit()));
-    if !ok {
-        return Err(StoreError::Invalid(format!(
-            "invalid phone name '{s}': a phone is SEP followed by its 12-digit MAC address, e.g. SEP001122334455"
-        )));
-    }
-    Ok(format!(
-        "SEP{}",
-        t.get(3..).unwrap_or_default().to_ascii_uppercase()
-    ))
+    phonetrust_proto::device::DeviceName::parse(s.trim())
+        .map(String::from)
+        .map_err(|e| StoreError::Invalid(e.to_string()))
 }
 
 /// Check an authentication string: 4 to 16 digits.

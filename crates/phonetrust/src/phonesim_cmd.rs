@@ -254,14 +254,12 @@ enum TlsArg {
 
 /// `SEP<MAC>` of `s` (MAC or SEP name), upper case; error otherwise.
 fn mac_of(s: &str) -> Result<u64> {
-    let hex = s
-        .strip_prefix("SEP")
-        .or_else(|| s.strip_prefix("sep"))
-        .unwrap_or(s);
-    if hex.len() != 12 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        bail!("'{s}' is not a MAC address: give 12 hex digits (e.g. 001122334455) or SEP<MAC>");
+    match phonetrust_proto::device::DeviceName::from_mac(s) {
+        Ok(d) => Ok(d.mac_number()),
+        Err(_) => {
+            bail!("'{s}' is not a MAC address: give 12 hex digits (e.g. 001122334455) or SEP<MAC>")
+        }
     }
-    Ok(u64::from_str_radix(hex, 16)?)
 }
 
 /// The first MAC of `count` consecutive phones starting at `mac`.

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use phonetrust_pki::profiles::OwnCert;
-use phonetrust_services::ctl::{self, CtlSigner};
+use phonetrust_rules::ctl::{self, CtlSigner};
 use phonetrust_store::ctlfile::{ClusterSecurityMode, CtlChange, StoredCtl};
 use phonetrust_store::identity;
 use phonetrust_store::params::ITL_SIGNER;
@@ -334,7 +334,7 @@ async fn run_ctl(node: &Node, cmd: CtlCmd) -> Result<ExitCode> {
 /// `file delete tftp NAME`.
 pub(crate) async fn file(node: &Node, cmd: FileCmd) -> Result<ExitCode> {
     let FileCmd::Delete { name, yes, .. } = cmd;
-    let rel = phonetrust_services::provision::static_path(&name)
+    let rel = phonetrust_rules::names::static_path(&name)
         .map_err(|_| anyhow::anyhow!("{name}: not a file name inside the TFTP directory"))?;
     // The CTL is kept in the database with the cluster's security mode.
     let is_ctl = rel.as_os_str() == ctl::CTL_NAME;
@@ -441,8 +441,8 @@ pub(crate) async fn show_itl(node: &Node) -> Result<ExitCode> {
     let id = identity::load(&node.data)?;
     let recovery = db.param(ITL_SIGNER).await? == 1;
     let now = u32::try_from(phonetrust_proto::clock::unix_now()).unwrap_or(u32::MAX);
-    let bytes = phonetrust_services::provision::build_itl(&id, recovery, now)
-        .map_err(anyhow::Error::msg)?;
+    let bytes =
+        phonetrust_rules::trustlists::build_itl(&id, recovery, now).map_err(anyhow::Error::msg)?;
     let report = phonetrust_proto::show::trust_list(&bytes, Some(i64::from(now)), None)?;
     print!("{}", report.text);
     Ok(if report.verified {

@@ -1,0 +1,150 @@
+//! CAPF: the plan for a phone (what is scheduled, which keys to ask for, how it must
+//! authenticate, which certificates it may authenticate with) and what the outcome of a
+//! session records (state, the status text the phone page shows, certificates).
+//!
+//! The server shell looks the phone up, gives [`plan`] to the sans-IO session
+//! ([`phonetrust_proto::capf_server`]) and commits what [`record`] returns before the
+//! phone is told the outcome.
+
+use openssl::x509::X509;
+use phonetrust_proto::capf::Curve;
+use phonetrust_proto::capf_server::{
+    AuthCertKind, AuthPolicy, KeyRequest, Operation, Outcome, Plan,
+};
+use phonetrust_store::devices::{CapfRecord, device_cert};
+use phonetrust_store::model::{
+    AuthMode, CapfInfo, CertOperation, DeviceCert, DeviceCertKind, EcCurve, KeyOrder, OpState,
+};
+
+/// The keys to ask the phone for, in order (the second is the backup).
+pub fn key_requests(c: &CapfInfo) -> Vec<KeyRequest> {
+    let curve = match c.ec_curve {
+        EcCurve::P256 => Curve::P256,
+        EcCurve::P384 => Curve::P384,
+        EcCurve::P521 => Curve::P521,
+    };
+    let rsa = KeyRequest::Rsa(u16::try_from(c.rsa_bits).unwrap_or(2048));
+    let ec = KeyRequest::Ec(curve);
+    match c.key_order {
+        KeyOrder::Rsa => vec![rsa],
+        KeyOrder::Ec => vec![ec],
+        KeyOrder::EcRsa => vec![ec, rsa],
+        KeyOrder::RsaEc => vec![rsa, ec],
+    }
+}
+
+/// The plan for a phone with CAPF information `c`: LSCs chain to `capf`, MICs to
+/// `capf_trust` (CAPF-trust); a passed "completes by" expires the operation.
+pub fn plan(c: &CapfInfo, capf: &X509, capf_trust: Vec<X509>, now: i64) -> Plan {
+    let operation = match c.operation {
+        CertOperation::None => Operation::None,
+        CertOperation::Install => Operation::Install(key_requests(c)),
+        CertOperation::Troubleshoot => Operation::Fetch,
+        CertOperation::Delete => Operation::Delete,
+    };
+    let auth = match c.auth_mode {
+        AuthMode::NullString => AuthPolicy::NullString,
+        AuthMode::AuthString => AuthPolicy::AuthString(c.auth_string.clone().unwrap_or_default()),
+        AuthMode::Lsc => AuthPolicy::Lsc,
+        AuthMode::Mic => AuthPolicy::Mic,
+    };
+    Plan {
+        operation,
+        auth,
+        expired: c.completes_by.is_some_and(|t| t < now),
+        lsc_anchors: vec![capf.clone()],
+        mic_anchors: capf_trust,
+        now,
+    }
+}
+
+/// An LSC issued in this session: the DER pushed to the phone and its record, built from
+/// the certificate itself (the phone's copy is not parsed again).
+#[derive(Clone, Debug)]
+pub struct IssuedLsc {
+    /// The certificate sent to the phone.
+    pub der: Vec<u8>,
+    /// Its record.
+    pub record: DeviceCert,
+}
+
+/// What `outcome` records, or `None` when there is nothing to record (nothing
+/// scheduled, unknown phone, a failure before the phone said who it is). `capf` is the
+/// certificate this session presented (a fetched certificate it issued is the LSC).
+pub fn record(
+    outcome: &Outcome,
+    capf: &X509,
+    issued: Option<&IssuedLsc>,
+    now: i64,
+) -> Result<Option<CapfRecord>, String> {
+    let rec = |device: &str, state, status: &str, certs, delete_lsc| CapfRecord {
+        device: device.to_string(),
+        state,
+        status: status.to_string(),
+        certs,
+        delete_lsc,
+        now,
+    };
+    let to_cert = |kind, der: &[u8]| {
+        X509::from_der(der)
+            .map_err(|e| e.to_string())
+            .and_then(|x| device_cert(kind, &x, now).map_err(|e| e.to_string()))
+    };
+    let auth_cert = |a: &Option<(AuthCertKind, Vec<u8>)>| -> Result<Vec<_>, String> {
+        match a {
+            Some((AuthCertKind::Mic, der)) => Ok(vec![to_cert(DeviceCertKind::Mic, der)?]),
+            _ => Ok(Vec::new()),
+        }
+    };
+    Ok(Some(match outcome {
+        Outcome::Installed {
+            device,
+            cert,
+            auth_cert: a,
+        } => {
+            let mut certs = auth_cert(a)?;
+            certs.push(match issued {
+                Some(i) if i.der == *cert => DeviceCert {
+                    recorded_at: now,
+                    ..i.record.clone()
+                },
+                _ => to_cert(DeviceCertKind::Lsc, cert)?,
+            });
+            rec(device, OpState::Success, "Upgrade Success", certs, false)
+        }
+        Outcome::Fetched {
+            device,
+            cert,
+            auth_cert: a,
+        } => {
+            let issued_here = X509::from_der(cert)
+                .ok()
+                .is_some_and(|x| capf.issued(&x) == openssl::x509::X509VerifyResult::OK);
+            let kind = if issued_here {
+                DeviceCertKind::Lsc
+            } else {
+                DeviceCertKind::Mic
+            };
+            let mut certs = auth_cert(a)?;
+            certs.push(to_cert(kind, cert)?);
+            rec(
+                device,
+                OpState::Success,
+                "Troubleshoot Success",
+                certs,
+                false,
+            )
+        }
+        Outcome::Deleted { device } => {
+            rec(device, OpState::Success, "Delete Success", Vec::new(), true)
+        }
+        Outcome::Failed {
+            device: Some(device),
+            status,
+            ..
+        } => rec(device, OpState::Failed, status, Vec::new(), false),
+        Outcome::Failed { device: None, .. }
+        | Outcome::NothingScheduled { .. }
+        | Outcome::UnknownDevice { .. } => return Ok(None),
+    }))
+}

@@ -1,0 +1,23 @@
+//! The rules of a phonetrust node, in one place, with no sockets and no command line:
+//!
+//! - [`trustlists`]: which certificates the node's ITL lists, and its signer;
+//! - [`ctl`]: what the cluster's CTL holds (tokenless, recovery-signed, hardware tokens);
+//! - [`names`]: which names are served to phones (static files by checked name);
+//! - [`capf`]: the CAPF plan for a phone (its scheduled operation, key requests and
+//!   authentication) and what a session's outcome records (status, certificates).
+//!
+//! The device-name rule is [`phonetrust_proto::device::DeviceName`] and the phone's rule
+//! for which trust-list records may sign a file is
+//! [`phonetrust_proto::trustlist::TrustList::file_signers`]: the protocol crate needs them
+//! and this one re-exports them. The network services (`phonetrust-services`) and the
+//! command line (`phonetrust`) are shells over these rules.
+
+#![forbid(unsafe_code)]
+
+pub mod capf;
+pub mod ctl;
+pub mod names;
+pub mod trustlists;
+
+pub use phonetrust_proto::device::{DeviceName, InvalidDeviceName};
+pub use phonetrust_proto::trustlist::FILE_SIGNER_ROLES;

@@ -1,0 +1,304 @@
+//! The node's rules without sockets: the ITL rebuilt from the vectors' keys byte for byte,
+//! the CTL's records, served names, the CAPF plan and what an outcome records.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use phonetrust_pki::DistinguishedName;
+use phonetrust_pki::profiles::{NodeIdentity, OwnCert};
+use phonetrust_proto::capf::Curve;
+use phonetrust_proto::capf_server::{
+    AuthCertKind, AuthPolicy, FailKind, KeyRequest, Operation, Outcome,
+};
+use phonetrust_proto::cert::CertAndKey;
+use phonetrust_proto::rand::SeededRandom;
+use phonetrust_proto::trustlist::{self, Role};
+use phonetrust_rules::{capf, ctl, names, trustlists};
+use phonetrust_store::identity::{self, Identity};
+use phonetrust_store::layout::DataDir;
+use phonetrust_store::model::{
+    AuthMode, CapfInfo, CertOperation, DeviceCertKind, EcCurve, KeyOrder, OpState,
+};
+use phonetrust_testsupport::vectors;
+
+/// An identity whose own certificates are the vectors' (tomcat stays generated).
+fn vector_identity() -> (phonetrust_testsupport::TestDir, Identity) {
+    let tmp = phonetrust_testsupport::tempdir("rules");
+    let data = DataDir::new(tmp.path().join("node"));
+    let mut n = NodeIdentity::new("pub.example.test", DistinguishedName::default());
+    n.rsa_bits = 1024;
+    identity::create(&data, &n, 1_795_000_000, &SeededRandom::new(1)).unwrap();
+    for (which, file) in [
+        (OwnCert::CallManager, "pki/callmanager.pem"),
+        (OwnCert::CallManagerEcdsa, "pki/callmanager-ecdsa.pem"),
+        (OwnCert::Capf, "pki/capf.pem"),
+        (OwnCert::Tvs, "pki/tvs.pem"),
+        (OwnCert::ItlRecovery, "pki/itlrecovery.pem"),
+    ] {
+        identity::replace(
+            &data,
+            which,
+            &CertAndKey::from_pem(&vectors::bytes(file)).unwrap(),
+        )
+        .unwrap();
+    }
+    let id = identity::load(&data).unwrap();
+    (tmp, id)
+}
+
+fn roles(f: &[u8]) -> Vec<Role> {
+    trustlist::parse(f)
+        .unwrap()
+        .plain_records()
+        .map(|r| r.role.unwrap())
+        .collect()
+}
+
+#[test]
+fn the_itl_is_the_reference_itl_byte_for_byte() {
+    let (_t, id) = vector_identity();
+    let reference = vectors::bytes("files/ITLFile.tlv");
+    let ts = phonetrust_proto::tlv::parse_header(&reference)
+        .unwrap()
+        .timestamp
+        .unwrap();
+    let ours = trustlists::build_itl(&id, false, ts).unwrap();
+    assert_eq!(ours, reference, "the layout of the reference ITL");
+    // Recovery-signed: ITLRecovery is the signer's SAST record, not listed twice.
+    let rec = trustlists::build_itl(&id, true, ts).unwrap();
+    assert_eq!(
+        roles(&rec),
+        [Role::Sast, Role::CcmTftp, Role::Capf, Role::Tvs, Role::Tftp]
+    );
+    let list = trustlist::parse(&rec).unwrap();
+    let signer = list.signer_cert().unwrap();
+    assert_eq!(
+        signer.to_der().unwrap(),
+        id.get(OwnCert::ItlRecovery).unwrap().cert.to_der().unwrap()
+    );
+    // The files a phone holding this ITL accepts are signed by TFTP, CCM+TFTP or SAST
+    // records: CallManager (twice: SAST and CCM+TFTP), ITLRecovery, CallManager-ECDSA.
+    let signers = trustlist::parse(&reference).unwrap().file_signers();
+    assert_eq!(signers.len(), 4);
+    let capf = id.get(OwnCert::Capf).unwrap().cert.to_der().unwrap();
+    assert!(signers.iter().all(|c| c.to_der().unwrap() != capf));
+}
+
+#[test]
+fn the_tokenless_ctl_lists_the_signer_callmanager_and_capf() {
+    let (_t, id) = vector_identity();
+    let f = ctl::build_ctl(&id, &ctl::CtlSigner::CallManager, 1_800_000_000).unwrap();
+    assert_eq!(roles(&f), [Role::Sast, Role::CcmTftp, Role::Capf]);
+    let f = ctl::build_ctl(&id, &ctl::CtlSigner::ItlRecovery, 1_800_000_000).unwrap();
+    let list = trustlist::parse(&f).unwrap();
+    list.verify(&f).unwrap();
+    assert_eq!(
+        list.signer_cert().unwrap().to_der().unwrap(),
+        id.get(OwnCert::ItlRecovery).unwrap().cert.to_der().unwrap()
+    );
+}
+
+#[test]
+fn served_names_are_checked() {
+    assert_eq!(
+        names::static_path("firmware/sip88xx.loads").unwrap(),
+        std::path::PathBuf::from("firmware/sip88xx.loads")
+    );
+    for bad in [
+        "",
+        "../phonetrust.db",
+        "/etc/passwd",
+        "firmware/../../x",
+        ".hidden",
+        "a\\b",
+        "a b",
+        &"x".repeat(256),
+    ] {
+        assert!(names::static_path(bad).is_err(), "{bad:?}");
+    }
+}
+
+fn info(op: CertOperation, auth: AuthMode, order: KeyOrder) -> CapfInfo {
+    CapfInfo {
+        operation: op,
+        auth_mode: auth,
+        auth_string: (auth == AuthMode::AuthString).then(|| "123456".into()),
+        key_order: order,
+        rsa_bits: 3072,
+        ec_curve: EcCurve::P384,
+        completes_by: Some(1_800_000_000),
+        state: OpState::Pending,
+        status: "Operation Pending".into(),
+        status_at: 0,
+    }
+}
+
+#[test]
+fn the_capf_plan_follows_the_phone_page() {
+    let capf = CertAndKey::from_pem(&vectors::bytes("pki/capf.pem"))
+        .unwrap()
+        .cert;
+    let mfg = phonetrust_testsupport::mfg_ca().cert;
+    let rsa = KeyRequest::Rsa(3072);
+    let ec = KeyRequest::Ec(Curve::P384);
+    for (order, keys) in [
+        (KeyOrder::Rsa, vec![rsa]),
+        (KeyOrder::Ec, vec![ec]),
+        (KeyOrder::EcRsa, vec![ec, rsa]),
+        (KeyOrder::RsaEc, vec![rsa, ec]),
+    ] {
+        let p = capf::plan(
+            &info(CertOperation::Install, AuthMode::NullString, order),
+            &capf,
+            vec![mfg.clone()],
+            1_700_000_000,
+        );
+        assert_eq!(p.operation, Operation::Install(keys), "{order:?}");
+        assert!(!p.expired);
+    }
+    let p = capf::plan(
+        &info(
+            CertOperation::Troubleshoot,
+            AuthMode::AuthString,
+            KeyOrder::Rsa,
+        ),
+        &capf,
+        vec![mfg.clone()],
+        1_900_000_000,
+    );
+    assert_eq!(p.operation, Operation::Fetch);
+    assert_eq!(p.auth, AuthPolicy::AuthString("123456".into()));
+    assert!(p.expired, "completes by has passed");
+    assert_eq!(p.lsc_anchors[0].to_der().unwrap(), capf.to_der().unwrap());
+    assert_eq!(p.mic_anchors[0].to_der().unwrap(), mfg.to_der().unwrap());
+    for (auth, want) in [
+        (AuthMode::Lsc, AuthPolicy::Lsc),
+        (AuthMode::Mic, AuthPolicy::Mic),
+    ] {
+        let p = capf::plan(
+            &info(CertOperation::Delete, auth, KeyOrder::Rsa),
+            &capf,
+            vec![],
+            0,
+        );
+        assert_eq!((p.operation, p.auth), (Operation::Delete, want));
+    }
+}
+
+#[test]
+fn what_an_outcome_records() {
+    let capf = CertAndKey::from_pem(&vectors::bytes("pki/capf.pem"))
+        .unwrap()
+        .cert;
+    let lsc = CertAndKey::from_pem(&vectors::bytes("pki/lsc/SEP001122AABBCC.pem")).unwrap();
+    let lsc_der = lsc.cert.to_der().unwrap();
+    let mic = CertAndKey::from_pem(&vectors::bytes("pki/mic-SEP0011AABBCCDD.pem")).unwrap();
+    let mic_der = mic.cert.to_der().unwrap();
+    let now = 1_800_000_000;
+
+    let r = capf::record(
+        &Outcome::Installed {
+            device: "SEP001122AABBCC".into(),
+            cert: lsc_der.clone(),
+            auth_cert: Some((AuthCertKind::Mic, mic_der.clone())),
+        },
+        &capf,
+        None,
+        now,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        (r.state, r.status.as_str(), r.delete_lsc),
+        (OpState::Success, "Upgrade Success", false)
+    );
+    let kinds: Vec<_> = r.certs.iter().map(|c| c.kind).collect();
+    assert_eq!(kinds, [DeviceCertKind::Mic, DeviceCertKind::Lsc]);
+    assert_eq!(
+        r.certs[1].md5, "7b48e4ce7c5a926c98e29bb08c2589e4",
+        "the vectors' LSC MD5"
+    );
+
+    // A fetched certificate this CAPF issued is the LSC; any other is the MIC.
+    for (der, kind) in [
+        (&lsc_der, DeviceCertKind::Lsc),
+        (&mic_der, DeviceCertKind::Mic),
+    ] {
+        let r = capf::record(
+            &Outcome::Fetched {
+                device: "SEP001122AABBCC".into(),
+                cert: der.clone(),
+                auth_cert: None,
+            },
+            &capf,
+            None,
+            now,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(r.status, "Troubleshoot Success");
+        assert_eq!(r.certs[0].kind, kind);
+    }
+    let r = capf::record(
+        &Outcome::Deleted {
+            device: "SEP001122AABBCC".into(),
+        },
+        &capf,
+        None,
+        now,
+    )
+    .unwrap()
+    .unwrap();
+    assert!(r.delete_lsc && r.certs.is_empty());
+    let r = capf::record(
+        &Outcome::Failed {
+            device: Some("SEP001122AABBCC".into()),
+            kind: FailKind::Auth,
+            status: "Upgrade Failed: Invalid Authentication String".into(),
+        },
+        &capf,
+        None,
+        now,
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        (r.state, r.status.as_str()),
+        (
+            OpState::Failed,
+            "Upgrade Failed: Invalid Authentication String"
+        )
+    );
+    // Nothing to record.
+    for o in [
+        Outcome::Failed {
+            device: None,
+            kind: FailKind::Protocol,
+            status: "x".into(),
+        },
+        Outcome::NothingScheduled {
+            device: "SEP001122AABBCC".into(),
+        },
+        Outcome::UnknownDevice {
+            device: "SEP001122AABBCC".into(),
+        },
+    ] {
+        assert!(capf::record(&o, &capf, None, now).unwrap().is_none());
+    }
+    // A damaged certificate is an error, never a panic.
+    let e = capf::record(
+        &Outcome::Installed {
+            device: "SEP001122AABBCC".into(),
+            cert: vec![0x30, 0x03, 1, 2, 3],
+            auth_cert: None,
+        },
+        &capf,
+        None,
+        now,
+    );
+    assert!(e.is_err());
+}
