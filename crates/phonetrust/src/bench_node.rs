@@ -13,18 +13,19 @@ use anyhow::{Result, bail};
 pub(crate) struct BenchNode {
     exe: PathBuf,
     dir: PathBuf,
+    _tmp: tempfile::TempDir,
 }
 
 impl BenchNode {
     /// A fresh node (`init --host bench.example.test`) with the phones of `csv` imported.
     pub(crate) fn new(tag: &str, csv: &str) -> Result<Self> {
-        let dir =
-            std::env::temp_dir().join(format!("phonetrust-bench-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("phonetrust-bench-{tag}-"))
+            .tempdir()?;
         let n = Self {
             exe: std::env::current_exe()?,
-            dir,
+            dir: tmp.path().to_path_buf(),
+            _tmp: tmp,
         };
         n.run(&["init", "--host", "bench.example.test"])?;
         let path = n.dir.join("phones.csv");
@@ -91,12 +92,6 @@ impl BenchNode {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(server)
-    }
-}
-
-impl Drop for BenchNode {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
