@@ -3,6 +3,7 @@
 //! - [`trustlists`]: which certificates the node's ITL lists, and its signer;
 //! - [`ctl`]: what the cluster's CTL holds (tokenless, recovery-signed, hardware tokens);
 //! - [`names`]: which names are served to phones (static files by checked name);
+//! - [`tvs`]: what TVS trusts (the trust index) and its answer for a certificate;
 //! - [`capf`]: the CAPF plan for a phone (its scheduled operation, key requests and
 //!   authentication) and what a session's outcome records (status, certificates).
 //!
@@ -18,6 +19,7 @@ pub mod capf;
 pub mod ctl;
 pub mod names;
 pub mod trustlists;
+pub mod tvs;
 
 pub use phonetrust_proto::device::{DeviceName, InvalidDeviceName};
 pub use phonetrust_proto::trustlist::FILE_SIGNER_ROLES;

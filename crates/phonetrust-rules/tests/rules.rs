@@ -302,3 +302,52 @@ fn what_an_outcome_records() {
     );
     assert!(e.is_err());
 }
+
+#[test]
+fn what_tvs_trusts_and_answers() {
+    use phonetrust_proto::tvs_server::Verdict;
+    use phonetrust_rules::tvs::{Sources, build_index, verdict};
+    let (_t, id) = vector_identity();
+    let der = |f: &str| {
+        openssl::x509::X509::from_pem(&vectors::bytes(f))
+            .unwrap()
+            .to_der()
+            .unwrap()
+    };
+    let lsc = CertAndKey::from_pem(&vectors::bytes("pki/lsc/SEP001122AABBCC.pem")).unwrap();
+    let mfg = phonetrust_testsupport::mfg_ca().cert;
+    let src = Sources {
+        own: id.all().map(|(w, c)| (w, c.cert.clone())).collect(),
+        ctl: Some(vectors::bytes("files/CTLFile.tlv")),
+        callmanager_trust: vec![lsc.cert.clone()],
+        phone_sast_trust: vec![mfg.clone()],
+    };
+    let ix = build_index(&src);
+    assert!(ix.problems.is_empty());
+    let roles = |d: &[u8]| match verdict(ix.lookup(d), 86_400) {
+        Verdict::Trusted { roles, ttl } => {
+            assert_eq!(ttl, 86_400);
+            roles
+        }
+        Verdict::Unknown => vec![],
+    };
+    // As the transcript's answers: CallManager SAST + CCM+TFTP, CAPF as CAPF.
+    assert_eq!(
+        roles(&der("pki/callmanager.crt")),
+        [Role::Sast, Role::CcmTftp]
+    );
+    assert_eq!(roles(&der("pki/capf.crt")), [Role::Capf]);
+    assert_eq!(roles(&der("pki/callmanager-ecdsa.crt")), [Role::Tftp]);
+    assert_eq!(roles(&der("pki/itlrecovery.crt")), [Role::Sast]);
+    assert_eq!(roles(&lsc.cert.to_der().unwrap()), [Role::Ccm]);
+    assert_eq!(roles(&mfg.to_der().unwrap()), [Role::Sast]);
+    assert_eq!(roles(&der("pki/mic-SEP0011AABBCCDD.crt")), [], "unknown");
+    // A CTL that does not parse is reported, its records not trusted.
+    let broken = Sources {
+        ctl: Some(b"not a CTL".to_vec()),
+        ..Sources::default()
+    };
+    let ix = build_index(&broken);
+    assert_eq!(ix.len(), 0);
+    assert_eq!(ix.problems.len(), 1);
+}

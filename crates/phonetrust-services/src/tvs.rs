@@ -11,7 +11,6 @@
 //! any of them (a regenerated certificate, `utils ctl update CTLFile`, an import), without a
 //! restart, and swaps the TLS certificate when TVS's own changes.
 
-use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,8 +19,7 @@ use std::time::Duration;
 use openssl::ssl::{Ssl, SslAcceptor, SslVersion};
 use openssl::x509::X509;
 use phonetrust_pki::profiles::OwnCert;
-use phonetrust_proto::cert::sha256;
-use phonetrust_proto::trustlist::{self, Role};
+use phonetrust_proto::trustlist;
 use phonetrust_proto::tvs_server::{Request, ServerSession, SessionError, Verdict, respond};
 use phonetrust_store::layout::DataDir;
 use phonetrust_store::model::{TrustCert, TrustStore};
@@ -63,104 +61,7 @@ impl Default for TvsConfig {
     }
 }
 
-/// One trusted certificate.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    /// Roles, in code order.
-    pub roles: BTreeSet<u16>,
-    /// Where it was found (for logs): "own", "CTL", a trust store's name.
-    pub sources: BTreeSet<String>,
-}
-
-/// Fingerprint (SHA-256 of the DER) → roles.
-#[derive(Clone, Debug, Default)]
-pub struct TrustIndex {
-    entries: HashMap<Vec<u8>, Entry>,
-}
-
-impl TrustIndex {
-    /// Add `der` with `role`, found in `source`.
-    pub fn add(&mut self, der: &[u8], role: Role, source: &str) {
-        let e = self.entries.entry(sha256(der)).or_insert_with(|| Entry {
-            roles: BTreeSet::new(),
-            sources: BTreeSet::new(),
-        });
-        e.roles.insert(role.code());
-        e.sources.insert(source.to_string());
-    }
-
-    /// What is known about the certificate `der`.
-    pub fn lookup(&self, der: &[u8]) -> Option<&Entry> {
-        self.entries.get(&sha256(der))
-    }
-
-    /// Number of certificates.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Empty?
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-}
-
-/// What the index is built from.
-#[derive(Default)]
-pub struct Sources {
-    /// This node's certificates.
-    pub own: Vec<(OwnCert, X509)>,
-    /// The CTL file served, if any.
-    pub ctl: Option<Vec<u8>>,
-    /// CallManager-trust.
-    pub callmanager_trust: Vec<X509>,
-    /// Phone-SAST-trust.
-    pub phone_sast_trust: Vec<X509>,
-}
-
-/// Build the index (pure: the same sources give the same index).
-pub fn build_index(src: &Sources) -> TrustIndex {
-    let mut ix = TrustIndex::default();
-    for (which, cert) in &src.own {
-        let Ok(der) = cert.to_der() else { continue };
-        let roles: &[Role] = match which {
-            OwnCert::CallManager => &[Role::Sast, Role::CcmTftp],
-            OwnCert::CallManagerEcdsa => &[Role::Tftp],
-            OwnCert::Capf => &[Role::Capf],
-            OwnCert::Tvs => &[Role::Tvs],
-            OwnCert::ItlRecovery => &[Role::Sast],
-            _ => &[],
-        };
-        for r in roles {
-            ix.add(&der, *r, "own");
-        }
-    }
-    if let Some(ctl) = &src.ctl {
-        match trustlist::parse(ctl) {
-            Ok(list) => {
-                for r in list.plain_records() {
-                    if let (Some(der), Some(role)) = (&r.certificate, r.role) {
-                        ix.add(der, role, "CTL");
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "TVS: the CTL file does not parse; its records are not trusted")
-            }
-        }
-    }
-    for c in &src.callmanager_trust {
-        if let Ok(der) = c.to_der() {
-            ix.add(&der, Role::Ccm, "CallManager-trust");
-        }
-    }
-    for c in &src.phone_sast_trust {
-        if let Ok(der) = c.to_der() {
-            ix.add(&der, Role::Sast, "Phone-SAST-trust");
-        }
-    }
-    ix
-}
+pub use phonetrust_rules::tvs::{Entry, Sources, TrustIndex, build_index};
 
 /// What a phone sent, for the log: subject, issuer and serial of an untrusted certificate
 /// (x509-parser; never panics on garbage).
@@ -208,13 +109,7 @@ pub fn decide(index: &TrustIndex, ttl: u32, peer: SocketAddr, req: &Request) -> 
             "tvsHandleQueryCertReq : Subject Name is: {subject} ; Issuer Name is: {issuer} ; Serial Number is: {serial} ; {found}"
         );
     }
-    match entry {
-        Some(e) => Verdict::Trusted {
-            roles: e.roles.iter().map(|r| Role::from(*r)).collect(),
-            ttl,
-        },
-        None => Verdict::Unknown,
-    }
+    phonetrust_rules::tvs::verdict(entry, ttl)
 }
 
 struct State {
@@ -322,6 +217,7 @@ impl TvsServer {
         let (src, tvs) = load(&db, &data, &rows).await.map_err(ServiceError::Other)?;
         let acceptor = crate::capf::acceptor(&tvs, cfg.min_tls)?;
         let index = build_index(&src);
+        log_problems(&index);
         tracing::info!(certificates = index.len(), "TVS certificate cache built");
         log_ctl_cache(&src);
         let listener = TcpListener::bind(cfg.listen)
@@ -369,6 +265,7 @@ impl TvsServer {
         }
         let acceptor = crate::capf::acceptor(&tvs, self.cfg.min_tls).map_err(|e| e.to_string())?;
         let index = build_index(&src);
+        log_problems(&index);
         tracing::info!(
             certificates = index.len(),
             "TVS certificate cache refreshed"
@@ -493,6 +390,12 @@ impl TvsServer {
                 return;
             }
         }
+    }
+}
+
+fn log_problems(index: &TrustIndex) {
+    for p in &index.problems {
+        tracing::warn!(problem = %p, "TVS: certificate cache");
     }
 }
 
