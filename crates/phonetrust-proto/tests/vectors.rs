@@ -1,4 +1,5 @@
-//! phonetrust-proto against the independent reference vectors in `../shared/vectors`:
+//! phonetrust-proto against the independent reference vectors (committed in
+//! `phonetrust-testsupport/vectors`):
 //! every file parses with the documented facts and verifies, every byte flip breaks
 //! verification, every transcript message decodes and re-encodes to the same bytes, and
 //! the `openssl` command line agrees with our signatures and encryption.

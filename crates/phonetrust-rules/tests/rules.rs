@@ -32,20 +32,7 @@ fn vector_identity() -> (phonetrust_testsupport::TestDir, Identity) {
     let mut n = NodeIdentity::new("pub.example.test", DistinguishedName::default());
     n.rsa_bits = 1024;
     identity::create(&data, &n, 1_795_000_000, &SeededRandom::new(1)).unwrap();
-    for (which, file) in [
-        (OwnCert::CallManager, "pki/callmanager.pem"),
-        (OwnCert::CallManagerEcdsa, "pki/callmanager-ecdsa.pem"),
-        (OwnCert::Capf, "pki/capf.pem"),
-        (OwnCert::Tvs, "pki/tvs.pem"),
-        (OwnCert::ItlRecovery, "pki/itlrecovery.pem"),
-    ] {
-        identity::replace(
-            &data,
-            which,
-            &CertAndKey::from_pem(&vectors::bytes(file)).unwrap(),
-        )
-        .unwrap();
-    }
+    phonetrust_testsupport::use_vector_identity(&data);
     let id = identity::load(&data).unwrap();
     (tmp, id)
 }

@@ -112,6 +112,34 @@ pub fn mfg_ca() -> CertAndKey {
     CertAndKey::from_pem(&pem).expect("the vectors' manufacturer CA")
 }
 
+/// The vectors' own certificates of a node (certificate + key), by the certificate they
+/// stand for: CallManager, CallManager-ECDSA, CAPF, TVS, ITLRecovery.
+pub const VECTOR_OWN_CERTS: [(phonetrust_pki::profiles::OwnCert, &str); 5] = [
+    (
+        phonetrust_pki::profiles::OwnCert::CallManager,
+        "pki/callmanager.pem",
+    ),
+    (
+        phonetrust_pki::profiles::OwnCert::CallManagerEcdsa,
+        "pki/callmanager-ecdsa.pem",
+    ),
+    (phonetrust_pki::profiles::OwnCert::Capf, "pki/capf.pem"),
+    (phonetrust_pki::profiles::OwnCert::Tvs, "pki/tvs.pem"),
+    (
+        phonetrust_pki::profiles::OwnCert::ItlRecovery,
+        "pki/itlrecovery.pem",
+    ),
+];
+
+/// Replace the own certificates of the node in `data` with the vectors' ones
+/// ([`VECTOR_OWN_CERTS`]; tomcat stays as it was).
+pub fn use_vector_identity(data: &DataDir) {
+    for (which, file) in VECTOR_OWN_CERTS {
+        let ck = CertAndKey::from_pem(&vectors::bytes(file)).expect("a vector certificate and key");
+        identity::replace(data, which, &ck).expect("identity replaced");
+    }
+}
+
 /// Now, Unix seconds.
 pub fn now() -> i64 {
     phonetrust_proto::clock::unix_now()

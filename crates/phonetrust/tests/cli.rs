@@ -1694,7 +1694,7 @@ fn softhsm_tokens(d: &Path) -> Option<PathBuf> {
     Some(conf)
 }
 
-fn pt_env(dir: &Path, args: &[&str], env: &[(&str, &Path)]) -> Output {
+fn pt_env<V: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[&str], env: &[(&str, V)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_phonetrust"));
     c.args(args)
         .current_dir(dir)
@@ -1900,13 +1900,13 @@ fn configuration_layers_for_every_command() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("no-such-dir"), "{}", stderr(&o));
     // … the environment beats the file, the command line beats both.
-    assert!(lists(&pt_env_str(
+    assert!(lists(&pt_env(
         &d,
         &["phone", "list"],
         &[("PHONETRUST_DATABASE", &good)]
     )));
     assert!(lists(&pt(&d, &["phone", "list", "--database", &good])));
-    assert!(lists(&pt_env_str(
+    assert!(lists(&pt_env(
         &d,
         &["--database", &good, "phone", "list"],
         &[("PHONETRUST_DATABASE", &bad)]
@@ -1995,17 +1995,6 @@ fn the_ctl_is_where_serve_looks_whatever_its_options() {
         assert!(o.status.success(), "{tag}: {}", stdout(&o));
         assert_eq!(served(), None, "{tag}: deleted");
     }
-}
-
-fn pt_env_str(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_phonetrust"));
-    c.args(args)
-        .current_dir(dir)
-        .env("PHONETRUST_DATA", dir.join("data"));
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().unwrap()
 }
 
 /// A phone authenticates to CAPF as its configuration says (`capfAuthMode`), as a real

@@ -23,14 +23,14 @@ use openssl::x509::X509;
 use phonetrust_phonesim::tvs::TvsConnection;
 use phonetrust_phonesim::{CapfConnector, PhoneTls};
 use phonetrust_pki::DistinguishedName;
-use phonetrust_pki::profiles::{NodeIdentity, OwnCert};
+use phonetrust_pki::profiles::NodeIdentity;
 use phonetrust_proto::cert::CertAndKey;
 use phonetrust_proto::codec::unhex;
 use phonetrust_proto::tlv::HashAlg;
 use phonetrust_proto::trustlist::{self, CertForm, Record, Role, TrustListParams};
 use phonetrust_services::tvs::{TvsConfig, TvsServer};
+use phonetrust_store::Db;
 use phonetrust_store::model::TrustStore;
-use phonetrust_store::{Db, identity};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn cert(rel: &str) -> X509 {
@@ -50,15 +50,7 @@ struct Node {
 async fn node(tag: &str) -> Node {
     let n = NodeIdentity::new("pub.example.test", DistinguishedName::default());
     let FreshNode { tmp, data, db, .. } = FreshNode::new(&format!("tvs-{tag}"), &n).await;
-    for (which, file) in [
-        (OwnCert::CallManager, "pki/callmanager.pem"),
-        (OwnCert::CallManagerEcdsa, "pki/callmanager-ecdsa.pem"),
-        (OwnCert::Capf, "pki/capf.pem"),
-        (OwnCert::Tvs, "pki/tvs.pem"),
-        (OwnCert::ItlRecovery, "pki/itlrecovery.pem"),
-    ] {
-        identity::replace(&data, which, &CertAndKey::from_pem(&v(file)).unwrap()).unwrap();
-    }
+    phonetrust_testsupport::use_vector_identity(&data);
     let tvs = TvsServer::bind(
         db.clone(),
         data,
