@@ -454,6 +454,9 @@ impl SimPhone {
                 self.tvs_servers = f.tvs.clone();
             }
             self.capf_auth_mode = f.capf_auth_mode;
+            if f.capf.is_some() {
+                self.capf_server = f.capf.clone();
+            }
             if !f.encr_config {
                 return Ok(BootResult::Configured {
                     xml: body,

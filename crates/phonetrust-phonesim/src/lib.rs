@@ -236,6 +236,8 @@ pub struct SimPhone {
     /// `capfAuthMode` of its last configuration (0 null string, 1 authentication string,
     /// 2 LSC, 3 MIC), if it has booted.
     pub capf_auth_mode: Option<u8>,
+    /// The CAPF server (host, phone port) of its last configuration, if it has booted.
+    pub capf_server: Option<(String, u16)>,
 }
 
 impl SimPhone {
@@ -272,6 +274,7 @@ impl SimPhone {
             ctl: None,
             tvs_servers: Vec::new(),
             capf_auth_mode: None,
+            capf_server: None,
             supports_tvs: true,
         }
     }

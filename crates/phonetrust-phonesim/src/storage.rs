@@ -157,6 +157,12 @@ impl SimPhone {
                     })
                     .collect();
             }
+            if let Some(c) = read_capped(&pdir.join("capf"))? {
+                phone.capf_server = String::from_utf8_lossy(&c)
+                    .trim()
+                    .rsplit_once(' ')
+                    .and_then(|(h, p)| Some((h.to_string(), p.parse().ok()?)));
+            }
             if let Some(m) = read_capped(&pdir.join("capfAuthMode"))? {
                 phone.capf_auth_mode = String::from_utf8_lossy(&m).trim().parse().ok();
             }
@@ -209,6 +215,10 @@ impl SimPhone {
             .map(|(h, p)| format!("{h} {p}\n"))
             .collect();
         write_file(&pdir.join("tvs"), tvs.as_bytes(), 0o644)?;
+        match &self.capf_server {
+            Some((h, p)) => write_file(&pdir.join("capf"), format!("{h} {p}\n").as_bytes(), 0o644)?,
+            None => remove(&pdir.join("capf"))?,
+        }
         match self.capf_auth_mode {
             Some(m) => write_file(&pdir.join("capfAuthMode"), m.to_string().as_bytes(), 0o644)?,
             None => remove(&pdir.join("capfAuthMode"))?,
@@ -249,6 +259,7 @@ mod tests {
         let mic = p.state.mic.clone().unwrap();
         p.status_messages.push("LSC: Connection failed".into());
         p.capf_auth_mode = Some(2);
+        p.capf_server = Some(("cucm.example.com".into(), 23804));
         p.save(&dir).unwrap();
         #[cfg(unix)]
         {
@@ -268,6 +279,11 @@ mod tests {
             q.capf_auth_mode,
             Some(2),
             "the configured CAPF authentication mode"
+        );
+        assert_eq!(
+            q.capf_server,
+            Some(("cucm.example.com".into(), 23804)),
+            "the configured CAPF server and phone port"
         );
 
         // A damaged file is reported, not ignored.

@@ -290,11 +290,17 @@ impl PhoneSession {
                     (Some(Reason::UnknownDevice), _) => {
                         PhoneResult::Failed("unknown device".into())
                     }
-                    (r, _) => PhoneResult::Failed(format!("END_SESSION reason {r:?}")),
+                    (r, _) => PhoneResult::Failed(format!(
+                        "the server ended the session with {}",
+                        describe_reason(r)
+                    )),
                 };
                 self.done(r)
             }
-            other => self.done(PhoneResult::Failed(format!("unexpected {other:?}"))),
+            other => self.done(PhoneResult::Failed(format!(
+                "the server sent an unexpected message (command {})",
+                other.code()
+            ))),
         }
     }
 
@@ -389,5 +395,19 @@ mod tests {
         // Asked for an LSC it does not have: the session fails on the phone, saying why.
         let e = respond(state(false), PhoneAuth::None, 3).unwrap_err();
         assert!(e.contains("no LSC"), "{e}");
+    }
+}
+
+/// An END_SESSION reason in words, for the phone's status and the simulator's report.
+pub fn describe_reason(r: Option<Reason>) -> String {
+    match r {
+        None => "no reason".into(),
+        Some(Reason::NoAction) => "nothing to do (reason 0)".into(),
+        Some(Reason::Success) => "success (reason 1)".into(),
+        Some(Reason::Failure) => {
+            "a failure (reason 7: invalid element, authentication or protocol)".into()
+        }
+        Some(Reason::UnknownDevice) => "unknown device (reason 9)".into(),
+        Some(Reason::Unknown(c)) => format!("reason {c}"),
     }
 }

@@ -124,3 +124,108 @@ mod tests {
         assert!(DeviceName::from_mac("00112233445").is_err());
     }
 }
+
+/// Phone models known to speak CAPF and download trust lists (the number on the phone,
+/// upper case: `8845`, `8865NR`, `7942`), and `Universal` for a phone whose model is not
+/// recorded. Another model is accepted only when the administrator says so (a model newer
+/// than this list): a mistyped model is otherwise the first thing that goes wrong.
+pub const KNOWN_MODELS: &[&str] = &[
+    "Universal",
+    "6901",
+    "6911",
+    "6921",
+    "6941",
+    "6945",
+    "6961",
+    "7811",
+    "7821",
+    "7832",
+    "7841",
+    "7861",
+    "7906",
+    "7911",
+    "7925",
+    "7926",
+    "7931",
+    "7937",
+    "7940",
+    "7941",
+    "7942",
+    "7945",
+    "7960",
+    "7961",
+    "7962",
+    "7965",
+    "7970",
+    "7971",
+    "7975",
+    "8811",
+    "8821",
+    "8831",
+    "8832",
+    "8841",
+    "8845",
+    "8851",
+    "8851NR",
+    "8861",
+    "8865",
+    "8865NR",
+    "8875",
+    "8941",
+    "8945",
+    "8961",
+    "9841",
+    "9851",
+    "9861",
+    "9871",
+    "9951",
+    "9971",
+    "DX650",
+    "DX70",
+    "DX80",
+];
+
+/// Why a model is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "unknown phone model '{0}': known models are {list}; if the model is right and newer than this list, repeat with --allow-unknown-model",
+    list = KNOWN_MODELS.join(", ")
+)]
+pub struct UnknownModel(pub String);
+
+/// The model as recorded (`Cisco 8845` and `cp-8845` become `8845`), when it is known or
+/// `allow_unknown` says to keep it anyway.
+pub fn check_model(model: &str, allow_unknown: bool) -> Result<String, UnknownModel> {
+    let t = model.trim();
+    let lower = t.to_ascii_lowercase();
+    let bare = lower
+        .strip_prefix("cisco ")
+        .or_else(|| lower.strip_prefix("cp-"))
+        .unwrap_or(&lower);
+    if let Some(k) = KNOWN_MODELS.iter().find(|k| k.eq_ignore_ascii_case(bare)) {
+        return Ok((*k).to_string());
+    }
+    if allow_unknown && !t.is_empty() {
+        return Ok(t.to_string());
+    }
+    Err(UnknownModel(t.to_string()))
+}
+
+#[cfg(test)]
+mod model_tests {
+    use super::*;
+
+    #[test]
+    fn models_are_checked_against_the_list() {
+        assert_eq!(check_model("8845", false).unwrap(), "8845");
+        assert_eq!(check_model("Cisco 7942", false).unwrap(), "7942");
+        assert_eq!(check_model("cp-8865nr", false).unwrap(), "8865NR");
+        let e = check_model("99999", false).unwrap_err().to_string();
+        assert!(
+            e.contains("'99999'") && e.contains("--allow-unknown-model"),
+            "{e}"
+        );
+        assert_eq!(check_model("99999", true).unwrap(), "99999");
+        assert!(check_model(" ", true).is_err());
+    }
+}

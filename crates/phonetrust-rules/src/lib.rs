@@ -3,6 +3,8 @@
 //! - [`trustlists`]: which certificates the node's ITL lists, and its signer;
 //! - [`ctl`]: what the cluster's CTL holds (tokenless, recovery-signed, hardware tokens);
 //! - [`names`]: which names are served to phones (static files by checked name);
+//! - [`ports`]: which ports phones are told (the parameters) against where a server
+//!   listens;
 //! - [`tvs`]: what TVS trusts (the trust index) and its answer for a certificate;
 //! - [`capf`]: the CAPF plan for a phone (its scheduled operation, key requests and
 //!   authentication) and what a session's outcome records (status, certificates).
@@ -18,6 +20,7 @@
 pub mod capf;
 pub mod ctl;
 pub mod names;
+pub mod ports;
 pub mod trustlists;
 pub mod tvs;
 

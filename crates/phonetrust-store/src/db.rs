@@ -44,6 +44,60 @@ pub fn default_url(data: &Path) -> String {
     format!("sqlite://{}", data.join("phonetrust.db").display())
 }
 
+/// The file of a SQLite URL (`sqlite://PATH`, `sqlite:PATH`, without `?options`), unless
+/// in memory.
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
+/// The database holds the CAPF authentication strings: create it readable by its owner
+/// only (SQLite gives its `-wal` and `-shm` files the database's mode), and take group
+/// and other permissions away from a database (and its WAL/SHM) an earlier version left
+/// readable.
+fn secure_sqlite_file(url: &str) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let Some(path) = sqlite_path(url) else {
+        return Ok(());
+    };
+    let io = |p: &std::path::Path| {
+        let p = p.to_path_buf();
+        move |source| StoreError::Io { path: p, source }
+    };
+    if !path.exists() {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(&path)(e)),
+        }
+    }
+    let mut name = path.clone().into_os_string();
+    let mut files = vec![path.clone()];
+    for suffix in ["-wal", "-shm"] {
+        name.push(suffix);
+        files.push(std::path::PathBuf::from(&name));
+        name = path.clone().into_os_string();
+    }
+    for f in files {
+        let Ok(meta) = std::fs::metadata(&f) else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).map_err(io(&f))?;
+            tracing::warn!(file = %f.display(), "database file was readable by others: now 0600");
+        }
+    }
+    Ok(())
+}
+
 /// An open database.
 #[derive(Clone, Debug)]
 pub struct Db {
@@ -65,6 +119,9 @@ impl Db {
             Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
             _ => url.to_string(),
         };
+        if backend == Backend::Sqlite {
+            secure_sqlite_file(url)?;
+        }
         let opts = AnyConnectOptions::from_str(&full).map_err(db_err)?;
         let pool = AnyPoolOptions::new()
             .max_connections(match backend {

@@ -8,8 +8,8 @@ use sqlx::{AssertSqlSafe, Row};
 use crate::StoreError;
 use crate::db::{Db, db_err};
 use crate::model::{
-    AuthMode, CapfInfo, CertOperation, Device, DeviceCert, DeviceCertKind, OpState, Protocol,
-    SecurityProfile, auth_string, device_name, rsa_bits,
+    AuthMode, CapfInfo, CertOperation, Device, DeviceCert, DeviceCertKind, EcCurve, KeyOrder,
+    OpState, Protocol, SecurityMode, SecurityProfile, auth_string, device_name, rsa_bits,
 };
 
 /// The profile a phone gets when none is named.
@@ -99,6 +99,33 @@ pub struct NewDevice {
     pub description: String,
 }
 
+/// The phone security profiles every node ships with (migration `0002_defaults`): they
+/// can be changed, not deleted.
+pub const SHIPPED_PROFILES: [&str; 3] = [
+    "Standard Non-Secure Profile",
+    "Standard Authenticated Profile",
+    "Standard Encrypted Profile",
+];
+
+/// A change of a phone security profile; `None` fields keep their value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProfileChange {
+    /// Free text.
+    pub description: Option<String>,
+    /// Device security mode.
+    pub mode: Option<SecurityMode>,
+    /// TFTP encrypted configuration.
+    pub encrypted_config: Option<bool>,
+    /// CAPF authentication mode.
+    pub auth_mode: Option<AuthMode>,
+    /// Key order.
+    pub key_order: Option<KeyOrder>,
+    /// RSA key size.
+    pub rsa_bits: Option<u32>,
+    /// EC key size.
+    pub ec_curve: Option<EcCurve>,
+}
+
 /// A change of a phone's CAPF information; `None` fields keep their value.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CapfChange {
@@ -167,18 +194,36 @@ fn text_field(what: &str, s: &str) -> Result<String, StoreError> {
     Ok(s.trim().to_string())
 }
 
-/// What the CAPF status of a phone reads after `op` was scheduled.
-pub fn pending_status(op: CertOperation) -> (OpState, String) {
-    match op {
-        CertOperation::None => (OpState::None, "None".into()),
-        _ => (OpState::Pending, "Operation Pending".into()),
+/// What the CAPF status of a phone reads after `op` was scheduled over a status in
+/// `state`: "Operation Pending" for an operation; for `None` the last outcome stays
+/// visible (a cancelled pending operation reads "None").
+pub fn pending_status(op: CertOperation, state: OpState) -> Option<(OpState, String)> {
+    match (op, state) {
+        (CertOperation::None, OpState::Pending) => Some((OpState::None, "None".into())),
+        (CertOperation::None, _) => None,
+        _ => Some((OpState::Pending, "Operation Pending".into())),
     }
 }
 
-/// Apply `ch` to `c`: scheduling an operation sets the status to "Operation Pending" and,
-/// without `completes_by`, the deadline to now plus `expires_days`. Checks the result.
+/// Encrypted configs are encrypted to the phone's certificate with RSA: a profile that
+/// encrypts the config needs a key order that gives the phone an RSA LSC.
+pub fn check_key_order(profile: &SecurityProfile, order: KeyOrder) -> Result<(), StoreError> {
+    if profile.encrypted_config && matches!(order, KeyOrder::Ec | KeyOrder::EcRsa) {
+        return Err(StoreError::Invalid(format!(
+            "key order '{}' with profile '{}': the profile encrypts the phone's config, which needs an RSA key (an EC LSC cannot decrypt it and the phone fails to boot); use key order rsa or rsa-ec, or a profile without encrypted config",
+            order.as_str(),
+            profile.name
+        )));
+    }
+    Ok(())
+}
+
+/// Apply `ch` to `c` of a phone with `profile`: scheduling an operation sets the status to
+/// "Operation Pending" and, without `completes_by`, the deadline to now plus
+/// `expires_days`. Checks the result.
 pub fn apply_capf_change(
     c: &mut CapfInfo,
+    profile: &SecurityProfile,
     ch: &CapfChange,
     now: i64,
     expires_days: i64,
@@ -203,10 +248,11 @@ pub fn apply_capf_change(
     }
     if let Some(op) = ch.operation {
         c.operation = op;
-        let (state, status) = pending_status(op);
-        c.state = state;
-        c.status = status;
-        c.status_at = now;
+        if let Some((state, status)) = pending_status(op, c.state) {
+            c.state = state;
+            c.status = status;
+            c.status_at = now;
+        }
         c.completes_by = match (op, ch.completes_by) {
             (CertOperation::None, _) => None,
             (_, Some(t)) => Some(t),
@@ -223,17 +269,15 @@ pub fn apply_capf_change(
             "'Operation Completes By' is in the past: enter a date and time at least an hour in the future".into(),
         ));
     }
-    check_capf(c)
+    check_capf(c)?;
+    check_key_order(profile, c.key_order)
 }
 
 /// Check a CAPF information as a whole: the authentication string is there when the mode
 /// needs it, the key sizes are allowed.
 pub fn check_capf(c: &CapfInfo) -> Result<(), StoreError> {
     if c.auth_mode == AuthMode::AuthString && c.auth_string.is_none() {
-        return Err(StoreError::Invalid(
-            "authentication mode 'By Authentication String' needs --auth-string (4 to 16 digits)"
-                .into(),
-        ));
+        return Err(StoreError::MissingAuthString);
     }
     if let Some(s) = &c.auth_string {
         auth_string(s)?;
@@ -271,14 +315,75 @@ impl Db {
         }
     }
 
-    /// Add or replace a profile.
+    /// Add a new profile; refuses a name that exists (change it with
+    /// [`Db::change_profile`]).
+    pub async fn add_profile(&self, p: &SecurityProfile, now: i64) -> Result<(), StoreError> {
+        if self.profile(p.name.trim()).await.is_ok() {
+            return Err(StoreError::Conflict(format!(
+                "phone security profile '{}' exists already: nothing was changed (change given settings with `phonetrust profile set`)",
+                p.name.trim()
+            )));
+        }
+        self.put_profile(p, now).await
+    }
+
+    /// Change the given settings of a profile, keep the others; returns the profile as
+    /// saved.
+    pub async fn change_profile(
+        &self,
+        name: &str,
+        ch: &ProfileChange,
+        now: i64,
+    ) -> Result<SecurityProfile, StoreError> {
+        let mut p = self.profile(name).await?;
+        if let Some(v) = &ch.description {
+            p.description = v.clone();
+        }
+        if let Some(v) = ch.mode {
+            p.mode = v;
+        }
+        if let Some(v) = ch.encrypted_config {
+            p.encrypted_config = v;
+        }
+        if let Some(v) = ch.auth_mode {
+            p.auth_mode = v;
+        }
+        if let Some(v) = ch.key_order {
+            p.key_order = v;
+        }
+        if let Some(v) = ch.rsa_bits {
+            p.rsa_bits = v;
+        }
+        if let Some(v) = ch.ec_curve {
+            p.ec_curve = v;
+        }
+        self.put_profile(&p, now).await?;
+        Ok(p)
+    }
+
+    /// Add or replace a profile (all settings).
     pub async fn put_profile(&self, p: &SecurityProfile, now: i64) -> Result<(), StoreError> {
         let name = text_field("a profile name", &p.name)?;
         if name.is_empty() {
             return Err(StoreError::Invalid("a profile needs a name".into()));
         }
         rsa_bits(p.rsa_bits)?;
+        check_key_order(p, p.key_order)?;
         let mut tx = self.pool.begin().await.map_err(db_err)?;
+        if p.encrypted_config {
+            let ec: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM device WHERE securityprofile = $1 AND capf_key_order IN ('ec', 'ec-rsa')",
+            )
+            .bind(&name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if ec > 0 {
+                return Err(StoreError::Invalid(format!(
+                    "{ec} phone(s) with profile '{name}' have key order ec or ec-rsa: an encrypted config needs an RSA key; change their key order first (`phonetrust phone capf NAME --key-order rsa`)"
+                )));
+            }
+        }
         sqlx::query(
             "INSERT INTO securityprofile (name, description, device_security_mode, tftp_encrypted_config, \
              auth_mode, key_order, rsa_bits, ec_curve, created_at, updated_at) \
@@ -303,9 +408,15 @@ impl Db {
         Ok(())
     }
 
-    /// Delete a profile no phone uses.
+    /// Delete a profile no phone uses; the shipped profiles ([`SHIPPED_PROFILES`]) stay.
     pub async fn delete_profile(&self, name: &str) -> Result<(), StoreError> {
-        self.profile(name).await?;
+        let p = self.profile(name).await?;
+        if SHIPPED_PROFILES.contains(&p.name.as_str()) {
+            return Err(StoreError::Invalid(format!(
+                "'{}' is a standard profile shipped with every node and cannot be deleted (change its settings with `phonetrust profile set`)",
+                p.name
+            )));
+        }
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         let users: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM device WHERE securityprofile = $1")
@@ -469,7 +580,7 @@ impl Db {
             d.protocol = p;
         }
         if let Some(p) = &ch.profile {
-            self.profile(p).await?;
+            check_key_order(&self.profile(p).await?, d.capf.key_order)?;
             d.profile = p.clone();
         }
         if let Some(s) = &ch.description {
@@ -507,7 +618,8 @@ impl Db {
         let days = self
             .param(crate::params::CAPF_OPERATION_EXPIRES_DAYS)
             .await?;
-        apply_capf_change(&mut d.capf, ch, now, days)?;
+        let profile = self.profile(&d.profile).await?;
+        apply_capf_change(&mut d.capf, &profile, ch, now, days)?;
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         write_capf(&mut tx, &d.name, &d.capf, now).await?;
         tx.commit().await.map_err(db_err)?;
@@ -611,6 +723,19 @@ impl Db {
             .fetch_one(&self.pool)
             .await
             .map_err(db_err)
+    }
+
+    /// Phones that authenticate to CAPF by their LSC (auth mode lsc) and hold an LSC
+    /// issued by `issuer`.
+    pub async fn lsc_auth_phones_by_issuer(&self, issuer: &str) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT d.name FROM device d JOIN devicecert c ON c.device = d.name \
+             WHERE c.kind = 'LSC' AND c.issuer = $1 AND d.capf_auth_mode = 'lsc' ORDER BY d.name",
+        )
+        .bind(issuer)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)
     }
 
     /// Names of every phone.

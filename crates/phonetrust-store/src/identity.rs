@@ -85,7 +85,7 @@ pub fn create(
     if dir.exists() {
         return Err(StoreError::AlreadyInitialised(data.root().to_path_buf()));
     }
-    std::fs::create_dir_all(data.root()).map_err(io(data.root()))?;
+    data.secure()?;
     let tmp = data.root().join(crate::temp_name("identity"));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).map_err(io(&tmp))?;

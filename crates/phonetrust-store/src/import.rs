@@ -53,7 +53,11 @@ struct Row {
     final_capf: Option<CapfInfo>,
 }
 
-fn parse_row(cells: &[(String, String)], line: u64) -> Result<Row, String> {
+fn parse_row(
+    cells: &[(String, String)],
+    line: u64,
+    allow_unknown_models: bool,
+) -> Result<Row, String> {
     let cell = |k: &str| {
         cells
             .iter()
@@ -64,7 +68,11 @@ fn parse_row(cells: &[(String, String)], line: u64) -> Result<Row, String> {
     let name = device_name(cell("name").unwrap_or_default()).map_err(|e| e.to_string())?;
     let dev = NewDevice {
         name,
-        model: cell("model").unwrap_or("Universal").to_string(),
+        model: phonetrust_proto::device::check_model(
+            cell("model").unwrap_or("Universal"),
+            allow_unknown_models,
+        )
+        .map_err(|e| e.to_string())?,
         protocol: cell("protocol")
             .map(str::parse)
             .transpose()
@@ -103,7 +111,12 @@ fn parse_row(cells: &[(String, String)], line: u64) -> Result<Row, String> {
 impl Db {
     /// Import phones from CSV. Returns one report per data row; the valid rows are
     /// committed together.
-    pub async fn import_csv(&self, input: &[u8], now: i64) -> Result<Vec<RowReport>, StoreError> {
+    pub async fn import_csv(
+        &self,
+        input: &[u8],
+        now: i64,
+        allow_unknown_models: bool,
+    ) -> Result<Vec<RowReport>, StoreError> {
         if input.len() > MAX_CSV {
             return Err(StoreError::Invalid(format!(
                 "the CSV file is {} bytes; import at most {MAX_CSV} bytes at a time",
@@ -172,7 +185,7 @@ impl Db {
                 .find(|(c, _)| c == "name")
                 .map(|(_, v)| v.clone())
                 .unwrap_or_default();
-            let checked = parse_row(&cells, line).and_then(|mut row| {
+            let checked = parse_row(&cells, line, allow_unknown_models).and_then(|mut row| {
                 let name = row
                     .dev
                     .profile
@@ -190,8 +203,14 @@ impl Db {
                 // The phone's CAPF information as it will be written, checked now.
                 if row.capf != CapfChange::default() {
                     let mut capf = CapfInfo::idle(profile, now);
-                    apply_capf_change(&mut capf, &row.capf, now, days)
-                        .map_err(|e| e.to_string())?;
+                    apply_capf_change(&mut capf, profile, &row.capf, now, days).map_err(
+                        |e| match e {
+                            StoreError::MissingAuthString => format!(
+                                "{e}: fill the auth_string column (or choose another auth_mode)"
+                            ),
+                            e => e.to_string(),
+                        },
+                    )?;
                     row.final_capf = Some(capf);
                 }
                 Ok(row)

@@ -74,6 +74,12 @@ pub enum StoreError {
     /// The operation has consequences the caller must confirm.
     #[error("{0}")]
     NeedsConfirmation(String),
+    /// Authentication mode 'By Authentication String' without a string; the shell says
+    /// where to give one (`--auth-string`, the CSV column `auth_string`).
+    #[error(
+        "authentication mode 'By Authentication String' needs an authentication string (4 to 16 digits)"
+    )]
+    MissingAuthString,
 }
 
 impl From<openssl::error::ErrorStack> for StoreError {

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use crate::StoreError;
 
 macro_rules! text_enum {
-    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident => $db:literal, $label:literal $(, $alias:literal)*;)+ }) => {
+    ($(#[$m:meta])* $name:ident ($what:literal) { $($(#[$vm:meta])* $v:ident => $db:literal, $label:literal $(, $alias:literal)*;)+ }) => {
         $(#[$m])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub enum $name { $($(#[$vm])* $v,)+ }
@@ -38,7 +38,7 @@ macro_rules! text_enum {
                 )+
                 Err(StoreError::Invalid(format!(
                     "'{}' is not a valid {} (use one of: {})",
-                    s, stringify!($name), Self::choices()
+                    s, $what, Self::choices()
                 )))
             }
         }
@@ -51,7 +51,7 @@ macro_rules! text_enum {
 
 text_enum!(
     /// The phone's signalling protocol.
-    Protocol {
+    Protocol ("protocol") {
         /// SIP.
         Sip => "sip", "SIP";
         /// SCCP (Skinny).
@@ -61,7 +61,7 @@ text_enum!(
 
 text_enum!(
     /// Device security mode of a phone security profile.
-    SecurityMode {
+    SecurityMode ("device security mode") {
         /// Non-secure.
         NonSecure => "non-secure", "Non Secure", "nonsecure", "1";
         /// Authenticated signalling.
@@ -73,7 +73,7 @@ text_enum!(
 
 text_enum!(
     /// The certificate operation scheduled for a phone.
-    CertOperation {
+    CertOperation ("certificate operation") {
         /// No operation pending.
         None => "none", "No Pending Operation";
         /// Install or upgrade the LSC.
@@ -87,7 +87,7 @@ text_enum!(
 
 text_enum!(
     /// How CAPF authenticates the phone.
-    AuthMode {
+    AuthMode ("authentication mode") {
         /// No authentication (null string).
         NullString => "null-string", "By Null String", "null";
         /// An authentication string entered on the phone.
@@ -101,7 +101,7 @@ text_enum!(
 
 text_enum!(
     /// Which key types CAPF asks the phone for, in which order.
-    KeyOrder {
+    KeyOrder ("key order") {
         /// RSA only.
         Rsa => "rsa", "RSA Only";
         /// EC only.
@@ -115,7 +115,7 @@ text_enum!(
 
 text_enum!(
     /// EC key size of an LSC.
-    EcCurve {
+    EcCurve ("EC key size") {
         /// P-256 (256 bits).
         P256 => "p256", "256", "secp256r1", "prime256v1";
         /// P-384.
@@ -127,7 +127,7 @@ text_enum!(
 
 text_enum!(
     /// Where a phone's certificate operation stands.
-    OpState {
+    OpState ("operation state") {
         /// Nothing has happened yet.
         None => "none", "None";
         /// Scheduled, waiting for the phone.
@@ -141,7 +141,7 @@ text_enum!(
 
 text_enum!(
     /// Which certificate of a phone.
-    DeviceCertKind {
+    DeviceCertKind ("certificate kind") {
         /// Locally significant certificate, issued by CAPF.
         Lsc => "LSC", "LSC", "lsc";
         /// Manufacturer installed certificate.
@@ -389,7 +389,7 @@ pub struct TrustCert {
 
 text_enum!(
     /// The trust stores of a node.
-    TrustStore {
+    TrustStore ("trust store") {
         /// CallManager-trust: certificates the CallManager and TVS services trust.
         CallManager => "CallManager-trust", "CallManager-trust", "callmanager";
         /// CAPF-trust: CAPF roots and the phone manufacturers' CAs (MIC verification).
@@ -400,6 +400,14 @@ text_enum!(
         Tomcat => "tomcat-trust", "tomcat-trust", "tomcat";
     }
 );
+
+impl TrustStore {
+    /// Whether phones rely on the store: TVS vouches for the certificates of
+    /// CallManager-trust and Phone-SAST-trust, so changing them changes what phones trust.
+    pub fn vouched_to_phones(self) -> bool {
+        matches!(self, Self::CallManager | Self::PhoneSast)
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -40,12 +40,90 @@ pub struct ChangeReport {
     pub old_serial: String,
     /// Serial now.
     pub new_serial: String,
-    /// Whether the ITL (and CTL in mixed mode) lists this certificate and is rebuilt.
-    pub itl_rebuilt: bool,
-    /// The phones that reset to download the new trust list.
-    pub phones_reset: Vec<String>,
+    /// Whether this node's ITL lists this certificate: it is served rebuilt at once (a
+    /// running `serve` takes the new certificate within a second).
+    pub in_itl: bool,
+    /// Whether the stored CTL lists the old certificate: it stays as it is until `utils
+    /// ctl update CTLFile` (or `ctl-client` with tokens) rebuilds it.
+    pub ctl_outdated: bool,
+    /// The phones that must be reset to download the new trust list (nothing resets
+    /// them by itself).
+    pub phones_to_reset: Vec<String>,
     /// Phones holding an LSC issued by the old CAPF certificate (CAPF only).
     pub lsc_holders: i64,
+    /// Of those, the phones whose CAPF authentication is by their LSC: the LSC no longer
+    /// chains to the CAPF certificate, so their next operation by LSC fails.
+    pub lsc_auth_phones: Vec<String>,
+}
+
+/// What a change of `which` (now `old`) would mean for phones, known before the change.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Impact {
+    /// See [`ChangeReport::in_itl`].
+    pub in_itl: bool,
+    /// See [`ChangeReport::ctl_outdated`].
+    pub ctl_outdated: bool,
+    /// See [`ChangeReport::phones_to_reset`].
+    pub phones_to_reset: Vec<String>,
+    /// See [`ChangeReport::lsc_holders`].
+    pub lsc_holders: i64,
+    /// See [`ChangeReport::lsc_auth_phones`].
+    pub lsc_auth_phones: Vec<String>,
+}
+
+/// What changing own certificate `which` means for phones: whether the ITL lists it,
+/// whether the stored CTL lists the current one, which phones download a trust list that
+/// lists it, and (CAPF) which phones hold LSCs it issued.
+pub async fn impact(data: &DataDir, db: &Db, which: OwnCert) -> Result<Impact, StoreError> {
+    let id = identity::load(data)?;
+    let old = id
+        .get(which)
+        .ok_or_else(|| StoreError::NotFound(format!("no {which} certificate")))?;
+    if which == OwnCert::Tomcat {
+        return Ok(Impact::default());
+    }
+    let old_der = old.cert.to_der()?;
+    let ctl_outdated = match db.ctl().await? {
+        Some(c) => phonetrust_proto::trustlist::parse(&c.bytes)
+            .map(|l| {
+                l.records
+                    .iter()
+                    .any(|r| r.record.certificate.as_deref() == Some(old_der.as_slice()))
+            })
+            .unwrap_or(false),
+        None => false,
+    };
+    let (lsc_holders, lsc_auth_phones) = if which == OwnCert::Capf {
+        let issuer = display_name(old.cert.subject_name());
+        (
+            db.lsc_count_by_issuer(&issuer).await?,
+            db.lsc_auth_phones_by_issuer(&issuer).await?,
+        )
+    } else {
+        (0, Vec::new())
+    };
+    Ok(Impact {
+        in_itl: true,
+        ctl_outdated,
+        phones_to_reset: db.device_names().await?,
+        lsc_holders,
+        lsc_auth_phones,
+    })
+}
+
+impl ChangeReport {
+    fn new(which: OwnCert, old_serial: String, new_serial: String, i: Impact) -> Self {
+        Self {
+            which,
+            old_serial,
+            new_serial,
+            in_itl: i.in_itl,
+            ctl_outdated: i.ctl_outdated,
+            phones_to_reset: i.phones_to_reset,
+            lsc_holders: i.lsc_holders,
+            lsc_auth_phones: i.lsc_auth_phones,
+        }
+    }
 }
 
 fn spec_of(key: &PKey<Private>) -> KeySpec {
@@ -70,13 +148,6 @@ fn dns_names(cert: &X509) -> Vec<String> {
         .unwrap_or_default()
 }
 
-async fn affected(db: &Db, which: OwnCert) -> Result<(bool, Vec<String>), StoreError> {
-    if which == OwnCert::Tomcat {
-        return Ok((false, Vec::new()));
-    }
-    Ok((true, db.device_names().await?))
-}
-
 /// Regenerate `which` self-signed: new key (same type and size), new serial, same
 /// subject, validity from `now` for as long as the old one was valid. Regenerating CAPF
 /// while phones hold LSCs it issued needs `confirm`.
@@ -95,12 +166,8 @@ pub async fn regenerate(
     let node = id
         .node()
         .ok_or_else(|| StoreError::NotFound("no CallManager certificate".into()))?;
-    let lsc_holders = if which == OwnCert::Capf {
-        db.lsc_count_by_issuer(&display_name(old.cert.subject_name()))
-            .await?
-    } else {
-        0
-    };
+    let impact = impact(data, db, which).await?;
+    let lsc_holders = impact.lsc_holders;
     if lsc_holders > 0 && !confirm {
         return Err(StoreError::NeedsConfirmation(format!(
             "{lsc_holders} phone(s) hold an LSC issued by the current CAPF certificate; after regenerating CAPF those LSCs no longer chain to it, and each of these phones needs a new LSC (schedule Install/Upgrade). Nothing was changed; repeat with --confirm to regenerate"
@@ -136,15 +203,7 @@ pub async fn regenerate(
         new_serial,
         "own certificate regenerated"
     );
-    let (itl_rebuilt, phones_reset) = affected(db, which).await?;
-    Ok(ChangeReport {
-        which,
-        old_serial,
-        new_serial,
-        itl_rebuilt,
-        phones_reset,
-        lsc_holders,
-    })
+    Ok(ChangeReport::new(which, old_serial, new_serial, impact))
 }
 
 /// A CSR generated for an own certificate.
@@ -213,6 +272,7 @@ pub async fn import_signed(
     let old = id
         .get(which)
         .ok_or_else(|| StoreError::NotFound(format!("no {which} certificate")))?;
+    let impact = impact(data, db, which).await?;
     let key_path = data.pending_key(which);
     let key_pem = match std::fs::read(&key_path) {
         Ok(k) => k,
@@ -289,15 +349,7 @@ pub async fn import_signed(
         new_serial = facts.serial,
         "CA-signed own certificate imported"
     );
-    let (itl_rebuilt, phones_reset) = affected(db, which).await?;
-    Ok(ChangeReport {
-        which,
-        old_serial,
-        new_serial: facts.serial,
-        itl_rebuilt,
-        phones_reset,
-        lsc_holders: 0,
-    })
+    Ok(ChangeReport::new(which, old_serial, facts.serial, impact))
 }
 
 /// One line of the expiry report.

@@ -24,6 +24,8 @@ pub struct ParamDef {
     pub max: i64,
     /// What it does.
     pub help: &'static str,
+    /// Whether a change alters what phones trust (asks for confirmation).
+    pub alters_trust: bool,
 }
 
 /// Cluster Security Mode: 0 non-secure, 1 mixed.
@@ -53,6 +55,7 @@ pub const PARAMS: [ParamDef; 8] = [
         min: 0,
         max: 1,
         help: "0 = non-secure, 1 = mixed mode (set by `utils ctl set-cluster mixed-mode`)",
+        alters_trust: false,
     },
     ParamDef {
         name: CAPF_PHONE_PORT,
@@ -61,6 +64,7 @@ pub const PARAMS: [ParamDef; 8] = [
         min: 1,
         max: 65535,
         help: "TCP port phones connect to for CAPF",
+        alters_trust: false,
     },
     ParamDef {
         name: CAPF_OPERATION_EXPIRES_DAYS,
@@ -69,6 +73,7 @@ pub const PARAMS: [ParamDef; 8] = [
         min: 1,
         max: 365,
         help: "default 'Operation Completes By' of a newly scheduled certificate operation",
+        alters_trust: false,
     },
     ParamDef {
         name: LSC_VALIDITY_DAYS,
@@ -77,6 +82,7 @@ pub const PARAMS: [ParamDef; 8] = [
         min: 1,
         max: 7305,
         help: "validity of the LSCs CAPF issues",
+        alters_trust: false,
     },
     ParamDef {
         name: TVS_PORT,
@@ -85,6 +91,7 @@ pub const PARAMS: [ParamDef; 8] = [
         min: 1,
         max: 65535,
         help: "TCP port of the Trust Verification Service",
+        alters_trust: false,
     },
     ParamDef {
         name: TFTP_PORT,
@@ -93,6 +100,7 @@ pub const PARAMS: [ParamDef; 8] = [
         min: 1,
         max: 65535,
         help: "UDP port of the TFTP server",
+        alters_trust: false,
     },
     ParamDef {
         name: HTTP_PORT,
@@ -101,6 +109,7 @@ pub const PARAMS: [ParamDef; 8] = [
         min: 1,
         max: 65535,
         help: "TCP port of the HTTP server for phone downloads",
+        alters_trust: false,
     },
     ParamDef {
         name: ITL_SIGNER,
@@ -109,6 +118,7 @@ pub const PARAMS: [ParamDef; 8] = [
         min: 0,
         max: 1,
         help: "0 = CallManager certificate (normal), 1 = ITLRecovery (set by `utils itl reset localkey`, back with `utils itl restore`)",
+        alters_trust: true,
     },
 ];
 

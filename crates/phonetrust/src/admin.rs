@@ -80,7 +80,7 @@ pub(crate) fn create_identity(data: &DataDir, node: &NodeIdentity) -> Result<()>
         .with_context(|| format!("creating {}", data.root().display()))?;
     let id = identity::create(data, node, now(), &OsRandom)
         .with_context(|| format!("initialising {}", data.root().display()))?;
-    println!(
+    outln!(
         "Created the identity of {} in {}",
         node.host,
         data.identity_dir().display()
@@ -93,7 +93,7 @@ pub(crate) fn create_identity(data: &DataDir, node: &NodeIdentity) -> Result<()>
 pub(crate) async fn init(node: &Node, a: InitArgs) -> Result<ExitCode> {
     create_identity(&node.data, &a.node_identity())?;
     let db = node.db().await?;
-    println!(
+    outln!(
         "Database ready ({}), schema version {}",
         node.db_url,
         db.schema_version().await?
@@ -102,9 +102,12 @@ pub(crate) async fn init(node: &Node, a: InitArgs) -> Result<ExitCode> {
 }
 
 fn print_list(id: &identity::Identity) {
-    println!(
+    outln!(
         "{:<18} {:<34} {:<12} {:<8} Expiration",
-        "Certificate", "Common Name", "Type", "Key Type"
+        "Certificate",
+        "Common Name",
+        "Type",
+        "Key Type"
     );
     for (which, ck) in id.all() {
         let cn = DistinguishedName::from_x509_name(ck.cert.subject_name()).cn;
@@ -113,7 +116,7 @@ fn print_list(id: &identity::Identity) {
             openssl::pkey::Id::EC => "EC",
             _ => "RSA",
         };
-        println!(
+        outln!(
             "{:<18} {:<34} {:<12} {:<8} {}",
             which.name(),
             cn,
@@ -210,6 +213,10 @@ pub(crate) enum SetCmd {
         name: String,
         /// New value.
         value: String,
+        /// Do not ask for confirmation (asked for parameters that change what phones
+        /// trust, such as ItlSigner).
+        #[arg(short = 'y', long)]
+        yes: bool,
     },
 }
 
@@ -217,15 +224,15 @@ pub(crate) enum SetCmd {
 #[derive(Debug, Subcommand)]
 pub(crate) enum SetCertCmd {
     /// Regenerate an own certificate, self-signed: new key, new serial, same subject.
-    /// Phones reset to fetch the rebuilt ITL; regenerating CAPF while phones hold LSCs it
-    /// issued needs --confirm.
+    /// Says what it means for phones (the ITL, the CTL, LSCs of the old CAPF) and asks
+    /// first, except for tomcat.
     Regen {
         /// CAPF, CallManager, CallManager-ECDSA, TVS, ITLRecovery or tomcat.
         #[arg(value_parser = parse_own)]
         name: OwnCert,
-        /// Go ahead although phones hold LSCs issued by the CAPF certificate.
-        #[arg(long)]
-        confirm: bool,
+        /// Do not ask for confirmation.
+        #[arg(short = 'y', long, alias = "confirm")]
+        yes: bool,
     },
     /// Import certificates.
     #[command(subcommand)]
@@ -246,6 +253,9 @@ pub(crate) enum ImportCmd {
         name: OwnCert,
         /// PEM (certificate or chain) or DER file.
         file: PathBuf,
+        /// Do not ask for confirmation.
+        #[arg(short = 'y', long)]
+        yes: bool,
     },
     /// One certificate or a PEM bundle into a trust store.
     Trust {
@@ -254,6 +264,10 @@ pub(crate) enum ImportCmd {
         store: TrustStore,
         /// PEM (one or many certificates) or DER file.
         file: PathBuf,
+        /// Do not ask for confirmation (asked for CallManager-trust and
+        /// Phone-SAST-trust, which TVS vouches for to phones).
+        #[arg(short = 'y', long)]
+        yes: bool,
     },
 }
 
@@ -267,6 +281,10 @@ pub(crate) enum DeleteCmd {
         store: TrustStore,
         /// Its name (as `show cert list trust` prints it) or SHA-256 fingerprint prefix.
         name: String,
+        /// Do not ask for confirmation (asked for CallManager-trust and
+        /// Phone-SAST-trust).
+        #[arg(short = 'y', long)]
+        yes: bool,
     },
 }
 
@@ -307,9 +325,8 @@ fn is_self_signed(cert: &openssl::x509::X509Ref) -> bool {
 }
 
 fn write_cert(cert: &openssl::x509::X509Ref, pem: bool) -> Result<()> {
-    use std::io::Write;
     let bytes = if pem { cert.to_pem()? } else { cert.to_der()? };
-    std::io::stdout().write_all(&bytes)?;
+    crate::output::write_bytes(&bytes);
     Ok(())
 }
 
@@ -325,12 +342,14 @@ pub(crate) async fn show(node: &Node, cmd: ShowCmd) -> Result<ExitCode> {
             } else {
                 let db = node.db().await?;
                 let certs = db.trust_list(store).await?;
-                println!(
+                outln!(
                     "{:<18} {:<40} {:<44} Expiration",
-                    "Trust Store", "Name", "Subject"
+                    "Trust Store",
+                    "Name",
+                    "Subject"
                 );
                 for c in &certs {
-                    println!(
+                    outln!(
                         "{:<18} {:<40} {:<44} {}",
                         c.store.as_str(),
                         c.name,
@@ -338,7 +357,7 @@ pub(crate) async fn show(node: &Node, cmd: ShowCmd) -> Result<ExitCode> {
                         format_time(c.not_after)
                     );
                 }
-                println!("{} certificate(s)", certs.len());
+                outln!("{} certificate(s)", certs.len());
             }
         }
         ShowCmd::Cert(ShowCertCmd::Own { name, form }) => {
@@ -350,17 +369,17 @@ pub(crate) async fn show(node: &Node, cmd: ShowCmd) -> Result<ExitCode> {
                 write_cert(&ck.cert, form.pem)?;
             } else {
                 let self_signed = is_self_signed(&ck.cert);
-                println!(
+                outln!(
                     "Certificate Details for {}, {}",
                     DistinguishedName::from_x509_name(ck.cert.subject_name()).cn,
                     name
                 );
-                println!("Status: Ready\n");
-                println!("File Name: {}.pem", name.name());
-                println!("Certificate Purpose: {name}");
-                println!("Certificate Type: certs");
-                println!("Certificate Group: product-cm");
-                println!(
+                outln!("Status: Ready\n");
+                outln!("File Name: {}.pem", name.name());
+                outln!("Certificate Purpose: {name}");
+                outln!("Certificate Type: certs");
+                outln!("Certificate Group: product-cm");
+                outln!(
                     "Description(friendly name): {}",
                     if self_signed {
                         "Self-signed certificate generated by system"
@@ -369,10 +388,10 @@ pub(crate) async fn show(node: &Node, cmd: ShowCmd) -> Result<ExitCode> {
                     }
                 );
                 if dir.pending_csr(name).exists() {
-                    println!("Pending CSR: {}", dir.pending_csr(name).display());
+                    outln!("Pending CSR: {}", dir.pending_csr(name).display());
                 }
-                println!();
-                print!("{}", details(&ck.cert));
+                outln!();
+                out!("{}", details(&ck.cert));
             }
         }
         ShowCmd::Cert(ShowCertCmd::Trust { store, name, form }) => {
@@ -382,10 +401,10 @@ pub(crate) async fn show(node: &Node, cmd: ShowCmd) -> Result<ExitCode> {
             if form.pem || form.der {
                 write_cert(&x, form.pem)?;
             } else {
-                println!("Certificate Details for {}, {}", c.name, store);
-                println!("SHA-256 Fingerprint: {}", c.fingerprint);
-                println!("Imported: {}\n", format_time(c.imported_at));
-                print!("{}", details(&x));
+                outln!("Certificate Details for {}, {}", c.name, store);
+                outln!("SHA-256 Fingerprint: {}", c.fingerprint);
+                outln!("Imported: {}\n", format_time(c.imported_at));
+                out!("{}", details(&x));
             }
         }
         ShowCmd::Cert(ShowCertCmd::Expiry { days }) => {
@@ -393,7 +412,7 @@ pub(crate) async fn show(node: &Node, cmd: ShowCmd) -> Result<ExitCode> {
             let now = now();
             let list = own::expiring(dir, &db, days, now).await?;
             if list.is_empty() {
-                println!("No certificate expires within {days} days.");
+                outln!("No certificate expires within {days} days.");
             }
             for e in &list {
                 let when = if e.not_after < now {
@@ -401,7 +420,7 @@ pub(crate) async fn show(node: &Node, cmd: ShowCmd) -> Result<ExitCode> {
                 } else {
                     "expires"
                 };
-                println!(
+                outln!(
                     "{:<18} {:<32} {when} {}  {}",
                     e.kind,
                     e.name,
@@ -412,37 +431,96 @@ pub(crate) async fn show(node: &Node, cmd: ShowCmd) -> Result<ExitCode> {
         }
         ShowCmd::Param => {
             let db = node.db().await?;
-            println!(
+            outln!(
                 "{:<34} {:<28} {:>6} {:>8}",
-                "Parameter", "Name", "Value", "Default"
+                "Parameter",
+                "Name",
+                "Value",
+                "Default"
             );
             for (d, v) in db.params().await? {
-                println!("{:<34} {:<28} {:>6} {:>8}", d.label, d.name, v, d.default);
+                outln!("{:<34} {:<28} {:>6} {:>8}", d.label, d.name, v, d.default);
             }
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_reset(r: &own::ChangeReport) {
-    println!("Serial Number: {} -> {}", r.old_serial, r.new_serial);
-    if r.itl_rebuilt {
-        let n = r.phones_reset.len();
-        println!(
-            "The ITL (and the CTL in mixed mode) is rebuilt with the new certificate; {n} phone(s) will reset to download it."
-        );
-        let shown: Vec<&str> = r.phones_reset.iter().take(20).map(String::as_str).collect();
-        if !shown.is_empty() {
-            print!("Phones: {}", shown.join(" "));
-            if n > shown.len() {
-                print!(" ... and {} more", n - shown.len());
-            }
-            println!();
-        }
-    } else {
-        println!("No trust list lists this certificate: no phone resets.");
+/// The phones of `list`, at most 20 by name.
+fn phone_names(list: &[String]) -> String {
+    let shown: Vec<&str> = list.iter().take(20).map(String::as_str).collect();
+    let mut out = shown.join(" ");
+    if list.len() > shown.len() {
+        out.push_str(&format!(" ... and {} more", list.len() - shown.len()));
     }
-    println!(
+    out
+}
+
+/// What a change of `which` will mean, asked before it is made (trust-changing ones).
+fn impact_question(which: OwnCert, i: &own::Impact, verb: &str) -> String {
+    let mut q = format!("This operation {verb} the {which} certificate");
+    if i.in_itl {
+        q.push_str(&format!(
+            "; the ITL lists it, so the {} phone(s) must be reset to download the new ITL",
+            i.phones_to_reset.len()
+        ));
+    }
+    if i.ctl_outdated {
+        q.push_str("; the CTL lists the current certificate and must then be rebuilt (`phonetrust utils ctl update CTLFile`)");
+    }
+    if i.lsc_holders > 0 {
+        q.push_str(&format!(
+            "; {} phone(s) hold an LSC issued by the current CAPF certificate, which will no longer chain to it",
+            i.lsc_holders
+        ));
+    }
+    q.push_str(". Do you want to continue? (y/n):");
+    q
+}
+
+fn print_reset(r: &own::ChangeReport) {
+    outln!("Serial Number: {} -> {}", r.old_serial, r.new_serial);
+    if r.in_itl {
+        outln!(
+            "The ITL lists {}: this node serves it rebuilt with the new certificate (a running `phonetrust serve` within a second).",
+            r.which
+        );
+    } else {
+        outln!("No trust list lists this certificate: no phone needs a reset.");
+    }
+    if r.ctl_outdated {
+        outln!(
+            "The CTL still lists the old {} certificate and was NOT rebuilt: run `phonetrust utils ctl update CTLFile` (tokenless) or `phonetrust ctl-client` (hardware tokens) now.",
+            r.which
+        );
+    }
+    if r.in_itl && !r.phones_to_reset.is_empty() {
+        outln!(
+            "Nothing resets the phones by itself: reset these {} phone(s){} so that they download the new ITL{}: {}",
+            r.phones_to_reset.len(),
+            if r.ctl_outdated {
+                ", after the CTL update,"
+            } else {
+                ""
+            },
+            if r.ctl_outdated { " and CTL" } else { "" },
+            phone_names(&r.phones_to_reset)
+        );
+    }
+    if r.which == OwnCert::Capf && r.lsc_holders > 0 {
+        outln!(
+            "{} phone(s) hold an LSC issued by the old CAPF certificate: those LSCs no longer chain to the new one. Schedule Install/Upgrade for them (`phonetrust phone list --lsc installed`) with another authentication mode.",
+            r.lsc_holders
+        );
+    }
+    if !r.lsc_auth_phones.is_empty() {
+        outln!(
+            "{} phone(s) authenticate to CAPF by their LSC (auth mode lsc): CAPF no longer accepts that LSC, so their next operation fails with \"Certificate Not Valid\" until it is scheduled by authentication string, null string or MIC (`phonetrust phone capf NAME --operation install --auth mic`): {}",
+            r.lsc_auth_phones.len(),
+            phone_names(&r.lsc_auth_phones)
+        );
+    }
+    outln!(
         "Restart the services that use {} for the new certificate to become active, and back up the data directory now.",
         r.which
     );
@@ -452,52 +530,91 @@ fn print_reset(r: &own::ChangeReport) {
 pub(crate) async fn set(node: &Node, cmd: SetCmd) -> Result<ExitCode> {
     let dir = &node.data;
     match cmd {
-        SetCmd::Cert(SetCertCmd::Regen { name, confirm }) => {
+        SetCmd::Cert(SetCertCmd::Regen { name, yes }) => {
             let db = node.db().await?;
-            let r = own::regenerate(dir, &db, name, confirm, now(), &OsRandom).await?;
-            println!("Successfully Regenerated Certificate for {name}.");
-            if r.lsc_holders > 0 {
-                println!(
-                    "{} phone(s) hold an LSC issued by the old CAPF certificate: schedule Install/Upgrade for them (`phonetrust phone list --lsc installed`).",
-                    r.lsc_holders
-                );
+            let i = own::impact(dir, &db, name).await?;
+            if name != OwnCert::Tomcat
+                && !crate::confirm::ask(&impact_question(name, &i, "regenerates"), yes)?
+            {
+                outln!("Aborted: the {name} certificate is unchanged.");
+                return Ok(ExitCode::FAILURE);
             }
+            let r = own::regenerate(dir, &db, name, true, now(), &OsRandom).await?;
+            outln!("Successfully Regenerated Certificate for {name}.");
             print_reset(&r);
         }
-        SetCmd::Cert(SetCertCmd::Import(ImportCmd::Own { name, file })) => {
+        SetCmd::Cert(SetCertCmd::Import(ImportCmd::Own { name, file, yes })) => {
             let db = node.db().await?;
-            let r = own::import_signed(dir, &db, name, &read(&file)?, now()).await?;
-            println!("Successfully imported the CA-signed certificate for {name}.");
+            let bytes = read(&file)?;
+            let i = own::impact(dir, &db, name).await?;
+            if name != OwnCert::Tomcat
+                && !crate::confirm::ask(&impact_question(name, &i, "replaces"), yes)?
+            {
+                outln!("Aborted: the {name} certificate is unchanged.");
+                return Ok(ExitCode::FAILURE);
+            }
+            let r = own::import_signed(dir, &db, name, &bytes, now()).await?;
+            outln!("Successfully imported the CA-signed certificate for {name}.");
             print_reset(&r);
         }
-        SetCmd::Cert(SetCertCmd::Import(ImportCmd::Trust { store, file })) => {
+        SetCmd::Cert(SetCertCmd::Import(ImportCmd::Trust { store, file, yes })) => {
             let db = node.db().await?;
+            if store.vouched_to_phones()
+                && !crate::confirm::operation(
+                    &format!("adds certificates to {store}, which TVS vouches for to phones"),
+                    yes,
+                    &format!("{store} is unchanged."),
+                )?
+            {
+                return Ok(ExitCode::FAILURE);
+            }
             let out = db.trust_import(store, &read(&file)?, now()).await?;
             for o in &out {
                 match o {
-                    ImportOutcome::Added(n) => println!("Imported {n} into {store}"),
+                    ImportOutcome::Added(n) => outln!("Imported {n} into {store}"),
                     ImportOutcome::AlreadyPresent(n) => {
-                        println!("Already in {store} as {n}: not imported again")
+                        outln!("Already in {store} as {n}: not imported again")
                     }
                 }
             }
         }
-        SetCmd::Cert(SetCertCmd::Delete(DeleteCmd::Trust { store, name })) => {
+        SetCmd::Cert(SetCertCmd::Delete(DeleteCmd::Trust { store, name, yes })) => {
             let db = node.db().await?;
+            if store.vouched_to_phones()
+                && !crate::confirm::operation(
+                    &format!("deletes {name} from {store}: TVS no longer vouches for it to phones"),
+                    yes,
+                    &format!("{store} is unchanged."),
+                )?
+            {
+                return Ok(ExitCode::FAILURE);
+            }
             let c = db.trust_delete(store, &name).await?;
-            println!("Deleted {} ({}) from {store}", c.name, c.subject);
+            outln!("Deleted {} ({}) from {store}", c.name, c.subject);
         }
         SetCmd::Csr(SetCsrCmd::Gen { name }) => {
             let r = own::csr_generate(dir, name)?;
-            println!("Successfully Generated CSR for {name} ({})", r.subject);
-            println!("CSR file: {}", r.path.display());
-            print!("{}", r.pem);
+            outln!("Successfully Generated CSR for {name} ({})", r.subject);
+            outln!("CSR file: {}", r.path.display());
+            out!("{}", r.pem);
         }
-        SetCmd::Param { name, value } => {
+        SetCmd::Param { name, value, yes } => {
             let db = node.db().await?;
-            let (old, new) = db.set_param(&name, &value, now()).await?;
             let d = phonetrust_store::params::def(&name)?;
-            println!("{} ({}) changed from {old} to {new}", d.label, d.name);
+            if d.alters_trust
+                && !crate::confirm::operation(
+                    &format!(
+                        "changes {} ({}), which changes what phones trust",
+                        d.label, d.name
+                    ),
+                    yes,
+                    &format!("{} is unchanged.", d.name),
+                )?
+            {
+                return Ok(ExitCode::FAILURE);
+            }
+            let (old, new) = db.set_param(&name, &value, now()).await?;
+            outln!("{} ({}) changed from {old} to {new}", d.label, d.name);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -509,9 +626,9 @@ pub(crate) async fn run(node: &Node, cmd: RunCmd) -> Result<ExitCode> {
     let db: Db = node.db().await?;
     let t = db.run_sql(&query.join(" ")).await?;
     if t.columns.is_empty() {
-        println!("(no rows)");
+        outln!("(no rows)");
     } else {
-        print!("{}", t.render());
+        out!("{}", t.render());
     }
     if t.truncated {
         bail!(

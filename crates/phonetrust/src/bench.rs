@@ -89,11 +89,11 @@ fn time<T>(n: u32, mut f: impl FnMut() -> Result<T>) -> Result<Duration> {
 fn report(name: &str, per_op: Duration) {
     let us = per_op.as_secs_f64() * 1e6;
     let rate = if us > 0.0 { 1e6 / us } else { f64::INFINITY };
-    println!("{name:<38} {us:>10.1} µs/op {rate:>12.0} ops/s");
+    outln!("{name:<38} {us:>10.1} µs/op {rate:>12.0} ops/s");
 }
 
 fn files(n: u32) -> Result<ExitCode> {
-    println!("Generating keys (RSA 2048 signer and phone, P-256 TFTP)...");
+    outln!("Generating keys (RSA 2048 signer and phone, P-256 TFTP)...");
     let rsa = KeySpec::Rsa(2048);
     let signer = self_signed("bench-tftp", rsa)?;
     let recovery = self_signed("ITLRECOVERY_bench", rsa)?;
@@ -131,7 +131,7 @@ fn files(n: u32) -> Result<ExitCode> {
     };
     let enc = encrypt()?;
 
-    println!(
+    outln!(
         "\n{n} iterations each; ITL of {} bytes (6 records), config of {} bytes\n",
         itl.len(),
         config.len()

@@ -67,9 +67,10 @@ pub(crate) async fn run(b: CapfBench) -> Result<ExitCode> {
         .await?;
     let idle_kib = server.peak_kib();
 
-    println!(
+    outln!(
         "pre-generating {} RSA-{} phone keys ...",
-        b.keys, b.rsa_bits
+        b.keys,
+        b.rsa_bits
     );
     let keys = Arc::new(Pool::rsa(b.keys, b.rsa_bits).context("generating keys")?);
     let sem = Arc::new(tokio::sync::Semaphore::new(b.concurrency.max(1)));
@@ -117,30 +118,33 @@ pub(crate) async fn run(b: CapfBench) -> Result<ExitCode> {
     drop(server);
     lat.sort();
     let ok = lat.len();
-    println!(
+    outln!(
         "CAPF enrolment: {} phones, concurrency {}, RSA-{} keys (pre-generated), TLS {:?}, server and phones on this machine",
-        b.phones, b.concurrency, b.rsa_bits, b.tls
+        b.phones,
+        b.concurrency,
+        b.rsa_bits,
+        b.tls
     );
-    println!(
+    outln!(
         "  (server idle {:.1} s after start: configs signed ahead before the clock starts)",
         settled.as_secs_f64()
     );
-    println!("  enrolled        {ok} ({failed} failed)");
-    println!("  wall time       {:.2} s", wall.as_secs_f64());
-    println!("  enrolments/s    {:.0}", ok as f64 / wall.as_secs_f64());
-    println!(
+    outln!("  enrolled        {ok} ({failed} failed)");
+    outln!("  wall time       {:.2} s", wall.as_secs_f64());
+    outln!("  enrolments/s    {:.0}", ok as f64 / wall.as_secs_f64());
+    outln!(
         "  latency p50     {:.1} ms",
         percentile(&lat, 0.50).as_secs_f64() * 1e3
     );
-    println!(
+    outln!(
         "  latency p99     {:.1} ms",
         percentile(&lat, 0.99).as_secs_f64() * 1e3
     );
-    println!(
+    outln!(
         "  CPU             server {server_cpu:.2} s ({:.2} ms/enrolment), phones {phones_cpu:.2} s",
         server_cpu * 1e3 / ok.max(1) as f64
     );
-    println!(
+    outln!(
         "  server memory   {:.1} MB peak (VmHWM; {:.1} MB after start)",
         peak_kib as f64 / 1024.0,
         idle_kib as f64 / 1024.0

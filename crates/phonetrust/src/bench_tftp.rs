@@ -70,7 +70,7 @@ async fn storm(via: Transport, macs: &[String], concurrency: usize) -> Storm {
 
 fn report(label: &str, s: &Storm) -> f64 {
     let rate = s.ok as f64 / s.wall.as_secs_f64();
-    println!(
+    outln!(
         "  {label:<22} {:>6} booted, {} failed, {:.2} s, {rate:>7.0} phones/s, {:>6.1} MB/s",
         s.ok,
         s.failed,
@@ -109,9 +109,11 @@ pub(crate) async fn run(b: TftpBench) -> Result<ExitCode> {
         blksize: Some(b.blksize),
         ..ClientOptions::default()
     };
-    println!(
+    outln!(
         "Boot storm: {} phones (ITLSEP<MAC>.tlv + SEP<MAC>.cnf.xml.sgn each), {} at once, TFTP blksize {}, server and phones on this machine",
-        b.phones, b.concurrency, b.blksize
+        b.phones,
+        b.concurrency,
+        b.blksize
     );
     // First storm over TFTP right after start, racing the warm-up that signs every config.
     let cold = storm(Transport::Tftp(tftp, opts), &macs, b.concurrency).await;
@@ -121,7 +123,7 @@ pub(crate) async fn run(b: TftpBench) -> Result<ExitCode> {
     let web = storm(Transport::Http(http), &macs, b.concurrency).await;
     report("phonetrust HTTP", &web);
     let peak = server.peak_kib() as f64 / 1024.0;
-    println!("  server memory          {peak:.1} MB peak (VmHWM)");
+    outln!("  server memory          {peak:.1} MB peak (VmHWM)");
 
     // The same bytes as static files, from tftpd-hpa.
     let mut failed = cold.failed + warm.failed + web.failed;
@@ -138,9 +140,9 @@ pub(crate) async fn run(b: TftpBench) -> Result<ExitCode> {
         .into_iter()
         .find(|p| Command::new(p).arg("--version").output().is_ok());
     match hpa {
-        None => println!(
-            "  tftpd-hpa              not installed (apt install tftpd-hpa): no comparison"
-        ),
+        None => {
+            outln!("  tftpd-hpa              not installed (apt install tftpd-hpa): no comparison")
+        }
         Some(bin) => {
             let port = free_udp()?;
             let mut d = Command::new(bin)
@@ -164,7 +166,7 @@ pub(crate) async fn run(b: TftpBench) -> Result<ExitCode> {
             let theirs = report("tftpd-hpa (static)", &h);
             let _ = d.kill();
             let _ = d.wait();
-            println!(
+            outln!(
                 "  ratio                  phonetrust TFTP / tftpd-hpa = {:.2} (1st), {:.2} (2nd)",
                 first / theirs.max(1e-9),
                 ours / theirs.max(1e-9)

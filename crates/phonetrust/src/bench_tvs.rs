@@ -64,9 +64,11 @@ pub(crate) async fn run(b: TvsBench) -> Result<ExitCode> {
     let conn =
         CapfConnector::trusting(&[tvs_cert], PhoneTls::Modern).map_err(anyhow::Error::msg)?;
     let certs = Arc::new((known, unknown));
-    println!(
+    outln!(
         "TVS: {} phones, {} connected at once, {} requests each (half known, half unknown), server and phones on this machine",
-        b.phones, b.concurrency, b.requests
+        b.phones,
+        b.concurrency,
+        b.requests
     );
     server.settle().await;
     let server_pid = server.pid().to_string();
@@ -120,26 +122,26 @@ pub(crate) async fn run(b: TvsBench) -> Result<ExitCode> {
     hs.sort();
     let verifies = lat.len();
     let trusted: usize = runs.iter().map(|r| r.trusted).sum();
-    println!(
+    outln!(
         "  answered        {verifies} verifies ({trusted} valid, {} invalid, all as expected), {failed} phones failed, {:.2} s",
         verifies - trusted,
         wall.as_secs_f64()
     );
-    println!(
+    outln!(
         "  rate            {:.0} verifies/s (TLS handshakes included)",
         verifies as f64 / wall.as_secs_f64()
     );
-    println!(
+    outln!(
         "  latency         p50 {:.2} ms, p99 {:.2} ms per request; handshake p50 {:.1} ms",
         percentile(&lat, 0.50).as_secs_f64() * 1e3,
         percentile(&lat, 0.99).as_secs_f64() * 1e3,
         percentile(&hs, 0.50).as_secs_f64() * 1e3
     );
-    println!(
+    outln!(
         "  CPU             server {server_cpu:.2} s ({:.1} µs/verify), phones {phones_cpu:.2} s",
         server_cpu * 1e6 / verifies.max(1) as f64
     );
-    println!(
+    outln!(
         "  server memory   {:.1} MB peak (VmHWM)",
         server.peak_kib() as f64 / 1024.0
     );

@@ -209,7 +209,7 @@ fn kind_of(path: &Path) -> ListKind {
 
 fn tlv_show(file: &Path) -> Result<ExitCode> {
     if !file.exists() {
-        print!("{}", show::missing(kind_of(file)));
+        out!("{}", show::missing(kind_of(file)));
         return Ok(ExitCode::FAILURE);
     }
     let bytes = read(file)?;
@@ -223,7 +223,7 @@ fn tlv_show(file: &Path) -> Result<ExitCode> {
     }
     let report = show::trust_list(&bytes, mtime(file), None)
         .with_context(|| format!("{}", file.display()))?;
-    print!("{}", report.text);
+    out!("{}", report.text);
     Ok(ok_if(report.verified))
 }
 
@@ -291,7 +291,7 @@ fn tlv_build(a: BuildArgs) -> Result<ExitCode> {
     params.signer_version = a.signer_version;
     let bytes = trustlist::build(&params, &signer, &records).context("signing the trust list")?;
     write_atomic(&a.out, &bytes, false)?;
-    println!(
+    outln!(
         "Built {} ({} records, {} bytes), signed by {} with {}",
         a.out.display(),
         records.len() + 1,
@@ -325,7 +325,7 @@ pub(crate) fn sgn(cmd: SgnCmd) -> Result<ExitCode> {
             .context("signing")?;
             let out = out.unwrap_or_else(|| PathBuf::from(format!("{}.sgn", file.display())));
             write_atomic(&out, &bytes, false)?;
-            println!(
+            outln!(
                 "Signed {} -> {} ({} bytes)",
                 file.display(),
                 out.display(),
@@ -360,8 +360,7 @@ pub(crate) fn sgn(cmd: SgnCmd) -> Result<ExitCode> {
 
 fn write_out(out: &Path, bytes: &[u8]) -> Result<()> {
     if out.as_os_str() == "-" {
-        use std::io::Write;
-        std::io::stdout().write_all(bytes)?;
+        crate::output::write_bytes(bytes);
     } else {
         write_atomic(out, bytes, false)?;
         eprintln!("Wrote {} ({} bytes)", out.display(), bytes.len());
@@ -411,16 +410,16 @@ fn signer_from_itl(itl_path: &Path, serial: &[u8]) -> Result<X509> {
 fn sgn_show(file: &Path, cert: Option<&Path>, itl: Option<&Path>) -> Result<ExitCode> {
     let bytes = read(file)?;
     let s = sgn::SignedFile::parse(&bytes).with_context(|| file.display().to_string())?;
-    println!("Signed file: {}", file.display());
-    println!("Length: {} bytes", bytes.len());
-    println!("{}", show::header_table(&bytes, &s.header));
+    outln!("Signed file: {}", file.display());
+    outln!("Length: {} bytes", bytes.len());
+    outln!("{}", show::header_table(&bytes, &s.header));
     let body = s.body();
     let what = if s.header.encryption.is_some() {
         "encrypted content"
     } else {
         "content"
     };
-    println!(
+    outln!(
         "Body: {} bytes of {what} (MD5 {})\n",
         body.len(),
         md5_hex(body)
@@ -429,7 +428,7 @@ fn sgn_show(file: &Path, cert: Option<&Path>, itl: Option<&Path>) -> Result<Exit
         (Some(c), _) => load_cert(c)?,
         (None, Some(i)) => signer_from_itl(i, &s.header.serial)?,
         (None, None) => {
-            println!(
+            outln!(
                 "The signature was not checked: give the signer's certificate with --cert, or --itl ITLFile.tlv."
             );
             return Ok(ExitCode::FAILURE);
@@ -437,14 +436,14 @@ fn sgn_show(file: &Path, cert: Option<&Path>, itl: Option<&Path>) -> Result<Exit
     };
     match s.verify_with_cert(&signer) {
         Ok(()) => {
-            println!(
+            outln!(
                 "The file was verified successfully (signed by {}).",
                 name_string(signer.subject_name())
             );
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
-            println!("The file could not be verified: {e}.");
+            outln!("The file could not be verified: {e}.");
             Ok(ExitCode::FAILURE)
         }
     }
@@ -491,7 +490,7 @@ pub(crate) fn cnf(cmd: CnfCmd) -> Result<ExitCode> {
             let sgn_path = dir.join(sgn::sgn_name(&name));
             write_atomic(&enc_path, &enc, false)?;
             write_atomic(&sgn_path, &partial_sgn, false)?;
-            println!(
+            outln!(
                 "Encrypted {} to {} (certHash {})\nWrote {} and the partial {}",
                 name,
                 name_string(phone.subject_name()),

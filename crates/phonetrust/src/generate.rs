@@ -29,14 +29,13 @@ pub(crate) fn run(cmd: GenerateCmd) -> Result<ExitCode> {
     match cmd {
         GenerateCmd::Man { dir } => {
             let n = man_pages(&crate::Cli::command(), &dir)?;
-            println!("wrote {n} man pages to {}", dir.display());
+            outln!("wrote {n} man pages to {}", dir.display());
         }
         GenerateCmd::Completions { shell } => {
             let mut cmd = crate::Cli::command();
             let mut out = Vec::new();
             clap_complete::generate(shell, &mut cmd, "phonetrust", &mut out);
-            use std::io::Write;
-            std::io::stdout().lock().write_all(&out)?;
+            crate::output::write_bytes(&out);
         }
     }
     Ok(ExitCode::SUCCESS)

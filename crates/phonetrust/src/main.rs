@@ -7,6 +7,8 @@
 
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod output;
 mod admin;
 mod bench;
 mod bench_capf;
@@ -14,6 +16,7 @@ mod bench_node;
 mod bench_tftp;
 mod bench_tvs;
 mod config;
+mod confirm;
 mod files;
 mod fsutil;
 mod generate;

@@ -41,6 +41,9 @@ impl Node {
             )
             .into());
         }
+        if self.data.secure()? {
+            tracing::warn!(data = %self.data.root().display(), "data directory was open to others: now 0700");
+        }
         Db::open(&self.db_url)
             .await
             .with_context(|| format!("opening the database {}", self.db_url))

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use phonetrust_store::devices::{CapfChange, DeviceChange, DeviceFilter, LscFilter, NewDevice};
 use phonetrust_store::model::{
@@ -21,6 +21,14 @@ pub(crate) fn parse<T: std::str::FromStr<Err = phonetrust_store::StoreError>>(
 ) -> Result<T, String> {
     s.parse()
         .map_err(|e: phonetrust_store::StoreError| e.to_string())
+}
+
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" => Ok(true),
+        "off" | "false" | "no" | "0" => Ok(false),
+        _ => Err(format!("'{s}' is not on or off")),
+    }
 }
 
 fn parse_when(s: &str) -> Result<i64, String> {
@@ -65,6 +73,9 @@ pub(crate) enum PhoneCmd {
     Import {
         /// The CSV file.
         file: PathBuf,
+        /// Accept models that are not in the list of known models (newer phones).
+        #[arg(long)]
+        allow_unknown_model: bool,
     },
 }
 
@@ -83,6 +94,20 @@ pub(crate) struct PhoneConf {
     /// Description.
     #[arg(long)]
     description: Option<String>,
+    /// Accept a model that is not in the list of known models (a newer phone).
+    #[arg(long)]
+    allow_unknown_model: bool,
+}
+
+impl PhoneConf {
+    /// The model as recorded, checked against the known models.
+    fn model(&self) -> Result<Option<String>> {
+        self.model
+            .as_deref()
+            .map(|m| phonetrust_proto::device::check_model(m, self.allow_unknown_model))
+            .transpose()
+            .map_err(Into::into)
+    }
 }
 
 /// `phone capf`.
@@ -145,7 +170,7 @@ pub(crate) enum ProfileCmd {
         /// Its name.
         name: String,
     },
-    /// Add or change a profile.
+    /// Add a new profile (refused when the name exists: see `profile set`).
     Add {
         /// Its name.
         name: String,
@@ -171,7 +196,33 @@ pub(crate) enum ProfileCmd {
         #[arg(long, default_value = "")]
         description: String,
     },
-    /// Delete a profile no phone uses.
+    /// Change the given settings of a profile; the others stay as they are.
+    Set {
+        /// Its name.
+        name: String,
+        /// Device security mode: non-secure, authenticated, encrypted.
+        #[arg(long, value_parser = parse::<SecurityMode>)]
+        mode: Option<SecurityMode>,
+        /// TFTP encrypted configuration: on or off.
+        #[arg(long, value_parser = parse_on_off)]
+        encrypted_config: Option<bool>,
+        /// CAPF authentication mode: null-string, auth-string, lsc, mic.
+        #[arg(long, value_parser = parse::<AuthMode>)]
+        auth: Option<AuthMode>,
+        /// Key order: rsa, ec, ec-rsa, rsa-ec.
+        #[arg(long, value_parser = parse::<KeyOrder>)]
+        key_order: Option<KeyOrder>,
+        /// RSA key size.
+        #[arg(long)]
+        rsa_bits: Option<u32>,
+        /// EC key size: p256, p384, p521.
+        #[arg(long, value_parser = parse::<EcCurve>)]
+        ec_curve: Option<EcCurve>,
+        /// Description.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Delete a profile no phone uses (the three standard profiles cannot be deleted).
     Delete {
         /// Its name.
         name: String,
@@ -179,35 +230,35 @@ pub(crate) enum ProfileCmd {
 }
 
 fn print_device(d: &Device, p: Option<&SecurityProfile>) {
-    println!("Device Name: {}", d.name);
-    println!("Model: {}", d.model);
-    println!("Device Protocol: {}", d.protocol);
+    outln!("Device Name: {}", d.name);
+    outln!("Model: {}", d.model);
+    outln!("Device Protocol: {}", d.protocol);
     if !d.description.is_empty() {
-        println!("Description: {}", d.description);
+        outln!("Description: {}", d.description);
     }
-    println!("Device Security Profile: {}", d.profile);
+    outln!("Device Security Profile: {}", d.profile);
     if let Some(p) = p {
-        println!("Device Security Mode: {}", p.mode);
-        println!(
+        outln!("Device Security Mode: {}", p.mode);
+        outln!(
             "TFTP Encrypted Config: {}",
             if p.encrypted_config { "On" } else { "Off" }
         );
     }
     let c = &d.capf;
-    println!("Certificate Operation: {}", c.operation);
-    println!("Authentication Mode: {}", c.auth_mode);
-    println!(
+    outln!("Certificate Operation: {}", c.operation);
+    outln!("Authentication Mode: {}", c.auth_mode);
+    outln!(
         "Authentication String: {}",
         c.auth_string.as_deref().unwrap_or("")
     );
-    println!("Key Order: {}", c.key_order);
-    println!("RSA Key Size (Bits): {}", c.rsa_bits);
-    println!("EC Key Size (Bits): {}", c.ec_curve.label());
-    println!(
+    outln!("Key Order: {}", c.key_order);
+    outln!("RSA Key Size (Bits): {}", c.rsa_bits);
+    outln!("EC Key Size (Bits): {}", c.ec_curve.label());
+    outln!(
         "Operation Completes By: {}",
         c.completes_by.map(format_time).unwrap_or_default()
     );
-    println!("Certificate Operation Status: {}", c.status);
+    outln!("Certificate Operation Status: {}", c.status);
 }
 
 /// `phonetrust phone ...`.
@@ -218,16 +269,19 @@ pub(crate) async fn phone(node: &Node, cmd: PhoneCmd) -> Result<ExitCode> {
         PhoneCmd::Add { name, conf } => {
             let d = NewDevice {
                 name,
-                model: conf.model.unwrap_or_else(|| "Universal".into()),
+                model: conf.model()?.unwrap_or_else(|| "Universal".into()),
                 protocol: conf.protocol.unwrap_or(Protocol::Sip),
                 profile: conf.profile,
                 description: conf.description.unwrap_or_default(),
             };
             db.add_devices(std::slice::from_ref(&d), now).await?;
             let d = db.device(&d.name).await?;
-            println!(
+            outln!(
                 "Added {} ({}, {}, {})",
-                d.name, d.model, d.protocol, d.profile
+                d.name,
+                d.model,
+                d.protocol,
+                d.profile
             );
         }
         PhoneCmd::Set { name, conf } => {
@@ -235,7 +289,7 @@ pub(crate) async fn phone(node: &Node, cmd: PhoneCmd) -> Result<ExitCode> {
                 .update_device(
                     &name,
                     &DeviceChange {
-                        model: conf.model,
+                        model: conf.model()?,
                         protocol: conf.protocol,
                         profile: conf.profile,
                         description: conf.description,
@@ -243,7 +297,7 @@ pub(crate) async fn phone(node: &Node, cmd: PhoneCmd) -> Result<ExitCode> {
                     now,
                 )
                 .await?;
-            println!("Updated {}", d.name);
+            outln!("Updated {}", d.name);
         }
         PhoneCmd::Capf(a) => {
             let d = db
@@ -260,8 +314,14 @@ pub(crate) async fn phone(node: &Node, cmd: PhoneCmd) -> Result<ExitCode> {
                     },
                     now,
                 )
-                .await?;
-            println!(
+                .await
+                .map_err(|e| match e {
+                    phonetrust_store::StoreError::MissingAuthString => {
+                        anyhow::anyhow!("{e}: give --auth-string")
+                    }
+                    e => e.into(),
+                })?;
+            outln!(
                 "{}: {} ({}), completes by {}; status: {}",
                 d.name,
                 d.capf.operation,
@@ -279,12 +339,12 @@ pub(crate) async fn phone(node: &Node, cmd: PhoneCmd) -> Result<ExitCode> {
             print_device(&d, p.as_ref());
             for c in db.device_certs(&d.name).await? {
                 let k = c.kind.as_str();
-                println!("{k} MD5: {}", c.md5);
-                println!("{k} Subject: {}", c.subject);
-                println!("{k} Issued By: {}", c.issuer);
-                println!("{k} Serial Number: {}", c.serial);
-                println!("{k} Valid From: {}", format_time(c.not_before));
-                println!("{k} Valid Until: {}", format_time(c.not_after));
+                outln!("{k} MD5: {}", c.md5);
+                outln!("{k} Subject: {}", c.subject);
+                outln!("{k} Issued By: {}", c.issuer);
+                outln!("{k} Serial Number: {}", c.serial);
+                outln!("{k} Valid From: {}", format_time(c.not_before));
+                outln!("{k} Valid Until: {}", format_time(c.not_after));
             }
         }
         PhoneCmd::List(a) => {
@@ -302,12 +362,16 @@ pub(crate) async fn phone(node: &Node, cmd: PhoneCmd) -> Result<ExitCode> {
                 profile: a.profile,
             };
             let list = db.devices(&f).await?;
-            println!(
+            outln!(
                 "{:<16} {:<10} {:<6} {:<32} {:<16} Certificate Operation Status",
-                "Device Name", "Model", "Proto", "Security Profile", "Operation"
+                "Device Name",
+                "Model",
+                "Proto",
+                "Security Profile",
+                "Operation"
             );
             for d in &list {
-                println!(
+                outln!(
                     "{:<16} {:<10} {:<6} {:<32} {:<16} {}",
                     d.name,
                     d.model,
@@ -317,25 +381,30 @@ pub(crate) async fn phone(node: &Node, cmd: PhoneCmd) -> Result<ExitCode> {
                     d.capf.status
                 );
             }
-            println!("{} phone(s)", list.len());
+            outln!("{} phone(s)", list.len());
         }
         PhoneCmd::Delete { name } => {
             db.delete_device(&name).await?;
-            println!("Deleted {}", name.to_ascii_uppercase());
+            outln!("Deleted {}", name.to_ascii_uppercase());
         }
-        PhoneCmd::Import { file } => {
-            let reports = db.import_csv(&read(&file)?, now).await?;
+        PhoneCmd::Import {
+            file,
+            allow_unknown_model,
+        } => {
+            let reports = db
+                .import_csv(&read(&file)?, now, allow_unknown_model)
+                .await?;
             let mut refused = 0;
             for r in &reports {
                 match &r.result {
-                    Ok(()) => println!("line {}: {}: added", r.line, r.name),
+                    Ok(()) => outln!("line {}: {}: added", r.line, r.name),
                     Err(e) => {
                         refused += 1;
-                        println!("line {}: {}: refused: {e}", r.line, r.name);
+                        outln!("line {}: {}: refused: {e}", r.line, r.name);
                     }
                 }
             }
-            println!(
+            outln!(
                 "{} row(s): {} added, {refused} refused",
                 reports.len(),
                 reports.len() - refused
@@ -353,12 +422,15 @@ pub(crate) async fn profile(node: &Node, cmd: ProfileCmd) -> Result<ExitCode> {
     let db = node.db().await?;
     match cmd {
         ProfileCmd::List => {
-            println!(
+            outln!(
                 "{:<40} {:<14} {:<9} {:<44} Key Order",
-                "Name", "Mode", "Enc. Cnf", "Authentication Mode"
+                "Name",
+                "Mode",
+                "Enc. Cnf",
+                "Authentication Mode"
             );
             for p in db.profiles().await? {
-                println!(
+                outln!(
                     "{:<40} {:<14} {:<9} {:<44} {}",
                     p.name,
                     p.mode.label(),
@@ -370,17 +442,17 @@ pub(crate) async fn profile(node: &Node, cmd: ProfileCmd) -> Result<ExitCode> {
         }
         ProfileCmd::Show { name } => {
             let p = db.profile(&name).await?;
-            println!("Name: {}", p.name);
-            println!("Description: {}", p.description);
-            println!("Device Security Mode: {}", p.mode);
-            println!(
+            outln!("Name: {}", p.name);
+            outln!("Description: {}", p.description);
+            outln!("Device Security Mode: {}", p.mode);
+            outln!(
                 "TFTP Encrypted Config: {}",
                 if p.encrypted_config { "On" } else { "Off" }
             );
-            println!("Authentication Mode: {}", p.auth_mode);
-            println!("Key Order: {}", p.key_order);
-            println!("RSA Key Size (Bits): {}", p.rsa_bits);
-            println!("EC Key Size (Bits): {}", p.ec_curve.label());
+            outln!("Authentication Mode: {}", p.auth_mode);
+            outln!("Key Order: {}", p.key_order);
+            outln!("RSA Key Size (Bits): {}", p.rsa_bits);
+            outln!("EC Key Size (Bits): {}", p.ec_curve.label());
         }
         ProfileCmd::Add {
             name,
@@ -402,12 +474,39 @@ pub(crate) async fn profile(node: &Node, cmd: ProfileCmd) -> Result<ExitCode> {
                 rsa_bits,
                 ec_curve,
             };
-            db.put_profile(&p, now()).await?;
-            println!("Saved phone security profile '{}'", p.name);
+            db.add_profile(&p, now()).await?;
+            outln!("Added phone security profile '{}'", p.name);
+        }
+        ProfileCmd::Set {
+            name,
+            mode,
+            encrypted_config,
+            auth,
+            key_order,
+            rsa_bits,
+            ec_curve,
+            description,
+        } => {
+            let ch = phonetrust_store::devices::ProfileChange {
+                description,
+                mode,
+                encrypted_config,
+                auth_mode: auth,
+                key_order,
+                rsa_bits,
+                ec_curve,
+            };
+            if ch == phonetrust_store::devices::ProfileChange::default() {
+                bail!(
+                    "nothing to change: give at least one of --mode, --encrypted-config, --auth, --key-order, --rsa-bits, --ec-curve, --description"
+                );
+            }
+            let p = db.change_profile(&name, &ch, now()).await?;
+            outln!("Changed phone security profile '{}'", p.name);
         }
         ProfileCmd::Delete { name } => {
             db.delete_profile(&name).await?;
-            println!("Deleted phone security profile '{name}'");
+            outln!("Deleted phone security profile '{name}'");
         }
     }
     Ok(ExitCode::SUCCESS)

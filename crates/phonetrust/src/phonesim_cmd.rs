@@ -222,19 +222,19 @@ async fn boot(a: BootArgs) -> Result<ExitCode> {
     for t in tasks {
         let (device, r, msgs) = t.await??;
         match r {
-            BootResult::Configured { xml, encrypted } => println!(
+            BootResult::Configured { xml, encrypted } => outln!(
                 "{device}: configured ({} bytes{})",
                 xml.len(),
                 if encrypted { ", encrypted config" } else { "" }
             ),
             BootResult::Failed(e) => {
                 failed += 1;
-                println!("{device}: boot failed: {e}");
+                outln!("{device}: boot failed: {e}");
             }
         }
         if single {
             for m in msgs {
-                println!("  {m}");
+                outln!("  {m}");
             }
         }
     }
@@ -286,8 +286,8 @@ pub(crate) async fn run(node: &Node, cmd: PhoneSimCmd) -> Result<ExitCode> {
                 );
             }
             let p = SimPhone::load_or_new(&dir.dir, &format!("{m:012X}"), "", None)?;
-            println!("Device Name: {}", p.state.device);
-            println!("Model: {}", p.model);
+            outln!("Device Name: {}", p.state.device);
+            outln!("Model: {}", p.model);
             let describe = |c: &Option<phonetrust_proto::cert::CertAndKey>| match c {
                 None => "none".to_string(),
                 Some(c) => {
@@ -305,11 +305,11 @@ pub(crate) async fn run(node: &Node, cmd: PhoneSimCmd) -> Result<ExitCode> {
                     )
                 }
             };
-            println!("MIC: {}", describe(&p.state.mic));
-            println!("LSC: {}", describe(&p.state.lsc));
-            println!("Status Messages:");
+            outln!("MIC: {}", describe(&p.state.mic));
+            outln!("LSC: {}", describe(&p.state.lsc));
+            outln!("Status Messages:");
             for m in &p.status_messages {
-                println!("  {m}");
+                outln!("  {m}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -317,15 +317,15 @@ pub(crate) async fn run(node: &Node, cmd: PhoneSimCmd) -> Result<ExitCode> {
             let (ca, made) = manufacturer_ca_in(&dir.dir)?;
             let path = dir.dir.join("manufacturer-ca.pem");
             if pem {
-                print!("{}", String::from_utf8_lossy(&ca.cert.to_pem()?));
+                out!("{}", String::from_utf8_lossy(&ca.cert.to_pem()?));
             } else {
-                println!(
+                outln!(
                     "{} manufacturer CA {} ({})",
                     if made { "Created" } else { "Using" },
                     phonetrust_proto::cert::name_string(ca.cert.subject_name()),
                     path.display()
                 );
-                println!(
+                outln!(
                     "For MIC authentication: phonetrust set cert import trust CAPF-trust {}",
                     path.display()
                 );
@@ -441,20 +441,20 @@ async fn capf(node: &Node, a: CapfArgs) -> Result<ExitCode> {
                 }
                 match &r {
                     PhoneResult::Failed(why) => {
-                        println!("{device}: {} ({why})", r.status_message())
+                        outln!("{device}: {} ({why})", r.status_message())
                     }
                     PhoneResult::RetryLater(s) => {
-                        println!(
+                        outln!(
                             "{device}: {} (server busy, retry in {s} s)",
                             r.status_message()
                         )
                     }
-                    _ => println!("{device}: {}", r.status_message()),
+                    _ => outln!("{device}: {}", r.status_message()),
                 }
             }
             Err(e) => {
                 failed += 1;
-                println!("phone: {e:#}");
+                outln!("phone: {e:#}");
             }
         }
     }

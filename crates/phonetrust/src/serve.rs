@@ -29,6 +29,8 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "PHONETRUST_BIND")]
     bind: Option<IpAddr>,
     /// CAPF port (default `[capf] port`, else the enterprise parameter CAPF Phone Port).
+    /// Where this process listens only: phones are told the parameter; `serve` warns when
+    /// they differ.
     #[arg(long, env = "PHONETRUST_CAPF_PORT")]
     capf_port: Option<u16>,
     /// Lowest TLS version for CAPF and TVS: 1.0 (default, old phones need it), 1.1, 1.2,
@@ -45,8 +47,8 @@ pub(crate) struct ServeArgs {
     /// parameter HTTP Port).
     #[arg(long, env = "PHONETRUST_HTTP_PORT")]
     http_port: Option<u16>,
-    /// TVS port (default `[tvs] port`, else the enterprise parameter TVS Port); written
-    /// into the phones' configs. 0 picks a free port (and writes that one).
+    /// TVS port (default `[tvs] port`, else the enterprise parameter TVS Port). Where this
+    /// process listens only: phones are told the parameter (`set param TvsPort N`).
     #[arg(long, env = "PHONETRUST_TVS_PORT")]
     tvs_port: Option<u16>,
     /// Identity of a fresh node, used only when the data directory has none.
@@ -58,14 +60,17 @@ pub(crate) struct ServeArgs {
 pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
     let file = node.settings.file.clone();
     if let Some(p) = &node.settings.config_path {
-        println!("phonetrust: config file {}", p.display());
+        outln!("phonetrust: config file {}", p.display());
     }
+    node.data.secure()?;
+    // One server per data directory: a second one would change what the first tells phones.
+    let _lock = node.data.lock_serve()?;
     if !identity::exists(&node.data) {
         tracing::info!(data = %node.data.root().display(), "no identity: creating one");
         create_identity(&node.data, &a.init.node_identity())?;
     }
     for p in identity::remove_leftovers(&node.data)? {
-        println!(
+        outln!(
             "phonetrust: removed {} (left by an interrupted write)",
             p.display()
         );
@@ -127,18 +132,8 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
         },
     )
     .await?;
-    let tvs_port = tvs.local_addr().port();
-    if tvs_port != tvs_param {
-        // The port phones are told in their configs is the one TVS listens on.
-        db.set_param(
-            phonetrust_store::params::TVS_PORT,
-            &tvs_port.to_string(),
-            phonetrust_proto::clock::unix_now(),
-        )
-        .await?;
-        prov.refresh_now().await.map_err(anyhow::Error::msg)?;
-    }
-    println!("phonetrust: TVS listening on {}", tvs.local_addr());
+    let tvs_addr = tvs.local_addr();
+    outln!("phonetrust: TVS listening on {tvs_addr}");
     tokio::spawn(tvs.clone().watch());
     tokio::spawn(tvs.run());
     tokio::spawn(prov.clone().watch());
@@ -150,28 +145,46 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
             ..TftpConfig::default()
         },
     )?;
-    println!(
+    let tftp_addr = tftp.local_addr();
+    outln!(
         "phonetrust: TFTP listening on {} (static files: {})",
-        tftp.local_addr(),
+        tftp_addr,
         static_dir.display()
     );
     let http = HttpServer::bind(prov.clone(), SocketAddr::new(bind, http_port)).await?;
-    println!("phonetrust: HTTP listening on {}", http.local_addr()?);
+    let http_addr = http.local_addr()?;
+    outln!("phonetrust: HTTP listening on {http_addr}");
     let server = CapfServer::bind(db, capf, cfg.clone()).await?;
     let addr = server.local_addr()?;
     // A regenerated or imported CAPF certificate is taken over within a second.
     tokio::spawn(server.follow_identity(node.data.clone(), std::time::Duration::from_secs(1)));
-    println!(
+    outln!(
         "phonetrust: CAPF listening on {addr} ({}+)",
         tls_name(cfg.min_tls)
     );
     tracing::info!(%addr, "CAPF listening");
+    // The parameters say what phones are told; the options only moved where we listen.
+    let listening = phonetrust_store::params::PhonePorts {
+        capf: addr.port(),
+        tvs: tvs_addr.port(),
+        tftp: tftp_addr.port(),
+        http: http_addr.port(),
+    };
+    for m in phonetrust_rules::ports::mismatches(&ports, &listening) {
+        outln!("phonetrust: warning: {m}");
+        tracing::warn!(
+            service = m.service,
+            told = m.told,
+            listening = m.listening,
+            "{m}"
+        );
+    }
     tokio::select! {
         () = server.run() => {}
         () = http.run() => {}
         r = shutdown_signal() => {
             r?;
-            println!("phonetrust: stopping");
+            outln!("phonetrust: stopping");
         }
     }
     Ok(ExitCode::SUCCESS)

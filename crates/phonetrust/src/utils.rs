@@ -7,7 +7,6 @@
 //! back to the CallManager signer once the phones have taken the recovery-signed ITL
 //! (which lists the current CallManager certificate).
 
-use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
@@ -106,9 +105,12 @@ pub(crate) struct CtlClientArgs {
     /// signs the CTL; every one is listed as SAST (System Administrator Security Token).
     #[arg(long = "token", required = true)]
     tokens: Vec<String>,
-    /// The tokens' user PIN.
-    #[arg(long, env = "PHONETRUST_TOKEN_PIN", default_value = "Cisco123")]
+    /// The tokens' user PIN (better given in the environment than on the command line).
+    #[arg(long, env = "PHONETRUST_TOKEN_PIN", hide_env_values = true)]
     pin: String,
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long)]
+    yes: bool,
 }
 
 /// `ctl-client`: sign the CTL with a hardware token (mixed mode with tokens).
@@ -139,7 +141,7 @@ pub(crate) async fn ctl_client(node: &Node, a: CtlClientArgs) -> Result<ExitCode
                 return Err(ctl::CtlError::TokenNotInCtl.into());
             }
         }
-        None if mixed => println!(
+        None if mixed => outln!(
             "No CTL File exists on the server but the Call Manager Cluster Security Mode is in Secure Mode.\nFor the system to function, you must create the CTL File and set Call Manager Cluster the Secure Mode."
         ),
         None => {}
@@ -153,12 +155,24 @@ pub(crate) async fn ctl_client(node: &Node, a: CtlClientArgs) -> Result<ExitCode
             .iter()
             .any(|c| c.to_der().ok().as_deref() == Some(der.as_slice()))
         {
-            println!(
+            outln!(
                 "Warning: the certificate of token '{}' ({}) is not in Phone-SAST-trust: phones whose CTL does not list it cannot verify the new CTL through TVS. Export it from the token and run `phonetrust set cert import trust Phone-SAST-trust FILE`.",
                 t.label(),
                 phonetrust_proto::cert::name_string(t.cert().subject_name())
             );
         }
+    }
+    let what = if mixed {
+        "updates the CTLFile, signed by the security token"
+    } else {
+        "sets the cluster to Mixed mode with a CTLFile signed by the security token"
+    };
+    if !crate::confirm::operation(
+        what,
+        a.yes,
+        "the CTL file and the cluster security mode are unchanged.",
+    )? {
+        return Ok(ExitCode::FAILURE);
     }
     let certs: Vec<openssl::x509::X509> = tokens.iter().map(|t| t.cert().clone()).collect();
     let bytes = ctl::build_ctl(
@@ -177,42 +191,16 @@ pub(crate) async fn ctl_client(node: &Node, a: CtlClientArgs) -> Result<ExitCode
     )
     .await?;
     if !mixed {
-        println!("Cluster set to Mixed Mode");
+        outln!("Cluster set to Mixed Mode");
     }
-    println!(
+    outln!(
         "CTL file Updated: signed by security token '{}' ({}), {} token(s) listed.",
         signer.label(),
         phonetrust_proto::cert::name_string(signer.cert().subject_name()),
         tokens.len()
     );
-    println!("{RELOAD}");
+    outln!("{RELOAD}");
     Ok(ExitCode::SUCCESS)
-}
-
-/// Ask `question`; true for "y". Reads one line from standard input.
-fn confirm(question: &str, yes: bool) -> Result<bool> {
-    print!("{question}");
-    if yes {
-        println!("y");
-        return Ok(true);
-    }
-    std::io::stdout().flush()?;
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    Ok(line.trim().eq_ignore_ascii_case("y"))
-}
-
-/// The seeds' "This operation <what>. Do you want to continue? (y/n):"; on "n" says what
-/// stays as it was.
-fn operation_confirmed(what: &str, yes: bool, unchanged: &str) -> Result<bool> {
-    let ok = confirm(
-        &format!("This operation {what}. Do you want to continue? (y/n):"),
-        yes,
-    )?;
-    if !ok {
-        println!("Aborted: {unchanged}");
-    }
-    Ok(ok)
 }
 
 const RELOAD: &str = "Services that reload: TFTP and HTTP (serve the new CTL) and TVS (trusts its records); a running `phonetrust serve` does so within a second, no restart needed.\nReset the phones so that they download the CTL file.";
@@ -242,19 +230,19 @@ async fn run_ctl(node: &Node, cmd: CtlCmd) -> Result<ExitCode> {
             yes,
         } => {
             if mixed {
-                println!(
+                outln!(
                     "The cluster is already in Mixed mode. To rebuild the CTL file run `phonetrust utils ctl update CTLFile`."
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            if !operation_confirmed(
+            if !crate::confirm::operation(
                 "sets the cluster to Mixed mode",
                 yes,
                 "the cluster stays in non-secure mode.",
             )? {
                 return Ok(ExitCode::FAILURE);
             }
-            println!("Moving Cluster to Mixed Mode");
+            outln!("Moving Cluster to Mixed Mode");
             // The CTL and the mode in one transaction: on a failure neither changes.
             let bytes = own_ctl(node, false)?;
             db.set_cluster_security(
@@ -263,29 +251,29 @@ async fn run_ctl(node: &Node, cmd: CtlCmd) -> Result<ExitCode> {
                 now,
             )
             .await?;
-            println!("Cluster set to Mixed Mode");
-            println!("{RELOAD}");
+            outln!("Cluster set to Mixed Mode");
+            outln!("{RELOAD}");
         }
         CtlCmd::SetCluster {
             mode: ClusterMode::NonSecureMode,
             yes,
         } => {
             if !mixed {
-                println!("The cluster is already in non-secure mode.");
+                outln!("The cluster is already in non-secure mode.");
                 return Ok(ExitCode::SUCCESS);
             }
-            if !operation_confirmed(
+            if !crate::confirm::operation(
                 "sets the cluster to non-secure mode",
                 yes,
                 "the cluster stays in Mixed mode.",
             )? {
                 return Ok(ExitCode::FAILURE);
             }
-            println!("Moving Cluster to non-secure mode");
+            outln!("Moving Cluster to non-secure mode");
             db.set_cluster_security(CtlChange::Keep, Some(ClusterSecurityMode::NonSecure), now)
                 .await?;
-            println!("Cluster set to non-secure mode");
-            println!(
+            outln!("Cluster set to non-secure mode");
+            outln!(
                 "The CTL file stays on the TFTP server and on the phones. Once no phone needs it, delete it with `phonetrust file delete tftp CTLFile.tlv`; phones keep their copy until it is deleted on each phone."
             );
         }
@@ -295,15 +283,16 @@ async fn run_ctl(node: &Node, cmd: CtlCmd) -> Result<ExitCode> {
                     "the cluster is not in Mixed mode (Cluster Security Mode 0): run `phonetrust utils ctl set-cluster mixed-mode` first"
                 );
             }
-            if !operation_confirmed("updates the CTLFile", yes, "the CTL file is unchanged.")? {
+            if !crate::confirm::operation("updates the CTLFile", yes, "the CTL file is unchanged.")?
+            {
                 return Ok(ExitCode::FAILURE);
             }
-            println!("Updating CTL file");
+            outln!("Updating CTL file");
             let bytes = own_ctl(node, false)?;
             db.set_cluster_security(CtlChange::Write(&bytes), None, now)
                 .await?;
-            println!("CTL file Updated");
-            println!("{RELOAD}");
+            outln!("CTL file Updated");
+            outln!("{RELOAD}");
         }
         CtlCmd::Reset { yes, .. } => {
             if !mixed {
@@ -311,19 +300,19 @@ async fn run_ctl(node: &Node, cmd: CtlCmd) -> Result<ExitCode> {
                     "the cluster is not in Mixed mode: there is no CTL to recover (for the ITL use `phonetrust utils itl reset localkey`)"
                 );
             }
-            if !operation_confirmed(
+            if !crate::confirm::operation(
                 "signs the CTLFile with the ITLRecovery key",
                 yes,
                 "the CTL file is unchanged.",
             )? {
                 return Ok(ExitCode::FAILURE);
             }
-            println!("Updating CTL file");
+            outln!("Updating CTL file");
             let bytes = own_ctl(node, true)?;
             db.set_cluster_security(CtlChange::Write(&bytes), None, now)
                 .await?;
-            println!("CTL file Updated: signed with the ITLRecovery certificate.");
-            println!(
+            outln!("CTL file Updated: signed with the ITLRecovery certificate.");
+            outln!(
                 "Reset the phones: they accept it because their trust list lists ITLRecovery. Then run `phonetrust utils ctl update CTLFile` to sign with the CallManager certificate again."
             );
         }
@@ -345,12 +334,12 @@ pub(crate) async fn file(node: &Node, cmd: FileCmd) -> Result<ExitCode> {
         None => path.is_file(),
     };
     if !found {
-        println!("files: found = 0, deleted = 0");
+        outln!("files: found = 0, deleted = 0");
         return Ok(ExitCode::FAILURE);
     }
-    println!("Delete the File {name}?");
-    if !confirm("Enter \"y\" followed by return to continue: ", yes)? {
-        println!("files: found = 1, deleted = 0");
+    outln!("Delete the File {name}?");
+    if !crate::confirm::ask("Enter \"y\" followed by return to continue: ", yes)? {
+        outln!("files: found = 1, deleted = 0");
         return Ok(ExitCode::FAILURE);
     }
     match &db {
@@ -362,7 +351,7 @@ pub(crate) async fn file(node: &Node, cmd: FileCmd) -> Result<ExitCode> {
             std::fs::remove_file(&path).with_context(|| format!("deleting {}", path.display()))?
         }
     }
-    println!("files: found = 1, deleted = 1");
+    outln!("files: found = 1, deleted = 1");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -374,14 +363,22 @@ pub(crate) enum ItlCmd {
     Reset(ResetCmd),
     /// Sign the ITL with the CallManager certificate again (after a reset, once the phones
     /// have the recovery-signed ITL).
-    Restore,
+    Restore {
+        /// Do not ask for confirmation.
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
 }
 
 /// `utils itl reset` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum ResetCmd {
     /// Sign the ITL with this node's ITLRecovery key.
-    Localkey,
+    Localkey {
+        /// Do not ask for confirmation.
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
 }
 
 /// Run a `utils` command.
@@ -400,34 +397,48 @@ pub(crate) async fn run(node: &Node, cmd: UtilsCmd) -> Result<ExitCode> {
     };
     let now = phonetrust_proto::clock::unix_now();
     match cmd {
-        ItlCmd::Reset(ResetCmd::Localkey) => {
+        ItlCmd::Reset(ResetCmd::Localkey { yes }) => {
             id.get(OwnCert::ItlRecovery)
                 .context("the identity has no ITLRecovery certificate")?;
-            println!("Locating active Tftp servers in the cluster.....");
-            println!();
-            println!("Following is the list of Active tftp servers in the cluster");
-            println!();
-            println!("{host}");
-            println!();
+            if !crate::confirm::operation(
+                "signs the ITL file with the ITLRecovery key",
+                yes,
+                "the ITL file is unchanged.",
+            )? {
+                return Ok(ExitCode::FAILURE);
+            }
+            outln!("Locating active Tftp servers in the cluster.....");
+            outln!();
+            outln!("Following is the list of Active tftp servers in the cluster");
+            outln!();
+            outln!("{host}");
+            outln!();
             db.set_param(ITL_SIGNER, "1", now).await?;
-            println!(
+            outln!(
                 "The ITL file is now signed with the ITLRecovery certificate ({}).",
                 subject(OwnCert::ItlRecovery)
             );
-            println!(
+            outln!(
                 "A running `phonetrust serve` serves it within a second. Reset the phones: they accept it because their ITL lists ITLRecovery."
             );
-            println!(
+            outln!(
                 "Once they have it, run `phonetrust utils itl restore` to sign with the CallManager certificate again."
             );
         }
-        ItlCmd::Restore => {
+        ItlCmd::Restore { yes } => {
+            if !crate::confirm::operation(
+                "signs the ITL file with the CallManager certificate again",
+                yes,
+                "the ITL file is unchanged.",
+            )? {
+                return Ok(ExitCode::FAILURE);
+            }
             db.set_param(ITL_SIGNER, "0", now).await?;
-            println!(
+            outln!(
                 "The ITL file is signed with the CallManager certificate ({}) again.",
                 subject(OwnCert::CallManager)
             );
-            println!(
+            outln!(
                 "Phones that took the ITLRecovery-signed ITL accept it: that ITL lists this CallManager certificate."
             );
         }
@@ -444,7 +455,7 @@ pub(crate) async fn show_itl(node: &Node) -> Result<ExitCode> {
     let bytes =
         phonetrust_rules::trustlists::build_itl(&id, recovery, now).map_err(anyhow::Error::msg)?;
     let report = phonetrust_proto::show::trust_list(&bytes, Some(i64::from(now)), None)?;
-    print!("{}", report.text);
+    out!("{}", report.text);
     Ok(if report.verified {
         ExitCode::SUCCESS
     } else {
@@ -464,12 +475,12 @@ pub(crate) async fn show_ctl(node: &Node) -> Result<ExitCode> {
         ..
     }) = db.ctl().await?
     else {
-        print!(
+        out!(
             "{}",
             phonetrust_proto::show::missing(phonetrust_proto::show::ListKind::Ctl)
         );
         if mixed {
-            println!(
+            outln!(
                 "No CTL File exists on the server but the Call Manager Cluster Security Mode is in Secure Mode.\nFor the system to function, you must create the CTL File (`phonetrust utils ctl update CTLFile`)."
             );
         }
@@ -480,9 +491,9 @@ pub(crate) async fn show_ctl(node: &Node) -> Result<ExitCode> {
         Some(modified),
         Some(phonetrust_proto::show::ListKind::Ctl),
     )?;
-    print!("{}", report.text);
+    out!("{}", report.text);
     if !mixed {
-        println!(
+        outln!(
             "\nNote: the cluster is not in Mixed mode (ClusterSecurityMode 0), yet a CTL file is on the server: it was left behind when the cluster moved back to non-secure mode. Delete it with `phonetrust file delete tftp CTLFile.tlv` once no phone needs it."
         );
     }

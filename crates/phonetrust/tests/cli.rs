@@ -778,13 +778,16 @@ fn admin_commands_from_the_seeds() {
     assert!(out.contains("2 row(s): 1 added, 1 refused"), "{out}");
 
     // Regenerate: phones named, ITL rebuilt.
-    let o = pt(&d, &["set", "cert", "regen", "CallManager"]);
+    let o = pt(&d, &["set", "cert", "regen", "CallManager", "-y"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        stdout(&o).contains("2 phone(s) will reset"),
+        stdout(&o).contains(
+            "Nothing resets the phones by itself: reset these 2 phone(s) so that they download the new ITL: SEP00000000000A SEP001122334455"
+        ),
         "{}",
         stdout(&o)
     );
+    assert!(!stdout(&o).contains("will reset"), "{}", stdout(&o));
     let o = pt(&d, &["set", "csr", "gen", "CAPF"]);
     assert!(stdout(&o).contains("-----BEGIN CERTIFICATE REQUEST-----"));
     let (ok, out) = openssl_cli(
@@ -844,7 +847,11 @@ fn killed_regeneration_leaves_the_old_or_the_new_pair() {
     let mut seen = vec![pem(&d)];
     let mut finished = 0;
     for i in 0..24u64 {
-        if run_and_kill(&d, &["set", "cert", "regen", "CallManager"], (i * 7) % 120) {
+        if run_and_kill(
+            &d,
+            &["set", "cert", "regen", "CallManager", "-y"],
+            (i * 7) % 120,
+        ) {
             finished += 1;
         }
         // The identity loads (certificate and key match: checked on load).
@@ -1347,7 +1354,7 @@ fn scenario_non_secure_to_mixed_mode_tokenless() {
     let o = pt_in(&c.d, &["utils", "ctl", "set-cluster", "mixed-mode"], "n\n");
     assert!(!o.status.success());
     assert!(c.served_ctl().is_none());
-    let o = pt_in(&c.d, &["utils", "ctl", "set-cluster", "mixed-mode"], "y\n");
+    let o = pt(&c.d, &["utils", "ctl", "set-cluster", "mixed-mode", "-y"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     for line in [
@@ -1394,7 +1401,7 @@ fn scenario_non_secure_to_mixed_mode_tokenless() {
     assert_eq!(c.param("ClusterSecurityMode"), "0");
     let shown = stdout(&pt(&c.d, &["show", "ctl"]));
     assert!(shown.contains("it was left behind"), "{shown}");
-    let o = pt_in(&c.d, &["file", "delete", "tftp", "CTLFile.tlv"], "y\n");
+    let o = pt(&c.d, &["file", "delete", "tftp", "CTLFile.tlv", "-y"]);
     let text = stdout(&o);
     assert!(text.contains("Delete the File CTLFile.tlv?"), "{text}");
     assert!(text.contains("files: found = 1, deleted = 1"), "{text}");
@@ -1426,11 +1433,11 @@ fn scenario_regenerate_callmanager_then_update_ctl() {
     let old_ctl = c.served_ctl().unwrap();
     let old_cm = c.own_der("CallManager");
 
-    let o = pt(&c.d, &["set", "cert", "regen", "CallManager"]);
+    let o = pt(&c.d, &["set", "cert", "regen", "CallManager", "-y"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let new_cm = c.own_der("CallManager");
     assert_ne!(old_cm, new_cm);
-    let o = pt_in(&c.d, &["utils", "ctl", "update", "CTLFile"], "y\n");
+    let o = pt(&c.d, &["utils", "ctl", "update", "CTLFile", "-y"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     for line in [
@@ -1531,7 +1538,7 @@ fn scenario_itl_and_ctl_recovery() {
     let mac = "001122334466";
     let (ok, out) = c.boot(mac, &["--no-tvs"]);
     assert!(ok, "{out}");
-    let o = pt(&c.d, &["set", "cert", "regen", "CallManager"]);
+    let o = pt(&c.d, &["set", "cert", "regen", "CallManager", "-y"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = pt(&c.d, &["utils", "ctl", "update", "CTLFile", "-y"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -1541,7 +1548,7 @@ fn scenario_itl_and_ctl_recovery() {
 
     let o = pt(&c.d, &["utils", "ctl", "reset", "localkey", "-y"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = pt(&c.d, &["utils", "itl", "reset", "localkey"]);
+    let o = pt(&c.d, &["utils", "itl", "reset", "localkey", "-y"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(c.param("ItlSigner"), "1");
     let recovery = c.own_der("ITLRecovery");
@@ -1556,7 +1563,7 @@ fn scenario_itl_and_ctl_recovery() {
     // And back to the CallManager signer: the recovery-signed lists list it.
     let o = pt(&c.d, &["utils", "ctl", "update", "CTLFile", "-y"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = pt(&c.d, &["utils", "itl", "restore"]);
+    let o = pt(&c.d, &["utils", "itl", "restore", "-y"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let cm = c.own_der("CallManager");
     c.settle();
@@ -1722,6 +1729,9 @@ fn scenario_tokenless_to_hardware_tokens() {
     let env = [("SOFTHSM2_CONF", conf.as_path())];
     let client = [
         "ctl-client",
+        "-y",
+        "--pin",
+        "Cisco123",
         "--module",
         SOFTHSM,
         "--token",
@@ -1745,7 +1755,7 @@ fn scenario_tokenless_to_hardware_tokens() {
     );
     assert_eq!(c.served_ctl().unwrap(), tokenless, "CTL unchanged");
 
-    let o = pt_in(&c.d, &["file", "delete", "tftp", "CTLFile.tlv"], "y\n");
+    let o = pt(&c.d, &["file", "delete", "tftp", "CTLFile.tlv", "-y"]);
     assert!(stdout(&o).contains("files: found = 1, deleted = 1"));
     for t in ["0054f509", "008580ef"] {
         let f = c.d.join(format!("hsm/{t}.pem"));
@@ -1758,6 +1768,7 @@ fn scenario_tokenless_to_hardware_tokens() {
                 "trust",
                 "Phone-SAST-trust",
                 f.to_str().unwrap(),
+                "-y",
             ],
         );
         assert!(o.status.success(), "{}", stderr(&o));
@@ -1818,6 +1829,9 @@ fn scenario_hardware_tokens_to_tokenless() {
         &c.d,
         &[
             "ctl-client",
+            "-y",
+            "--pin",
+            "Cisco123",
             "--module",
             SOFTHSM,
             "--token",
@@ -1860,7 +1874,7 @@ fn scenario_regenerate_callmanager_itl_through_tvs() {
         assert!(ok, "{out}");
     }
     let old_itl = c.phone_list("001122334466", "ITLFile.tlv").unwrap();
-    let o = pt(&c.d, &["set", "cert", "regen", "CallManager"]);
+    let o = pt(&c.d, &["set", "cert", "regen", "CallManager", "-y"]);
     assert!(o.status.success(), "{}", stderr(&o));
     c.settle();
     let (ok, out) = c.boot("001122334455", &[]);

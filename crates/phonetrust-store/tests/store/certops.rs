@@ -103,8 +103,8 @@ async fn regenerate_changes_key_and_serial_and_names_the_phones() {
     )
     .await
     .unwrap();
-    assert!(r.itl_rebuilt);
-    assert_eq!(r.phones_reset, ["SEP001122334455"]);
+    assert!(r.in_itl);
+    assert_eq!(r.phones_to_reset, ["SEP001122334455"]);
     assert_ne!(r.old_serial, r.new_serial);
     let new = identity::load(&data).unwrap();
     let (a, b) = (
@@ -142,7 +142,7 @@ async fn regenerate_changes_key_and_serial_and_names_the_phones() {
     )
     .await
     .unwrap();
-    assert!(!r.itl_rebuilt && r.phones_reset.is_empty());
+    assert!(!r.in_itl && r.phones_to_reset.is_empty());
 }
 
 #[tokio::test]

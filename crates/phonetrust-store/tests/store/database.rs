@@ -391,7 +391,7 @@ async fn phones_add_show_change_list_delete() {
                 operation: Some(CertOperation::Install),
                 auth_mode: Some(AuthMode::AuthString),
                 auth_string: Some("123456".into()),
-                key_order: Some(KeyOrder::EcRsa),
+                key_order: Some(KeyOrder::RsaEc),
                 ..CapfChange::default()
             },
             NOW,
@@ -562,7 +562,7 @@ async fn csv_import_reports_each_row_and_commits_the_valid_ones() {
         SEP00000000000C,8845,SIP,,install,auth-string,12,,,\n\
         SEP00000000000D,8845,SIP,Nope,,,,,,\n\
         SEP00000000000E,8845,SIP,,,,,,512,\n";
-    let rep = db.import_csv(csv.as_bytes(), NOW).await.unwrap();
+    let rep = db.import_csv(csv.as_bytes(), NOW, false).await.unwrap();
     let summary: Vec<(u64, bool)> = rep.iter().map(|r| (r.line, r.result.is_ok())).collect();
     assert_eq!(
         summary,
@@ -611,7 +611,10 @@ async fn csv_import_reports_each_row_and_commits_the_valid_ones() {
         "Standard Encrypted Profile"
     );
     for bad in ["model\n8845\n", "name,colour\nSEP000000000009,red\n"] {
-        assert!(db.import_csv(bad.as_bytes(), NOW).await.is_err(), "{bad}");
+        assert!(
+            db.import_csv(bad.as_bytes(), NOW, false).await.is_err(),
+            "{bad}"
+        );
     }
     assert_eq!(db.device_count().await.unwrap(), 3);
 }
