@@ -219,7 +219,8 @@ fn signer_listed(old: &TrustList, new: &TrustList) -> bool {
 }
 
 impl SimPhone {
-    pub(crate) fn status(&mut self, s: impl Into<String>) {
+    /// Record a status message, as the phone shows it under Settings > Status.
+    pub fn status(&mut self, s: impl Into<String>) {
         self.status_messages.push(s.into());
     }
 

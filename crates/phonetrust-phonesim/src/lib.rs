@@ -88,6 +88,56 @@ impl KeySource for Pool {
     }
 }
 
+/// The simulated factory: its manufacturer CA, and the keys it puts into new phones' MICs.
+///
+/// A real factory makes a key per phone; generating 3,000 RSA-2048 keys takes minutes,
+/// so by default the factory reuses a small pool of keys (made on first need: phones
+/// that exist already cost nothing). Each MIC is still its own certificate (subject,
+/// serial); only the key pair repeats.
+#[derive(Debug)]
+pub struct Factory {
+    ca: CertAndKey,
+    pool_size: usize,
+    pool: std::sync::OnceLock<Result<Pool, String>>,
+}
+
+impl Factory {
+    /// Keys the factory reuses by default.
+    pub const DEFAULT_POOL: usize = 8;
+
+    /// A factory with `ca`, reusing [`Factory::DEFAULT_POOL`] keys.
+    pub fn new(ca: CertAndKey) -> Self {
+        Self::with_pool(ca, Self::DEFAULT_POOL)
+    }
+
+    /// A factory with `ca` reusing `n` keys; 0: a fresh key for every phone.
+    pub fn with_pool(ca: CertAndKey, n: usize) -> Self {
+        Self {
+            ca,
+            pool_size: n,
+            pool: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The manufacturer CA.
+    pub fn ca(&self) -> &CertAndKey {
+        &self.ca
+    }
+
+    /// The key for the next new phone's MIC.
+    pub fn mic_key(&self) -> Result<PKey<Private>, String> {
+        if self.pool_size == 0 {
+            return generate_key(KeySpec::Rsa(2048)).map_err(|e| e.to_string());
+        }
+        let pool = self
+            .pool
+            .get_or_init(|| Pool::rsa(self.pool_size, 2048).map_err(|e| e.to_string()));
+        let pool = pool.as_ref().map_err(Clone::clone)?;
+        pool.key(KeyRequest::Rsa(2048))
+            .ok_or_else(|| "the factory key pool is empty".to_string())
+    }
+}
+
 /// A test manufacturer CA that issues MICs.
 pub fn manufacturer_ca(name: &str) -> Result<CertAndKey, String> {
     let key = generate_key(KeySpec::Rsa(2048)).map_err(|e| e.to_string())?;

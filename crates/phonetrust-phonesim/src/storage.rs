@@ -138,7 +138,7 @@ impl SimPhone {
         dir: &Path,
         mac: &str,
         model: &str,
-        factory: Option<&CertAndKey>,
+        factory: Option<&crate::Factory>,
     ) -> Result<Self, StorageError> {
         let mut phone = SimPhone::new(mac, model);
         let pdir = Self::dir_of(dir, &phone.state.device);
@@ -172,10 +172,11 @@ impl SimPhone {
                     .map(str::to_string)
                     .collect();
             }
-        } else if let Some(ca) = factory {
-            let key = phonetrust_pki::generate_key(phonetrust_pki::KeySpec::Rsa(2048))
-                .map_err(|e| StorageError::Damaged(pdir.clone(), e.to_string()))?;
-            let mic = crate::mic(ca, model, &phone.state.device, &key)
+        } else if let Some(f) = factory {
+            let key = f
+                .mic_key()
+                .map_err(|e| StorageError::Damaged(pdir.clone(), e))?;
+            let mic = crate::mic(f.ca(), model, &phone.state.device, &key)
                 .map_err(|e| StorageError::Damaged(pdir.clone(), e))?;
             phone.state.mic = Some(mic);
         }
@@ -254,7 +255,8 @@ mod tests {
         assert!(!made);
         assert_eq!(again.cert.to_der().unwrap(), ca.cert.to_der().unwrap());
 
-        let mut p = SimPhone::load_or_new(&dir, "00aabbccddee", "8845", Some(&ca)).unwrap();
+        let factory = crate::Factory::new(ca.clone());
+        let mut p = SimPhone::load_or_new(&dir, "00aabbccddee", "8845", Some(&factory)).unwrap();
         assert_eq!(p.state.device, "SEP00AABBCCDDEE");
         let mic = p.state.mic.clone().unwrap();
         p.status_messages.push("LSC: Connection failed".into());
@@ -291,5 +293,55 @@ mod tests {
         let e = SimPhone::load_or_new(&dir, "00AABBCCDDEE", "8845", None).unwrap_err();
         assert!(e.to_string().contains("mic.pem"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// New phones take their MIC keys from the factory's pool: a few keys for any number
+    /// of phones, each MIC still its own certificate for its own phone.
+    #[test]
+    fn new_phones_reuse_the_factory_key_pool() {
+        let tmp = phonetrust_testsupport::tempdir("phonesim-factory");
+        let dir = tmp.join("phones");
+        let (ca, _) = manufacturer_ca_in(&dir).unwrap();
+        let factory = crate::Factory::with_pool(ca, 2);
+        let mut keys = std::collections::HashSet::new();
+        let mut serials = std::collections::HashSet::new();
+        for i in 0..6 {
+            let p =
+                SimPhone::load_or_new(&dir, &format!("0000000000{i:02X}"), "8845", Some(&factory))
+                    .unwrap();
+            let mic = p.state.mic.unwrap();
+            keys.insert(mic.cert.public_key().unwrap().public_key_to_der().unwrap());
+            serials.insert(mic.cert.serial_number().to_bn().unwrap().to_vec());
+            assert!(
+                phonetrust_proto::cert::name_string(mic.cert.subject_name())
+                    .contains(&format!("SEP0000000000{i:02X}")),
+                "the MIC names its phone"
+            );
+        }
+        assert_eq!(keys.len(), 2, "two keys for six phones");
+        assert_eq!(serials.len(), 6, "six certificates");
+        // A factory without a pool makes a key per phone.
+        let (ca, _) = manufacturer_ca_in(&dir).unwrap();
+        let fresh = crate::Factory::with_pool(ca, 0);
+        let a = SimPhone::load_or_new(&dir, "0000000001AA", "8845", Some(&fresh)).unwrap();
+        let b = SimPhone::load_or_new(&dir, "0000000001AB", "8845", Some(&fresh)).unwrap();
+        assert_ne!(
+            a.state
+                .mic
+                .unwrap()
+                .cert
+                .public_key()
+                .unwrap()
+                .public_key_to_der()
+                .unwrap(),
+            b.state
+                .mic
+                .unwrap()
+                .cert
+                .public_key()
+                .unwrap()
+                .public_key_to_der()
+                .unwrap()
+        );
     }
 }

@@ -338,3 +338,63 @@ fn what_tvs_trusts_and_answers() {
     assert_eq!(ix.len(), 0);
     assert_eq!(ix.problems.len(), 1);
 }
+
+/// The port rule: the parameters say what phones are told; a server listening elsewhere
+/// is reported per service, with the command that tells phones the port it uses.
+#[test]
+fn listening_elsewhere_than_phones_are_told_is_reported() {
+    use phonetrust_rules::ports::mismatches;
+    use phonetrust_store::params::PhonePorts;
+    let told = PhonePorts::default();
+    assert!(mismatches(&told, &told).is_empty());
+    let listening = PhonePorts {
+        capf: 23804,
+        tvs: 22445,
+        ..told
+    };
+    let m = mismatches(&told, &listening);
+    assert_eq!(m.len(), 2);
+    assert_eq!(
+        (m[0].service, m[0].told, m[0].listening),
+        ("CAPF", 3804, 23804)
+    );
+    assert_eq!(m[1].param, "TvsPort");
+    assert!(
+        m[1].to_string()
+            .starts_with("TVS listens on port 22445 but phones are told port 2445 (TvsPort)")
+            && m[1]
+                .to_string()
+                .ends_with("`phonetrust set param TvsPort 22445`"),
+        "{}",
+        m[1]
+    );
+}
+
+/// The served ITL is stored: asked again with the same certificates and signer, the same
+/// bytes come back (a later timestamp does not rebuild it); a new signer gives a new ITL.
+#[tokio::test]
+async fn the_served_itl_is_built_once_per_source() {
+    use phonetrust_pki::DistinguishedName;
+    use phonetrust_pki::profiles::NodeIdentity;
+    use phonetrust_rules::trustlists::served_itl;
+    let n = NodeIdentity::new("pub.example.test", DistinguishedName::default());
+    let node = phonetrust_testsupport::FreshNode::new("rules-itl", &n).await;
+    let a = served_itl(&node.db, "pub.example.test", &node.id, false, 1_000)
+        .await
+        .unwrap();
+    let b = served_itl(&node.db, "pub.example.test", &node.id, false, 2_000)
+        .await
+        .unwrap();
+    assert_eq!(a, b, "same source: the stored ITL");
+    assert_eq!(a.updated_at, 1_000);
+    let t = phonetrust_proto::trustlist::parse(&a.bytes).unwrap();
+    assert_eq!(t.header.timestamp, Some(1_000));
+    let r = served_itl(&node.db, "pub.example.test", &node.id, true, 3_000)
+        .await
+        .unwrap();
+    assert_ne!(r.bytes, a.bytes);
+    assert_ne!(r.source, a.source);
+    assert_eq!(node.db.itl("pub.example.test").await.unwrap().unwrap(), r);
+    // Another node's ITL is kept apart.
+    assert!(node.db.itl("sub.example.test").await.unwrap().is_none());
+}

@@ -153,7 +153,7 @@ fn classify(name: &str) -> (Kind, Option<String>) {
 }
 
 use phonetrust_rules::names::{MAX_NAME, RefusedName, static_path};
-use phonetrust_rules::trustlists::build_itl;
+use phonetrust_rules::trustlists::served_itl;
 
 impl From<RefusedName> for NotServed {
     fn from(e: RefusedName) -> Self {
@@ -350,18 +350,29 @@ impl Provisioning {
             return Ok(b);
         }
         let now = u32::try_from(unix_now()).unwrap_or(u32::MAX);
-        let built = build_itl(&s.identity, s.settings.recovery_signed, now)
-            .map_err(|e| NotServed::Internal("ITLFile.tlv".into(), e))?;
+        // The stored ITL while it lists the current certificates: `show itl` prints the
+        // same bytes.
+        let stored = served_itl(
+            &self.db,
+            &s.host,
+            &s.identity,
+            s.settings.recovery_signed,
+            now,
+        )
+        .await
+        .map_err(|e| NotServed::Internal("ITLFile.tlv".into(), e))?;
         tracing::info!(
-            bytes = built.len(),
+            bytes = stored.bytes.len(),
+            sha256 = stored.sha256,
+            built_at = stored.updated_at,
             signer = if s.settings.recovery_signed {
                 "ITLRecovery"
             } else {
                 "CallManager"
             },
-            "provisioning: ITL built"
+            "provisioning: ITL ready"
         );
-        let b: Arc<[u8]> = Arc::from(built);
+        let b: Arc<[u8]> = Arc::from(stored.bytes);
         s.itl = Some(b.clone());
         Ok(b)
     }
@@ -455,6 +466,18 @@ impl Provisioning {
                         "{plain_name}.enc.sgn: CAPF has no certificate of {device} yet (the phone gets the partial config until it enrolls)"
                     ))
                 })?;
+                let rsa = cert
+                    .public_key()
+                    .map(|k| k.id() == openssl::pkey::Id::RSA)
+                    .unwrap_or(false);
+                if !rsa {
+                    return Err(NotServed::Internal(
+                        format!("{plain_name}.enc.sgn"),
+                        format!(
+                            "{device}'s certificate has no RSA key, and an encrypted config is encrypted to an RSA key: schedule Install/Upgrade with key order rsa (`phonetrust phone capf {device} --operation install --key-order rsa`), or give the phone a profile without encrypted config"
+                        ),
+                    ));
+                }
                 let der = cert.to_der().unwrap_or_default();
                 let key = cache_key(&[xml.as_bytes(), &der, &sgen.to_be_bytes()]);
                 self.cached(format!("{plain_name}.enc.sgn"), key, || {

@@ -746,6 +746,19 @@ impl Db {
             .map_err(db_err)
     }
 
+    /// Every phone's LSC, by phone name.
+    pub async fn lscs(&self) -> Result<Vec<(String, DeviceCert)>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT device, {CERT_COLUMNS} FROM devicecert WHERE kind = 'LSC' ORDER BY device"
+        )))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| Ok((get(r, "device")?, row_to_cert(r)?)))
+            .collect()
+    }
+
     /// Phones whose LSC expires before `t`, with that time.
     pub async fn lsc_expiring(&self, t: i64) -> Result<Vec<(String, i64)>, StoreError> {
         let rows = sqlx::query(

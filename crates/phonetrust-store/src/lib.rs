@@ -19,6 +19,7 @@ pub mod db;
 pub mod devices;
 pub mod identity;
 pub mod import;
+pub mod itlfile;
 pub mod layout;
 pub mod model;
 pub mod own;

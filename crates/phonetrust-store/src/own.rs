@@ -359,14 +359,19 @@ pub struct Expiring {
     pub kind: String,
     /// Certificate or phone name.
     pub name: String,
-    /// Subject (empty for LSCs).
+    /// Subject.
     pub subject: String,
     /// notAfter.
     pub not_after: i64,
+    /// What else is wrong with it (an LSC that no longer chains to the current CAPF
+    /// certificate), and what to do.
+    pub note: Option<String>,
 }
 
 /// Every own certificate, trust certificate and phone LSC that expires before
-/// `now + days`, soonest first.
+/// `now + days`, and every LSC that no longer chains to the current CAPF certificate
+/// (issued by one since regenerated or replaced: the phone must get a new one), soonest
+/// first.
 pub async fn expiring(
     data: &DataDir,
     db: &Db,
@@ -383,6 +388,7 @@ pub async fn expiring(
                 name: which.name().into(),
                 subject: display_name(ck.cert.subject_name()),
                 not_after: t,
+                note: None,
             });
         }
     }
@@ -393,15 +399,31 @@ pub async fn expiring(
                 name: c.name,
                 subject: c.subject,
                 not_after: c.not_after,
+                note: None,
             });
         }
     }
-    for (name, t) in db.lsc_expiring(limit).await? {
+    let id = identity::load(data)?;
+    let capf_key = id.get(OwnCert::Capf).and_then(|c| c.cert.public_key().ok());
+    for (name, c) in db.lscs().await? {
+        let chains = match (&capf_key, X509::from_pem(c.pem.as_bytes())) {
+            (Some(k), Ok(x)) => x.verify(k).unwrap_or(false),
+            _ => false,
+        };
+        if c.not_after >= limit && chains {
+            continue;
+        }
         out.push(Expiring {
             kind: "LSC".into(),
-            name,
-            subject: String::new(),
-            not_after: t,
+            name: name.clone(),
+            subject: c.subject,
+            not_after: c.not_after,
+            note: (!chains).then(|| {
+                format!(
+                    "does not chain to the current CAPF certificate (issued by {}, since regenerated or replaced): schedule Install/Upgrade for {name}",
+                    c.issuer
+                )
+            }),
         });
     }
     out.sort_by(|a, b| a.not_after.cmp(&b.not_after).then(a.name.cmp(&b.name)));

@@ -19,6 +19,8 @@ use phonetrust_store::Db;
 use phonetrust_store::identity::{self, Identity};
 use phonetrust_store::layout::DataDir;
 
+pub mod ports;
+
 pub mod vectors {
     //! The reference vectors: `files/` (ITL, CTL, signed and encrypted configs), `pki/`
     //! (certificates and throw-away keys), `transcripts/` (CAPF and TVS sessions). See

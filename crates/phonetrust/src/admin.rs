@@ -102,13 +102,13 @@ pub(crate) async fn init(node: &Node, a: InitArgs) -> Result<ExitCode> {
 }
 
 fn print_list(id: &identity::Identity) {
-    outln!(
-        "{:<18} {:<34} {:<12} {:<8} Expiration",
+    let mut t = crate::table::Table::new(&[
         "Certificate",
         "Common Name",
         "Type",
-        "Key Type"
-    );
+        "Key Type",
+        "Expiration",
+    ]);
     for (which, ck) in id.all() {
         let cn = DistinguishedName::from_x509_name(ck.cert.subject_name()).cn;
         let self_signed = is_self_signed(&ck.cert);
@@ -116,19 +116,20 @@ fn print_list(id: &identity::Identity) {
             openssl::pkey::Id::EC => "EC",
             _ => "RSA",
         };
-        outln!(
-            "{:<18} {:<34} {:<12} {:<8} {}",
-            which.name(),
+        t.row(vec![
+            which.name().to_string(),
             cn,
             if self_signed {
                 "Self-signed"
             } else {
                 "CA-signed"
-            },
-            key,
-            ck.cert.not_after()
-        );
+            }
+            .into(),
+            key.into(),
+            format_time(phonetrust_store::trust::unix_time(ck.cert.not_after())),
+        ]);
     }
+    out!("{}", t.render());
 }
 
 /// `phonetrust show ...`
@@ -140,8 +141,13 @@ pub(crate) enum ShowCmd {
     Cert(ShowCertCmd),
     /// Enterprise parameters with their values and defaults.
     Param,
-    /// The ITL this node serves (`show itl`), built now, as the phones get it.
-    Itl,
+    /// The ITL this node serves (`show itl`): the very bytes phones download (same MD5
+    /// and SHA-1 as TFTP or HTTP hand out).
+    Itl {
+        /// Another TFTP node of the cluster (host name): the ITL it serves.
+        #[arg(long)]
+        node: Option<String>,
+    },
     /// The CTL this node serves (`show ctl`), or "CTL File not found".
     Ctl,
 }
@@ -178,9 +184,11 @@ pub(crate) enum ShowCertCmd {
         #[command(flatten)]
         form: Form,
     },
-    /// Own and trust certificates, and phones' LSCs, that expire within N days.
+    /// Own and trust certificates, and phones' LSCs, that expire within N days (default
+    /// 30), with their subjects; and every LSC that no longer chains to the current CAPF
+    /// certificate, whatever its expiry.
     Expiry {
-        /// Days from now.
+        /// Days from now (default 30).
         #[arg(long, default_value_t = 30)]
         days: u32,
     },
@@ -334,7 +342,7 @@ fn write_cert(cert: &openssl::x509::X509Ref, pem: bool) -> Result<()> {
 pub(crate) async fn show(node: &Node, cmd: ShowCmd) -> Result<ExitCode> {
     let dir = &node.data;
     match cmd {
-        ShowCmd::Itl => return crate::utils::show_itl(node).await,
+        ShowCmd::Itl { node: of } => return crate::utils::show_itl(node, of).await,
         ShowCmd::Ctl => return crate::utils::show_ctl(node).await,
         ShowCmd::Cert(ShowCertCmd::List { which, store }) => {
             if which == "own" {
@@ -342,21 +350,17 @@ pub(crate) async fn show(node: &Node, cmd: ShowCmd) -> Result<ExitCode> {
             } else {
                 let db = node.db().await?;
                 let certs = db.trust_list(store).await?;
-                outln!(
-                    "{:<18} {:<40} {:<44} Expiration",
-                    "Trust Store",
-                    "Name",
-                    "Subject"
-                );
+                let mut t =
+                    crate::table::Table::new(&["Trust Store", "Name", "Subject", "Expiration"]);
                 for c in &certs {
-                    outln!(
-                        "{:<18} {:<40} {:<44} {}",
-                        c.store.as_str(),
-                        c.name,
-                        c.subject,
-                        format_time(c.not_after)
-                    );
+                    t.row(vec![
+                        c.store.as_str().into(),
+                        c.name.clone(),
+                        c.subject.clone(),
+                        format_time(c.not_after),
+                    ]);
                 }
+                out!("{}", t.render());
                 outln!("{} certificate(s)", certs.len());
             }
         }
@@ -412,20 +416,36 @@ pub(crate) async fn show(node: &Node, cmd: ShowCmd) -> Result<ExitCode> {
             let now = now();
             let list = own::expiring(dir, &db, days, now).await?;
             if list.is_empty() {
-                outln!("No certificate expires within {days} days.");
+                outln!(
+                    "No certificate expires within {days} days, and every LSC chains to the current CAPF certificate."
+                );
+                return Ok(ExitCode::SUCCESS);
             }
+            let mut t =
+                crate::table::Table::new(&["Kind", "Name", "State", "Expiration", "Subject"]);
             for e in &list {
                 let when = if e.not_after < now {
                     "EXPIRED"
-                } else {
+                } else if e.not_after < now + i64::from(days) * 86_400 {
                     "expires"
+                } else {
+                    "valid"
                 };
+                t.row(vec![
+                    e.kind.clone(),
+                    e.name.clone(),
+                    when.into(),
+                    format_time(e.not_after),
+                    e.subject.clone(),
+                ]);
+            }
+            out!("{}", t.render());
+            for e in list.iter().filter(|e| e.note.is_some()) {
                 outln!(
-                    "{:<18} {:<32} {when} {}  {}",
+                    "{} {}: {}",
                     e.kind,
                     e.name,
-                    format_time(e.not_after),
-                    e.subject
+                    e.note.as_deref().unwrap_or_default()
                 );
             }
         }

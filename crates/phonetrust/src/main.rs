@@ -24,6 +24,7 @@ mod node;
 mod phones;
 mod phonesim_cmd;
 mod serve;
+mod table;
 mod utils;
 
 use std::process::ExitCode;
@@ -47,8 +48,8 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the node: creates the identity on first start, then serves CAPF on the CAPF
-    /// Phone Port until interrupted.
+    /// Run the node: create the identity on first start, then serve CAPF, TVS, TFTP and
+    /// HTTP (trust lists, signed and encrypted configs, static files) until interrupted.
     Serve(serve::ServeArgs),
     /// Create this node's identity (CAPF, CallManager, CallManager-ECDSA, TVS,
     /// ITLRecovery, tomcat) in the data directory.
@@ -102,8 +103,11 @@ enum Command {
     Generate(generate::GenerateCmd),
 }
 
-fn init_logging(verbose: u8) {
+/// Log to standard error: warnings by default, `-v` info, `-vv` debug; `serve` logs at
+/// info by default (one line per completed phone operation, as a service should).
+fn init_logging(verbose: u8, service: bool) {
     let default = match verbose {
+        0 if service => "info",
         0 => "warn",
         1 => "info",
         _ => "debug",
@@ -139,7 +143,7 @@ fn serve_runtime<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.global.verbose);
+    init_logging(cli.global.verbose, matches!(cli.command, Command::Serve(_)));
     tracing::debug!(data = %cli.global.data.display(), "starting");
     let result =
         config::Settings::resolve(&cli.global).and_then(|s| run(node::Node::new(s), cli.command));

@@ -70,9 +70,12 @@ pub(crate) struct CapfArgs {
     /// Model of new phones.
     #[arg(long, default_value = "8845")]
     model: String,
-    /// CAPF server address (host:port).
-    #[arg(long, default_value = "127.0.0.1:3804")]
-    server: String,
+    /// CAPF server (HOST or HOST:PORT). Default: the CAPF server and phone port of each
+    /// phone's last configuration (`phone-sim boot`), else 127.0.0.1 and the node's CAPF
+    /// Phone Port (`CapfPhonePort`, with --data), else 3804. Without a port, the port of
+    /// the phone's configuration, else CapfPhonePort.
+    #[arg(long)]
+    server: Option<String>,
     /// The CAPF certificate the phones trust (PEM), as their ITL lists it; default: the
     /// CAPF certificate of the local node (--data).
     #[arg(long)]
@@ -106,6 +109,10 @@ pub(crate) struct CapfArgs {
     /// Times a phone told RETRY_LATER tries again (after the delay the server asks for).
     #[arg(long, default_value_t = 3)]
     retries: u32,
+    /// Key pairs the simulated factory reuses for new phones' MICs (0: a fresh RSA key
+    /// per phone, slow for thousands of phones).
+    #[arg(long, default_value_t = phonetrust_phonesim::Factory::DEFAULT_POOL)]
+    factory_keys: usize,
     #[command(flatten)]
     dir: DirArg,
 }
@@ -151,6 +158,10 @@ pub(crate) struct BootArgs {
     /// The authentication string to "type" when the config asks for one.
     #[arg(long)]
     auth_string: Option<String>,
+    /// Key pairs the simulated factory reuses for new phones' MICs (0: a fresh RSA key
+    /// per phone, slow for thousands of phones).
+    #[arg(long, default_value_t = phonetrust_phonesim::Factory::DEFAULT_POOL)]
+    factory_keys: usize,
     #[command(flatten)]
     dir: DirArg,
 }
@@ -186,7 +197,10 @@ async fn boot(a: BootArgs) -> Result<ExitCode> {
         Some(t) => Some(resolve(t).await?),
         None => None,
     };
-    let factory = Arc::new(Some(manufacturer_ca_in(&a.dir.dir)?.0));
+    let factory = Arc::new(Some(phonetrust_phonesim::Factory::with_pool(
+        manufacturer_ca_in(&a.dir.dir)?.0,
+        a.factory_keys,
+    )));
     let a = Arc::new(a);
     let sem = Arc::new(tokio::sync::Semaphore::new(a.concurrency.max(1)));
     let mut tasks = Vec::new();
@@ -250,6 +264,48 @@ enum TlsArg {
     Modern,
     Tls12,
     Legacy,
+}
+
+/// HOST or HOST:PORT (IPv6 in brackets: `[::1]:3804`).
+fn split_host_port(s: &str) -> Result<(String, Option<u16>)> {
+    if let Some(rest) = s.strip_prefix('[') {
+        let (h, tail) = rest
+            .split_once(']')
+            .with_context(|| format!("'{s}': an IPv6 address needs its closing ]"))?;
+        let port = match tail.strip_prefix(':') {
+            Some(p) => Some(p.parse().with_context(|| format!("'{s}': bad port"))?),
+            None if tail.is_empty() => None,
+            None => bail!("'{s}' is not HOST or HOST:PORT"),
+        };
+        return Ok((h.to_string(), port));
+    }
+    match s.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => Ok((
+            h.to_string(),
+            Some(
+                p.parse()
+                    .with_context(|| format!("'{s}': bad port '{p}'"))?,
+            ),
+        )),
+        _ => Ok((s.to_string(), None)),
+    }
+}
+
+/// Where a phone goes for CAPF: the server given (its port, else the phone's configured
+/// port, else the port the node tells phones), else the CAPF server of the phone's last
+/// configuration, else this machine on the port the node tells phones.
+fn capf_target(
+    explicit: Option<&(String, Option<u16>)>,
+    configured: Option<&(String, u16)>,
+    told_port: u16,
+) -> (String, u16) {
+    match (explicit, configured) {
+        (Some((h, Some(p))), _) => (h.clone(), *p),
+        (Some((h, None)), Some((_, p))) => (h.clone(), *p),
+        (Some((h, None)), None) => (h.clone(), told_port),
+        (None, Some((h, p))) => (h.clone(), *p),
+        (None, None) => ("127.0.0.1".into(), told_port),
+    }
 }
 
 /// `SEP<MAC>` of `s` (MAC or SEP name), upper case; error otherwise.
@@ -352,11 +408,17 @@ async fn capf(node: &Node, a: CapfArgs) -> Result<ExitCode> {
                 .clone()
         }
     };
-    let addr: SocketAddr = tokio::net::lookup_host(&a.server)
-        .await
-        .with_context(|| format!("resolving {}", a.server))?
-        .next()
-        .with_context(|| format!("{} has no address", a.server))?;
+    // What the node tells phones, when this is a node's data directory.
+    let db = if phonetrust_store::identity::exists(&node.data) {
+        node.db().await.ok()
+    } else {
+        None
+    };
+    let told_port = match &db {
+        Some(db) => db.phone_ports().await?.capf,
+        None => phonetrust_proto::ports::CAPF,
+    };
+    let explicit = a.server.as_deref().map(split_host_port).transpose()?;
     let tls = match a.tls {
         TlsArg::Modern => PhoneTls::Modern,
         TlsArg::Tls12 => PhoneTls::Tls12,
@@ -366,7 +428,10 @@ async fn capf(node: &Node, a: CapfArgs) -> Result<ExitCode> {
     let factory = if a.no_mic {
         None
     } else {
-        Some(manufacturer_ca_in(&a.dir.dir)?.0)
+        Some(phonetrust_phonesim::Factory::with_pool(
+            manufacturer_ca_in(&a.dir.dir)?.0,
+            a.factory_keys,
+        ))
     };
     let keys: Arc<dyn KeySource> = match a.key_pool {
         Some(n) => Arc::new(Pool::rsa(n, 2048)?),
@@ -383,6 +448,7 @@ async fn capf(node: &Node, a: CapfArgs) -> Result<ExitCode> {
     let sem = Arc::new(tokio::sync::Semaphore::new(a.concurrency.max(1)));
     let mut tasks = Vec::new();
     for i in 0..u64::from(a.count) {
+        let explicit = explicit.clone();
         let (a, factory, sem, conn, keys, auth) = (
             a.clone(),
             factory.clone(),
@@ -407,6 +473,23 @@ async fn capf(node: &Node, a: CapfArgs) -> Result<ExitCode> {
                     }
                 },
             };
+            let (host, port) =
+                capf_target(explicit.as_ref(), phone.capf_server.as_ref(), told_port);
+            let addr = match tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .ok()
+                .and_then(|mut i| i.next())
+            {
+                Some(addr) => addr,
+                None => {
+                    phone.status("No valid CAPF server");
+                    phone.save(&a.dir.dir)?;
+                    return anyhow::Ok((
+                        phone.state.device.clone(),
+                        PhoneResult::Failed(format!("No valid CAPF server: cannot resolve {host}")),
+                    ));
+                }
+            };
             let mut tries = 0;
             let result = loop {
                 let r = phone
@@ -429,6 +512,16 @@ async fn capf(node: &Node, a: CapfArgs) -> Result<ExitCode> {
     for t in tasks {
         match t.await? {
             Ok((device, r)) => {
+                // What the server recorded, when this is its data directory.
+                let recorded = match (&r, &db) {
+                    (PhoneResult::Failed(_), Some(db)) => db
+                        .device(&device)
+                        .await
+                        .ok()
+                        .map(|d| d.capf.status)
+                        .filter(|s| !s.is_empty() && s != "Operation Pending"),
+                    _ => None,
+                };
                 let ok = matches!(
                     r,
                     PhoneResult::Installed
@@ -440,9 +533,13 @@ async fn capf(node: &Node, a: CapfArgs) -> Result<ExitCode> {
                     failed += 1;
                 }
                 match &r {
-                    PhoneResult::Failed(why) => {
-                        outln!("{device}: {} ({why})", r.status_message())
-                    }
+                    PhoneResult::Failed(why) => match &recorded {
+                        Some(status) => outln!(
+                            "{device}: {} (the server recorded: {status}; {why})",
+                            r.status_message()
+                        ),
+                        None => outln!("{device}: {} ({why})", r.status_message()),
+                    },
                     PhoneResult::RetryLater(s) => {
                         outln!(
                             "{device}: {} (server busy, retry in {s} s)",
@@ -463,4 +560,40 @@ async fn capf(node: &Node, a: CapfArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_capf_server_a_phone_goes_to() {
+        let cfg = ("cucm.example.test".to_string(), 23804);
+        assert_eq!(
+            split_host_port("10.0.0.1:3804").unwrap(),
+            ("10.0.0.1".into(), Some(3804))
+        );
+        assert_eq!(split_host_port("cucm").unwrap(), ("cucm".into(), None));
+        assert_eq!(split_host_port("[::1]:5").unwrap(), ("::1".into(), Some(5)));
+        assert!(split_host_port("h:x").is_err());
+        // Given with a port: that one.
+        let e = ("10.0.0.1".to_string(), Some(3805));
+        assert_eq!(
+            capf_target(Some(&e), Some(&cfg), 3804),
+            ("10.0.0.1".into(), 3805)
+        );
+        // Given without a port: the phone's configured port, else CapfPhonePort.
+        let h = ("10.0.0.1".to_string(), None);
+        assert_eq!(
+            capf_target(Some(&h), Some(&cfg), 3804),
+            ("10.0.0.1".into(), 23804)
+        );
+        assert_eq!(
+            capf_target(Some(&h), None, 13804),
+            ("10.0.0.1".into(), 13804)
+        );
+        // Not given: the configuration, else loopback and CapfPhonePort.
+        assert_eq!(capf_target(None, Some(&cfg), 3804), cfg.clone());
+        assert_eq!(capf_target(None, None, 13804), ("127.0.0.1".into(), 13804));
+    }
 }

@@ -447,15 +447,48 @@ pub(crate) async fn run(node: &Node, cmd: UtilsCmd) -> Result<ExitCode> {
 }
 
 /// `show itl`: the ITL this node serves, built now, in the seeds' layout.
-pub(crate) async fn show_itl(node: &Node) -> Result<ExitCode> {
+pub(crate) async fn show_itl(node: &Node, of: Option<String>) -> Result<ExitCode> {
     let db = node.db().await?;
     let id = identity::load(&node.data)?;
-    let recovery = db.param(ITL_SIGNER).await? == 1;
-    let now = u32::try_from(phonetrust_proto::clock::unix_now()).unwrap_or(u32::MAX);
-    let bytes =
-        phonetrust_rules::trustlists::build_itl(&id, recovery, now).map_err(anyhow::Error::msg)?;
-    let report = phonetrust_proto::show::trust_list(&bytes, Some(i64::from(now)), None)?;
+    let host = id
+        .node()
+        .map(|n| n.host)
+        .context("the identity has no CallManager certificate")?;
+    let stored = match of {
+        // Another TFTP node of the cluster: the ITL it stored, as it serves it.
+        Some(other) if !other.eq_ignore_ascii_case(&host) => {
+            let Some(s) = db.itl(&other).await? else {
+                out!(
+                    "{}",
+                    phonetrust_proto::show::missing(phonetrust_proto::show::ListKind::Itl)
+                );
+                let known = db.itl_nodes().await?;
+                outln!(
+                    "No ITL of TFTP node {other} is stored (nodes with an ITL: {}).",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                );
+                return Ok(ExitCode::FAILURE);
+            };
+            s
+        }
+        _ => {
+            let recovery = db.param(ITL_SIGNER).await? == 1;
+            let now = u32::try_from(phonetrust_proto::clock::unix_now()).unwrap_or(u32::MAX);
+            phonetrust_rules::trustlists::served_itl(&db, &host, &id, recovery, now)
+                .await
+                .map_err(anyhow::Error::msg)?
+        }
+    };
+    let report = phonetrust_proto::show::trust_list(&stored.bytes, Some(stored.updated_at), None)?;
     out!("{}", report.text);
+    outln!(
+        "This is the ITL TFTP node {} serves (as phones download it).",
+        stored.node
+    );
     Ok(if report.verified {
         ExitCode::SUCCESS
     } else {

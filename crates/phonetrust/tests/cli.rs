@@ -718,7 +718,25 @@ fn admin_commands_from_the_seeds() {
         ),
         "neither a PEM",
     );
-    assert!(stdout(&pt(&d, &["show", "cert", "list", "trust"])).contains("1 certificate(s)"));
+    let trust = stdout(&pt(&d, &["show", "cert", "list", "trust"]));
+    assert!(trust.contains("1 certificate(s)"), "{trust}");
+    // 14.15: one date format in every table, columns that do not run together.
+    let own = stdout(&pt(&d, &["show", "cert", "list", "own"]));
+    for table in [&trust, &own] {
+        assert!(!table.contains("GMT"), "{table}");
+        let dated: Vec<&str> = table
+            .lines()
+            .filter(|l| l.contains("T") && l.ends_with('Z'))
+            .collect();
+        assert!(!dated.is_empty(), "{table}");
+        for l in dated {
+            let date = l.rsplit("  ").next().unwrap();
+            assert!(
+                date.len() == 20 && date.as_bytes()[10] == b'T',
+                "'{date}' in {l}"
+            );
+        }
+    }
     let o = pt(
         &d,
         &[
@@ -919,11 +937,8 @@ fn killed_bulk_import_leaves_none_or_all_rows() {
 #[test]
 fn serve_creates_the_identity_on_first_start_and_listens() {
     let d = tmp("serve");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
+    let others = [free_port(), free_port(), free_port()].map(|p| p.to_string());
     let mut child = Command::new(env!("CARGO_BIN_EXE_phonetrust"))
         .args([
             "serve",
@@ -932,11 +947,11 @@ fn serve_creates_the_identity_on_first_start_and_listens() {
             "--capf-port",
             &port.to_string(),
             "--tvs-port",
-            "0",
+            &others[0],
             "--tftp-port",
-            "0",
+            &others[1],
             "--http-port",
-            "0",
+            &others[2],
             "--host",
             "pub.example.test",
             "--rsa-bits",
@@ -965,12 +980,13 @@ fn serve_creates_the_identity_on_first_start_and_listens() {
     assert!(d.join("data/phonetrust.db").exists());
 }
 
+/// A port reserved without races, outside the ephemeral range
+/// ([`phonetrust_testsupport::ports`]), held until this test binary exits.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let p = phonetrust_testsupport::ports::reserve();
+    let n = p.get();
+    std::mem::forget(p);
+    n
 }
 
 /// `phone capf DEVICE --operation install --auth AUTH`, which must succeed.
@@ -1002,31 +1018,58 @@ impl Server {
         )
     }
 
-    /// `serve` with `extra` arguments; its log (`-v`) goes to `<d>/serve.log`.
+    /// `serve` with `extra` arguments (a port option given as "0" gets a reserved port);
+    /// its log (`-v`) goes to `<d>/serve.log`. When serve exits or does not listen
+    /// within 30 s, the test fails with serve's exit status and log.
     fn start_with(d: &Path, capf_port: u16, extra: &[&str]) -> Self {
+        Self::spawn(d, capf_port, extra, true)
+    }
+
+    /// As [`Server::start_with`], at serve's default log level (no `-v`).
+    fn start_quiet(d: &Path, capf_port: u16, extra: &[&str]) -> Self {
+        Self::spawn(d, capf_port, extra, false)
+    }
+
+    fn spawn(d: &Path, capf_port: u16, extra: &[&str], verbose: bool) -> Self {
+        let mut args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        for i in 1..args.len() {
+            if args[i] == "0" && args[i - 1].ends_with("-port") {
+                args[i] = free_port().to_string();
+            }
+        }
         let log = std::fs::File::create(d.join("serve.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_phonetrust"))
             .args([
                 "serve",
-                "-v",
                 "--bind",
                 "127.0.0.1",
                 "--capf-port",
                 &capf_port.to_string(),
             ])
-            .args(extra)
+            .args(verbose.then_some("-v"))
+            .args(&args)
             .current_dir(d)
             .env("PHONETRUST_DATA", d.join("data"))
-            .stdout(std::process::Stdio::null())
+            .stdout(std::fs::File::create(d.join("serve.out")).unwrap())
             .stderr(log)
             .spawn()
             .unwrap();
         let start = std::time::Instant::now();
+        let log = || std::fs::read_to_string(d.join("serve.log")).unwrap_or_default();
         while std::net::TcpStream::connect(("127.0.0.1", capf_port)).is_err() {
-            assert!(
-                start.elapsed() < std::time::Duration::from_secs(30),
-                "serve did not listen"
-            );
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "serve {args:?} exited ({status}) before listening on CAPF port {capf_port}; its log:\n{}",
+                    log()
+                );
+            }
+            if start.elapsed() > std::time::Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!(
+                    "serve {args:?} did not listen on CAPF port {capf_port} within 30 s; its log:\n{}",
+                    log()
+                );
+            }
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         Self(child)
@@ -1435,6 +1478,27 @@ fn scenario_regenerate_callmanager_then_update_ctl() {
 
     let o = pt(&c.d, &["set", "cert", "regen", "CallManager", "-y"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // Issue 14.3: the CTL is not rebuilt by this, and the message says so and what to
+    // run; nothing "will reset": the phones to reset are named.
+    let said = stdout(&o);
+    assert!(
+        said.contains("The CTL still lists the old CallManager certificate and was NOT rebuilt: run `phonetrust utils ctl update CTLFile`"),
+        "{said}"
+    );
+    assert!(
+        said.contains("reset these 2 phone(s), after the CTL update, so that they download the new ITL and CTL: SEP001122334455 SEP001122334466"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("will reset") && !said.contains("CTL) is rebuilt"),
+        "{said}"
+    );
+    c.settle();
+    assert_eq!(
+        c.served_ctl().unwrap(),
+        old_ctl,
+        "the CTL waits for utils ctl update"
+    );
     let new_cm = c.own_der("CallManager");
     assert_ne!(old_cm, new_cm);
     let o = pt(&c.d, &["utils", "ctl", "update", "CTLFile", "-y"]);
@@ -2097,4 +2161,697 @@ fn man_pages_and_completions_are_generated() {
         pt(&d, &["generate", "completions", "tcsh"]).status.code(),
         Some(2)
     );
+}
+
+// ---- what a new administrator trips on (issue 14) ----
+
+fn md5_hex(b: &[u8]) -> String {
+    phonetrust_proto::codec::hex(
+        &openssl::hash::hash(openssl::hash::MessageDigest::md5(), b).unwrap(),
+    )
+}
+
+fn curl_bytes(url: &str) -> Option<Vec<u8>> {
+    let o = Command::new("curl").args(["-sf", url]).output().unwrap();
+    o.status.success().then_some(o.stdout)
+}
+
+fn mode_of(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// 14.1: `show itl` prints the ITL phones download — the MD5 that HTTP's copy has — and
+/// the same bytes on every call, until what the ITL lists changes.
+#[test]
+fn show_itl_prints_the_bytes_phones_download() {
+    let c = Cluster::start("itl-served");
+    let url = format!("http://{}/ITLFile.tlv", c.http);
+    let first = pt(&c.d, &["show", "itl"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let served = curl_bytes(&url).unwrap();
+    assert!(
+        stdout(&first).contains(&format!("{}(MD5)", md5_hex(&served))),
+        "show itl does not print the served file's MD5 {}:\n{}",
+        md5_hex(&served),
+        stdout(&first)
+    );
+    // A second later (a rebuilt ITL would carry a new timestamp): the same file.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let again = pt(&c.d, &["show", "itl"]);
+    assert_eq!(stdout(&first), stdout(&again));
+    assert_eq!(curl_bytes(&url).unwrap(), served);
+    // What it lists changes: a new ITL is served, and show itl prints that one.
+    let o = pt(&c.d, &["set", "cert", "regen", "TVS", "-y"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    c.settle();
+    let new = curl_bytes(&url).unwrap();
+    assert_ne!(new, served);
+    let o = pt(&c.d, &["show", "itl"]);
+    assert!(
+        stdout(&o).contains(&format!("{}(MD5)", md5_hex(&new))),
+        "{}",
+        stdout(&o)
+    );
+    // Another TFTP node's ITL: only what it stored.
+    let o = pt(&c.d, &["show", "itl", "--node", "other.example.test"]);
+    assert!(!o.status.success());
+    assert!(
+        stdout(&o).contains(
+            "No ITL of TFTP node other.example.test is stored (nodes with an ITL: pub.example.test)"
+        ),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// 14.2, 14.10, 14.6, 14.4: the parameters say what phones are told and serve warns
+/// when it listens elsewhere; a second serve on the directory is refused; phone-sim capf
+/// goes where phones are told; the server's recorded reason reaches the simulator's
+/// report; data directory and database are the owner's only.
+#[test]
+fn serve_tells_phones_the_parameters_and_locks_its_directory() {
+    let c = Cluster::start("ports");
+    let port = |a: &str| a.rsplit_once(':').unwrap().1.to_string();
+    let (capf, tvs) = (port(&c.capf), port(&c.tvs));
+    let out = std::fs::read_to_string(c.d.join("serve.out")).unwrap();
+    for needle in [
+        format!(
+            "warning: CAPF listens on port {capf} but phones are told port 3804 (CapfPhonePort)"
+        ),
+        format!("warning: TVS listens on port {tvs} but phones are told port 2445 (TvsPort)"),
+        format!("`phonetrust set param TvsPort {tvs}`"),
+    ] {
+        assert!(out.contains(&needle), "missing '{needle}' in:\n{out}");
+    }
+    assert!(!out.contains("SslVersion"), "{out}");
+    assert!(out.contains("(TLS 1.0+)"), "{out}");
+    assert_eq!(c.param("TvsPort"), "2445", "serve rewrote TvsPort");
+    let cfg = || {
+        String::from_utf8(
+            curl_bytes(&format!("http://{}/SEP001122334455.cnf.xml", c.http)).unwrap(),
+        )
+        .unwrap()
+    };
+    let x = cfg();
+    assert!(x.contains("<phonePort>3804</phonePort>"), "{x}");
+    assert!(x.contains("<port>2445</port>"), "{x}");
+
+    // A second serve on the same data directory is refused and changes nothing.
+    let o = pt(
+        &c.d,
+        &[
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--capf-port",
+            &free_port().to_string(),
+            "--tvs-port",
+            &free_port().to_string(),
+            "--tftp-port",
+            &free_port().to_string(),
+            "--http-port",
+            &free_port().to_string(),
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("is already served by another `phonetrust serve`"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(c.param("TvsPort"), "2445");
+
+    // Telling phones the ports serve listens on: the configs follow.
+    for (name, value) in [("CapfPhonePort", &capf), ("TvsPort", &tvs)] {
+        let o = pt(&c.d, &["set", "param", name, value]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    c.settle();
+    let x = cfg();
+    assert!(x.contains(&format!("<phonePort>{capf}</phonePort>")), "{x}");
+    assert!(x.contains(&format!("<port>{tvs}</port>")), "{x}");
+
+    // phone-sim capf without --server goes to CapfPhonePort.
+    schedule_install(&c.d, "SEP001122334455", "null-string");
+    let o = pt(&c.d, &["phone-sim", "capf", "--mac", "001122334455"]);
+    assert!(
+        stdout(&o).contains("SEP001122334455: LSC: Installed"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+
+    // A wrong authentication string: the report says what the server recorded, in words.
+    let o = pt(
+        &c.d,
+        &[
+            "phone",
+            "capf",
+            "SEP001122334466",
+            "--operation",
+            "install",
+            "--auth",
+            "auth-string",
+            "--auth-string",
+            "123456",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = pt(
+        &c.d,
+        &[
+            "phone-sim",
+            "capf",
+            "--mac",
+            "001122334466",
+            "--auth-string",
+            "999999",
+            "--retries",
+            "0",
+        ],
+    );
+    let said = stdout(&o);
+    assert!(said.contains("the server recorded: "), "{said}");
+    assert!(
+        !said.contains("Some(") && !said.contains("END_SESSION"),
+        "{said}"
+    );
+
+    // 14.4: CAPF regenerated while a phone authenticates by its LSC: named, with the cause.
+    let o = pt(
+        &c.d,
+        &[
+            "phone",
+            "capf",
+            "SEP001122334455",
+            "--operation",
+            "install",
+            "--auth",
+            "lsc",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = pt(&c.d, &["set", "cert", "regen", "CAPF", "-y"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let said = stdout(&o);
+    assert!(
+        said.contains("1 phone(s) authenticate to CAPF by their LSC (auth mode lsc): CAPF no longer accepts that LSC")
+            && said.contains("SEP001122334455"),
+        "{said}"
+    );
+
+    // 14.10: the data directory and the database (with its WAL and SHM) are the owner's.
+    let data = c.d.join("data");
+    assert_eq!(mode_of(&data), 0o700);
+    for f in ["phonetrust.db", "phonetrust.db-wal", "phonetrust.db-shm"] {
+        assert_eq!(mode_of(&data.join(f)), 0o600, "{f}");
+    }
+}
+
+/// 14.10: a data directory and database an earlier version left readable are tightened.
+#[test]
+fn a_readable_database_is_tightened() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tmp("perms");
+    init_node(&d);
+    let data = d.join("data");
+    assert_eq!(mode_of(&data), 0o700);
+    assert_eq!(mode_of(&data.join("phonetrust.db")), 0o600);
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        data.join("phonetrust.db"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let o = pt(&d, &["phone", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(mode_of(&data), 0o700);
+    assert_eq!(mode_of(&data.join("phonetrust.db")), 0o600);
+}
+
+/// `phonetrust ARGS` with standard output a pipe whose reader is already gone.
+fn pt_closed_stdout(d: &Path, args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+        .args(args)
+        .current_dir(d)
+        .env("PHONETRUST_DATA", d.join("data"))
+        .stdout(writer)
+        .output()
+        .unwrap()
+}
+
+/// 14.5: a closed standard output (`| head`) ends a command quietly, with its own exit
+/// status, and a change made by it is complete.
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    let d = tmp("pipe");
+    init_node(&d);
+    for i in 0..5 {
+        let o = pt(
+            &d,
+            &[
+                "phone",
+                "add",
+                &format!("SEP00000000000{i}"),
+                "--model",
+                "8845",
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = pt(&d, &["utils", "ctl", "set-cluster", "mixed-mode", "-y"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ctl_sha = || stdout(&pt(&d, &["run", "sql", "select sha256 from trustlistfile"]));
+    let before = ctl_sha();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    for args in [
+        &["phone", "list"][..],
+        &["run", "sql", "select * from device"],
+        &["show", "ctl"],
+        &["show", "itl"],
+        &["show", "cert", "list", "own"],
+        &["utils", "ctl", "update", "CTLFile", "-y"],
+    ] {
+        let o = pt_closed_stdout(&d, args);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {e}");
+        assert!(
+            !e.contains("panicked") && !e.contains("Broken pipe"),
+            "{args:?}: {e}"
+        );
+    }
+    assert_ne!(ctl_sha(), before, "the CTL update was made in full");
+    let o = pt(&d, &["show", "ctl"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// 14.7: every command that changes what phones trust asks, takes -y, and without a
+/// terminal and without -y refuses and changes nothing; on a terminal "n" aborts and "y"
+/// goes ahead.
+#[test]
+fn trust_changes_ask_take_y_and_refuse_without_a_terminal() {
+    let d = tmp("confirm");
+    init_node(&d);
+    let param = |name: &str| {
+        stdout(&pt(
+            &d,
+            &[
+                "run",
+                "sql",
+                &format!("select paramvalue from processconfig where paramname='{name}'"),
+            ],
+        ))
+        .lines()
+        .last()
+        .map(|l| l.trim())
+        // No row: the parameter still has its default, 0.
+        .filter(|l| *l != "(no rows)")
+        .unwrap_or("0")
+        .to_string()
+    };
+    let cm = || pt(&d, &["show", "cert", "own", "CallManager", "--der"]).stdout;
+    let tvs_pem = d.join("tvs.pem");
+    std::fs::write(
+        &tvs_pem,
+        pt(&d, &["show", "cert", "own", "TVS", "--pem"]).stdout,
+    )
+    .unwrap();
+    let refused = |args: &[&str]| {
+        let o = pt(&d, args);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{args:?} was not refused: {}",
+            stdout(&o)
+        );
+        assert!(
+            stderr(&o).contains(
+                "not a terminal to ask on: nothing was changed; repeat with -y to confirm"
+            ),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    };
+    let old_cm = cm();
+    refused(&["utils", "itl", "reset", "localkey"]);
+    refused(&["set", "param", "ItlSigner", "1"]);
+    assert_eq!(param("ItlSigner"), "0");
+    refused(&["set", "cert", "regen", "CallManager"]);
+    assert_eq!(cm(), old_cm);
+    refused(&[
+        "set",
+        "cert",
+        "import",
+        "trust",
+        "Phone-SAST-trust",
+        tvs_pem.to_str().unwrap(),
+    ]);
+    assert!(!stdout(&pt(&d, &["show", "cert", "list", "trust"])).contains("Phone-SAST-trust "));
+    refused(&["utils", "ctl", "set-cluster", "mixed-mode"]);
+    assert_eq!(param("ClusterSecurityMode"), "0");
+    // A parameter that changes no trust needs no confirmation.
+    assert!(
+        pt(&d, &["set", "param", "LscValidityDays", "900"])
+            .status
+            .success()
+    );
+
+    let o = pt(&d, &["utils", "ctl", "set-cluster", "mixed-mode", "-y"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ctl = || stdout(&pt(&d, &["run", "sql", "select sha256 from trustlistfile"]));
+    let old_ctl = ctl();
+    refused(&["utils", "ctl", "update", "CTLFile"]);
+    refused(&["utils", "ctl", "reset", "localkey"]);
+    refused(&["file", "delete", "tftp", "CTLFile.tlv"]);
+    assert_eq!(ctl(), old_ctl);
+    let o = pt(
+        &d,
+        &[
+            "set",
+            "cert",
+            "import",
+            "trust",
+            "Phone-SAST-trust",
+            tvs_pem.to_str().unwrap(),
+            "-y",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // On a terminal (script(1) gives the command one): "n" aborts, "y" goes ahead.
+    if !phonetrust_testsupport::have_tool("script", "--version", "bsdutils") {
+        return;
+    }
+    let on_tty = |cmd: &str, answer: &str| {
+        use std::io::Write as _;
+        let mut child = Command::new("script")
+            .args([
+                "-qec",
+                &format!("{} {cmd}", env!("CARGO_BIN_EXE_phonetrust")),
+                "/dev/null",
+            ])
+            .current_dir(&*d)
+            .env("PHONETRUST_DATA", d.join("data"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        stdin.write_all(answer.as_bytes()).unwrap();
+        let o = child.wait_with_output().unwrap();
+        drop(stdin);
+        o
+    };
+    let o = on_tty("utils itl reset localkey", "n\n");
+    assert!(
+        stdout(&o).contains("Do you want to continue? (y/n):"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("Aborted: the ITL file is unchanged."),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(param("ItlSigner"), "0");
+    let o = on_tty("utils itl reset localkey", "y\n");
+    assert!(
+        stdout(&o).contains("The ITL file is now signed with the ITLRecovery certificate"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert_eq!(param("ItlSigner"), "1");
+}
+
+/// 14.8, 14.9, 14.6, 14.15: profiles are not overwritten or deleted by accident; an
+/// encrypted config with an EC key order is refused wherever it is set; unknown models
+/// need a flag; messages name the CSV column and the values as the CLI spells them.
+#[test]
+fn profiles_and_phones_refuse_what_would_break_phones() {
+    let d = tmp("profiles");
+    init_node(&d);
+    let show = |name: &str| stdout(&pt(&d, &["profile", "show", name]));
+    let fails = |args: &[&str], needle: &str| {
+        let o = pt(&d, args);
+        assert!(!o.status.success(), "{args:?} accepted: {}", stdout(&o));
+        assert!(
+            stderr(&o).contains(needle),
+            "{args:?}: expected '{needle}' in {}",
+            stderr(&o)
+        );
+    };
+    fails(
+        &[
+            "profile",
+            "add",
+            "Standard Non-Secure Profile",
+            "--mode",
+            "encrypted",
+        ],
+        "exists already: nothing was changed (change given settings with `phonetrust profile set`)",
+    );
+    assert!(show("Standard Non-Secure Profile").contains("Device Security Mode: Non Secure"));
+    let o = pt(
+        &d,
+        &[
+            "profile",
+            "add",
+            "Lab",
+            "--mode",
+            "authenticated",
+            "--description",
+            "lab phones",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = pt(&d, &["profile", "set", "Lab", "--key-order", "rsa-ec"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lab = show("Lab");
+    assert!(lab.contains("Device Security Mode: Authenticated"), "{lab}");
+    assert!(lab.contains("Description: lab phones"), "{lab}");
+    assert!(
+        lab.contains("Key Order: RSA Preferred, EC Backup") || lab.contains("Key Order: RSA"),
+        "{lab}"
+    );
+    fails(
+        &["profile", "delete", "Standard Encrypted Profile"],
+        "cannot be deleted",
+    );
+    assert!(pt(&d, &["profile", "delete", "Lab"]).status.success());
+
+    // Encrypted config needs an RSA key: refused on the profile, the phone and in CSV.
+    fails(
+        &[
+            "profile",
+            "add",
+            "Enc",
+            "--mode",
+            "encrypted",
+            "--encrypted-config",
+            "--key-order",
+            "ec",
+        ],
+        "needs an RSA key",
+    );
+    fails(
+        &[
+            "profile",
+            "set",
+            "Standard Encrypted Profile",
+            "--key-order",
+            "ec",
+        ],
+        "needs an RSA key",
+    );
+    let o = pt(
+        &d,
+        &[
+            "phone",
+            "add",
+            "SEP000000000001",
+            "--model",
+            "8845",
+            "--profile",
+            "Standard Encrypted Profile",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    fails(
+        &[
+            "phone",
+            "capf",
+            "SEP000000000001",
+            "--operation",
+            "install",
+            "--auth",
+            "null-string",
+            "--key-order",
+            "ec",
+        ],
+        "needs an RSA key",
+    );
+    fails(
+        &[
+            "phone",
+            "capf",
+            "SEP000000000001",
+            "--operation",
+            "install",
+            "--auth",
+            "auth-string",
+        ],
+        "needs an authentication string (4 to 16 digits): give --auth-string",
+    );
+
+    // Models: known ones, others with --allow-unknown-model.
+    fails(
+        &["phone", "add", "SEP000000000002", "--model", "99999"],
+        "unknown phone model '99999'",
+    );
+    let o = pt(
+        &d,
+        &[
+            "phone",
+            "add",
+            "SEP000000000002",
+            "--model",
+            "99999",
+            "--allow-unknown-model",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    std::fs::write(
+        d.join("phones.csv"),
+        "name,model,profile,operation,auth,auth_string,key_order\n\
+         SEP000000000010,8845,Standard Encrypted Profile,install,null-string,,ec\n\
+         SEP000000000011,8845,,install,auth-string,,\n\
+         SEP000000000012,99999,,,,,\n\
+         SEP000000000013,Cisco 7942,,,,,\n",
+    )
+    .unwrap();
+    let o = pt(&d, &["phone", "import", "phones.csv"]);
+    let out = stdout(&o);
+    assert!(out.contains("line 2: SEP000000000010: refused: key order 'ec' with profile 'Standard Encrypted Profile'"), "{out}");
+    assert!(
+        out.contains("line 3: SEP000000000011: refused:")
+            && out.contains("fill the auth_string column"),
+        "{out}"
+    );
+    assert!(!out.contains("--auth-string"), "{out}");
+    assert!(
+        out.contains("line 4: SEP000000000012: refused: unknown phone model '99999'"),
+        "{out}"
+    );
+    assert!(out.contains("line 5: SEP000000000013: added"), "{out}");
+    assert!(stdout(&pt(&d, &["phone", "show", "SEP000000000013"])).contains("7942"));
+
+    // Choices named as the CLI spells them, never a type name.
+    fails(
+        &["phone", "list", "--status", "bogus"],
+        "'bogus' is not a valid operation state (use one of: none, pending, success, failed)",
+    );
+    let o = pt(&d, &["show", "cert", "list", "trust", "bogus"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("is not a valid trust store (use one of: CallManager-trust"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("TrustStore"), "{}", stderr(&o));
+}
+
+/// 14.15: serve logs one line per completed phone operation at its default level (no
+/// `-v`), naming the phone; `serve --help` says what it serves.
+#[test]
+fn serve_logs_each_completed_operation_by_default() {
+    let d = tmp("oplog");
+    init_node(&d);
+    let o = pt(&d, &["phone", "add", "SEP001122334455", "--model", "8845"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    schedule_install(&d, "SEP001122334455", "null-string");
+    let capf = free_port();
+    let _server = Server::start_quiet(
+        &d,
+        capf,
+        &["--tvs-port", "0", "--tftp-port", "0", "--http-port", "0"],
+    );
+    let o = pt(
+        &d,
+        &[
+            "phone-sim",
+            "capf",
+            "--mac",
+            "001122334455",
+            "--server",
+            &format!("127.0.0.1:{capf}"),
+        ],
+    );
+    assert!(
+        stdout(&o).contains("LSC: Installed"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let start = std::time::Instant::now();
+    loop {
+        let log = std::fs::read_to_string(d.join("serve.log")).unwrap_or_default();
+        if log.lines().any(|l| {
+            l.contains("INFO")
+                && l.contains("LSC installed (Upgrade Success)")
+                && l.contains("SEP001122334455")
+        }) {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "no info line:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let help = stdout(&pt(&d, &["serve", "--help"]));
+    assert!(help.contains("CAPF, TVS, TFTP and HTTP"), "{help}");
+    let help = stdout(&pt(&d, &["--help"]));
+    assert!(help.contains("CAPF, TVS, TFTP and HTTP"), "{help}");
+}
+
+/// 14.13, 14.15: the shipped binary is stripped (symbols only in the `profiling`
+/// profile), and the admin guide's parameter table lists every enterprise parameter.
+#[test]
+fn release_profile_and_parameter_docs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let section = |name: &str| -> String {
+        let start = manifest
+            .find(&format!("[{name}]\n"))
+            .unwrap_or_else(|| panic!("no [{name}] in Cargo.toml"));
+        let body = &manifest[start + name.len() + 3..];
+        body[..body.find("\n[").unwrap_or(body.len())].to_string()
+    };
+    let release = section("profile.release");
+    assert!(release.contains("strip = \"symbols\""), "{release}");
+    assert!(!release.contains("debug"), "{release}");
+    let profiling = section("profile.profiling");
+    assert!(
+        profiling.contains("inherits = \"release\"") && profiling.contains("debug"),
+        "{profiling}"
+    );
+    let guide = std::fs::read_to_string(root.join("docs/admin-guide.md")).unwrap();
+    for p in phonetrust_store::params::PARAMS {
+        let row = format!("| {} | {} | {} |", p.name, p.label, p.default);
+        assert!(
+            guide.contains(&row),
+            "the admin guide lacks the row '{row}'"
+        );
+    }
 }

@@ -596,3 +596,47 @@ async fn itl_rollover_and_reset_localkey() {
         "{r:?}"
     );
 }
+
+/// Issue 14.9: a phone whose recorded certificate has an EC key cannot get an encrypted
+/// config; the refusal (logged, the phone sees "File not found") names the phone and the
+/// cause, not an OpenSSL error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ec_certificate_gets_no_encrypted_config_and_the_cause_is_said() {
+    use phonetrust_pki::{CertParams, KeySpec, generate_key, self_signed};
+    use phonetrust_services::provision::NotServed;
+    use phonetrust_store::model::{DeviceCertKind, OpState};
+    let n = node("ec-enc").await;
+    add(&n.db, "SEP001122334455", "Standard Encrypted Profile").await;
+    let key = generate_key(KeySpec::EcP256).unwrap();
+    let p = CertParams::new(
+        DistinguishedName {
+            cn: "SEP001122334455".into(),
+            ..DistinguishedName::default()
+        },
+        now() - 60,
+        30,
+    );
+    let cert = self_signed(&p, &key, &OsRandom).unwrap();
+    let rec = phonetrust_store::devices::device_cert(DeviceCertKind::Lsc, &cert, now()).unwrap();
+    n.db.record_capf_result(
+        "SEP001122334455",
+        OpState::Success,
+        "Upgrade Success",
+        std::slice::from_ref(&rec),
+        false,
+        now(),
+    )
+    .await
+    .unwrap();
+    match n.prov.open("SEP001122334455.cnf.xml.enc.sgn").await {
+        Err(NotServed::Internal(file, why)) => {
+            assert_eq!(file, "SEP001122334455.cnf.xml.enc.sgn");
+            assert!(
+                why.contains("SEP001122334455's certificate has no RSA key")
+                    && why.contains("--key-order rsa"),
+                "{why}"
+            );
+        }
+        other => panic!("expected a refusal naming the cause, got {other:?}"),
+    }
+}

@@ -177,6 +177,9 @@ async fn regenerating_capf_with_installed_lscs_needs_confirmation() {
     .await
     .unwrap();
 
+    // The LSC chains to CAPF and expires in a year: not in a 30-day report.
+    let r = own::expiring(&data, &db, 30, NOW).await.unwrap();
+    assert!(r.iter().all(|e| e.kind != "LSC"), "{r:?}");
     let before = pem_of(&data, OwnCert::Capf);
     let e = own::regenerate(&data, &db, OwnCert::Capf, false, NOW, &SeededRandom::new(9))
         .await
@@ -188,6 +191,22 @@ async fn regenerating_capf_with_installed_lscs_needs_confirmation() {
         .await
         .unwrap();
     assert_eq!(r.lsc_holders, 1);
+    assert!(
+        r.lsc_auth_phones.is_empty(),
+        "the phone authenticates by null string"
+    );
+    // Now the LSC no longer chains (same CAPF name, new key): reported with its subject.
+    let r = own::expiring(&data, &db, 30, NOW).await.unwrap();
+    let lsc: Vec<_> = r.iter().filter(|e| e.kind == "LSC").collect();
+    assert_eq!(lsc.len(), 1, "{r:?}");
+    assert_eq!(lsc[0].name, "SEP001122334455");
+    assert!(lsc[0].subject.contains("SEP001122334455"), "{:?}", lsc[0]);
+    let note = lsc[0].note.as_deref().unwrap();
+    assert!(
+        note.starts_with("does not chain to the current CAPF certificate")
+            && note.ends_with("schedule Install/Upgrade for SEP001122334455"),
+        "{note}"
+    );
     let new = identity::load(&data).unwrap();
     let cn =
         DistinguishedName::from_x509_name(new.get(OwnCert::Capf).unwrap().cert.subject_name()).cn;

@@ -48,7 +48,7 @@ fn phone(name: &str) -> NewDevice {
 #[tokio::test]
 async fn fresh_database_has_schema_defaults_and_seed_queries() {
     let (_d, db) = db("fresh").await;
-    assert_eq!(db.schema_version().await.unwrap(), 3);
+    assert_eq!(db.schema_version().await.unwrap(), 4);
     assert_eq!(db.param("ClusterSecurityMode").await.unwrap(), 0);
     assert_eq!(db.param("CAPF Phone Port").await.unwrap(), 3804);
     assert_eq!(db.param("CapfOperationExpiresInDays").await.unwrap(), 10);
@@ -435,9 +435,12 @@ async fn phones_add_show_change_list_delete() {
             NOW,
         )
         .await
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("--auth-string"), "{e}");
+        .unwrap_err();
+    // The shells say where to give it (`--auth-string`, the CSV column `auth_string`).
+    assert!(
+        matches!(e, phonetrust_store::StoreError::MissingAuthString),
+        "{e}"
+    );
     assert_eq!(
         db.device("SEP001122334455").await.unwrap().capf,
         d.capf,
@@ -473,6 +476,45 @@ async fn phones_add_show_change_list_delete() {
     let d = db.device("SEP001122334455").await.unwrap();
     assert_eq!(d.capf.status, "Upgrade Success");
     assert_eq!(d.capf.operation, CertOperation::None);
+    // Scheduling "no operation" keeps the last outcome visible (issue 14.11); a pending
+    // operation cancelled reads "None".
+    let d = db
+        .set_capf(
+            "SEP001122334455",
+            &CapfChange {
+                operation: Some(CertOperation::None),
+                ..CapfChange::default()
+            },
+            NOW + 5,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (d.capf.state, d.capf.status.as_str()),
+        (OpState::Success, "Upgrade Success")
+    );
+    assert_eq!(d.capf.status_at, NOW);
+    for (op, state, status) in [
+        (
+            CertOperation::Install,
+            OpState::Pending,
+            "Operation Pending",
+        ),
+        (CertOperation::None, OpState::None, "None"),
+    ] {
+        let d = db
+            .set_capf(
+                "SEP001122334455",
+                &CapfChange {
+                    operation: Some(op),
+                    ..CapfChange::default()
+                },
+                NOW + 10,
+            )
+            .await
+            .unwrap();
+        assert_eq!((d.capf.state, d.capf.status.as_str()), (state, status));
+    }
     assert_eq!(d.md5hash.as_deref(), Some(rec.md5.as_str()));
     let t = db
         .run_sql("select md5hash,name from device where name='SEP001122334455'")
