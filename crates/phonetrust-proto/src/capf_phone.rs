@@ -324,6 +324,20 @@ impl PhoneSession {
     }
 }
 
+/// An END_SESSION reason in words, for the phone's status and the simulator's report.
+pub fn describe_reason(r: Option<Reason>) -> String {
+    match r {
+        None => "no reason".into(),
+        Some(Reason::NoAction) => "nothing to do (reason 0)".into(),
+        Some(Reason::Success) => "success (reason 1)".into(),
+        Some(Reason::Failure) => {
+            "a failure (reason 7: invalid element, authentication or protocol)".into()
+        }
+        Some(Reason::UnknownDevice) => "unknown device (reason 9)".into(),
+        Some(Reason::Unknown(c)) => format!("reason {c}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
@@ -395,19 +409,5 @@ mod tests {
         // Asked for an LSC it does not have: the session fails on the phone, saying why.
         let e = respond(state(false), PhoneAuth::None, 3).unwrap_err();
         assert!(e.contains("no LSC"), "{e}");
-    }
-}
-
-/// An END_SESSION reason in words, for the phone's status and the simulator's report.
-pub fn describe_reason(r: Option<Reason>) -> String {
-    match r {
-        None => "no reason".into(),
-        Some(Reason::NoAction) => "nothing to do (reason 0)".into(),
-        Some(Reason::Success) => "success (reason 1)".into(),
-        Some(Reason::Failure) => {
-            "a failure (reason 7: invalid element, authentication or protocol)".into()
-        }
-        Some(Reason::UnknownDevice) => "unknown device (reason 9)".into(),
-        Some(Reason::Unknown(c)) => format!("reason {c}"),
     }
 }

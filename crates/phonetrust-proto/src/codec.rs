@@ -271,7 +271,7 @@ pub fn unhex(s: &str) -> Option<Vec<u8>> {
         .bytes()
         .filter(|c| !matches!(c, b':' | b' ' | b'\n' | b'\r' | b'\t'))
         .collect();
-    if clean.len() % 2 != 0 {
+    if !clean.len().is_multiple_of(2) {
         return None;
     }
     clean

@@ -467,17 +467,17 @@ pub fn parse_header(file: &[u8]) -> Result<Header, DecodeError> {
         }
         let len = usize::from(hr.u16("item length")?);
         let end = hr.offset() + len;
-        if let Some(&(ct, cend)) = containers.last() {
-            if end > cend {
-                return Err(DecodeError::malformed(
-                    off,
-                    format!("tag {t} {}", tag_name(t)),
-                    format!(
-                        "runs to byte {end}, past the end of its container (tag {ct} {}, ends at byte {cend})",
-                        tag_name(ct)
-                    ),
-                ));
-            }
+        if let Some(&(ct, cend)) = containers.last()
+            && end > cend
+        {
+            return Err(DecodeError::malformed(
+                off,
+                format!("tag {t} {}", tag_name(t)),
+                format!(
+                    "runs to byte {end}, past the end of its container (tag {ct} {}, ends at byte {cend})",
+                    tag_name(ct)
+                ),
+            ));
         }
         let what = format!("tag {t} {}", tag_name(t));
         if is_container(t) {
@@ -586,14 +586,14 @@ pub fn parse_header(file: &[u8]) -> Result<Header, DecodeError> {
             _ => {}
         }
     }
-    if let Some(&(ct, cend)) = containers.last() {
-        if cend > hl {
-            return Err(DecodeError::malformed(
-                hl,
-                format!("tag {ct} {}", tag_name(ct)),
-                "container not closed before the header end",
-            ));
-        }
+    if let Some(&(ct, cend)) = containers.last()
+        && cend > hl
+    {
+        return Err(DecodeError::malformed(
+            hl,
+            format!("tag {ct} {}", tag_name(ct)),
+            "container not closed before the header end",
+        ));
     }
 
     let missing = |t: u8| {

@@ -141,14 +141,14 @@ pub struct Header {
 impl Header {
     /// Read the header from the first bytes received; `Ok(None)` until 10 bytes are there.
     pub fn peek(buf: &[u8]) -> Result<Option<Self>, DecodeError> {
-        if let Some(&b) = buf.first() {
-            if b != PROTOCOL_ID {
-                return Err(DecodeError::malformed(
-                    0,
-                    "protocol id",
-                    format!("0x{b:02x} is not TVS (0x57)"),
-                ));
-            }
+        if let Some(&b) = buf.first()
+            && b != PROTOCOL_ID
+        {
+            return Err(DecodeError::malformed(
+                0,
+                "protocol id",
+                format!("0x{b:02x} is not TVS (0x57)"),
+            ));
         }
         if buf.len() < HEADER_LEN {
             return Ok(None);

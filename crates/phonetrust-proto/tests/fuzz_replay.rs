@@ -47,10 +47,10 @@ fn transcript_messages(prefix: &str) -> Vec<Vec<u8>> {
     for log in ["capf.log", "tvs.log"] {
         let text = String::from_utf8(read(vectors().join("transcripts").join(log))).unwrap();
         for line in text.lines() {
-            if let Some((who, hex)) = line.split_once(' ') {
-                if who.starts_with(prefix) {
-                    out.push(unhex(hex).unwrap());
-                }
+            if let Some((who, hex)) = line.split_once(' ')
+                && who.starts_with(prefix)
+            {
+                out.push(unhex(hex).unwrap());
             }
         }
     }
@@ -202,10 +202,10 @@ fn capf_session_seeds() -> Vec<Vec<u8>> {
     for line in text.lines() {
         if line.starts_with("##") {
             sessions.push(Vec::new());
-        } else if let Some(hex) = line.strip_prefix("capfc ") {
-            if let Some(s) = sessions.last_mut() {
-                s.push(unhex(hex).unwrap());
-            }
+        } else if let Some(hex) = line.strip_prefix("capfc ")
+            && let Some(s) = sessions.last_mut()
+        {
+            s.push(unhex(hex).unwrap());
         }
     }
     assert_eq!(sessions.len(), 8, "the transcript's eight sessions");

@@ -28,8 +28,8 @@ impl Table {
         let n = self.header.len();
         let mut width: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
         for r in &self.rows {
-            for (i, c) in r.iter().take(n).enumerate() {
-                width[i] = width[i].max(c.chars().count());
+            for (w, c) in width.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
             }
         }
         let mut out = String::new();
