@@ -62,11 +62,23 @@ pub async fn tftp_get(
     name: &str,
     opts: ClientOptions,
 ) -> Result<Vec<u8>, Fetch> {
-    let bind: SocketAddr = if server.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
+    let any: std::net::IpAddr = if server.is_ipv4() {
+        std::net::Ipv4Addr::UNSPECIFIED.into()
     } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        std::net::Ipv6Addr::UNSPECIFIED.into()
     };
+    tftp_get_from(any, server, name, opts).await
+}
+
+/// [`tftp_get`] from the local address `local` (a phone with its own address, in tests
+/// on 127.0.0.x).
+pub async fn tftp_get_from(
+    local: std::net::IpAddr,
+    server: SocketAddr,
+    name: &str,
+    opts: ClientOptions,
+) -> Result<Vec<u8>, Fetch> {
+    let bind = SocketAddr::new(local, 0);
     let sock = UdpSocket::bind(bind)
         .await
         .map_err(|e| Fetch::Failed(e.to_string()))?;
@@ -113,9 +125,30 @@ pub async fn tftp_get(
 
 /// An HTTP/1.1 GET of `/name` (`Connection: close`, body by Content-Length).
 pub async fn http_get(server: SocketAddr, name: &str) -> Result<Vec<u8>, Fetch> {
+    http_get_from(None, server, name).await
+}
+
+/// [`http_get`] from the local address `local` (None: any).
+pub async fn http_get_from(
+    local: Option<std::net::IpAddr>,
+    server: SocketAddr,
+    name: &str,
+) -> Result<Vec<u8>, Fetch> {
     let f = |e: std::io::Error| Fetch::Failed(e.to_string());
     let fut = async {
-        let mut s = TcpStream::connect(server).await.map_err(f)?;
+        let mut s = match local {
+            None => TcpStream::connect(server).await.map_err(f)?,
+            Some(ip) => {
+                let sock = if ip.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()
+                } else {
+                    tokio::net::TcpSocket::new_v6()
+                }
+                .map_err(f)?;
+                sock.bind(SocketAddr::new(ip, 0)).map_err(f)?;
+                sock.connect(server).await.map_err(f)?
+            }
+        };
         let req = format!("GET /{name} HTTP/1.1\r\nHost: {server}\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.map_err(f)?;
         let mut all = Vec::new();

@@ -9,7 +9,7 @@
 #![allow(clippy::expect_used, clippy::panic)]
 
 use crate::cert::CertAndKey;
-use crate::{capf, devconfig, enccnf, show, tftp, trustlist, tvs};
+use crate::{capf, devconfig, enccnf, show, tftp, tftp_server, trustlist, tvs};
 
 /// Trust lists: parse, render, verify; records re-encode and re-parse to themselves.
 pub fn trust_list(data: &[u8]) {
@@ -289,6 +289,102 @@ pub fn tftp_client(data: &[u8]) {
                 return;
             }
         }
+    }
+}
+
+/// TFTP server transfers: the first length-prefixed datagram is the request, the others
+/// (a zero length standing for a timeout) the client's. Properties: no panic; a refusal is
+/// an ERROR packet; nothing but DATA and OACK is sent during a transfer; before the first
+/// ACK at most one distinct datagram is sent, at most `1 + unverified_retries` times; each
+/// ACK releases no more blocks than the window; a block is never longer than agreed.
+pub fn tftp_server(data: &[u8]) {
+    let policy = tftp_server::ServerPolicy::default();
+    let mut chunks = Vec::new();
+    let mut rest = data;
+    while let Some((len, tail)) = rest.split_first_chunk::<2>() {
+        let n = usize::from(u16::from_be_bytes(*len)).min(tail.len());
+        let (d, tail) = tail.split_at(n);
+        chunks.push(d);
+        rest = tail;
+    }
+    let Some((req, client)) = chunks.split_first() else {
+        return;
+    };
+    let r = match tftp_server::accept(req, &policy) {
+        Ok(r) => r,
+        Err(refused) => {
+            assert!(matches!(
+                tftp::Packet::decode(&refused.reply),
+                Ok(tftp::Packet::Error(..))
+            ));
+            return;
+        }
+    };
+    assert!(r.negotiated.blksize >= 8 && r.negotiated.blksize <= policy.max_blksize);
+    assert!(
+        r.negotiated
+            .timeout
+            .is_none_or(|t| t >= 1 && t <= policy.max_timeout)
+    );
+    let window = usize::from(r.negotiated.window);
+    assert!(window * usize::from(r.negotiated.blksize) <= policy.max_window_bytes.max(65464));
+    let blksize = usize::from(r.negotiated.blksize);
+    let size = 3 * blksize as u64 + 5;
+    let (mut t, first) = tftp_server::ReadTransfer::start(r.negotiated, Some(size), &policy);
+    let mut offset = 0u64;
+    let mut unverified_sends = first.len();
+    let check = |p: &[u8]| match tftp::Packet::decode(p) {
+        Ok(tftp::Packet::Data(_, d)) => assert!(d.len() <= blksize, "block over blksize"),
+        Ok(tftp::Packet::OAck(_)) | Ok(tftp::Packet::Error(..)) => {}
+        other => panic!("server sent {other:?}"),
+    };
+    let fill = |t: &mut tftp_server::ReadTransfer, offset: &mut u64| -> usize {
+        let mut n = 0;
+        while let Some(want) = t.wants_block() {
+            assert_eq!(want, blksize);
+            let take = (size - *offset).min(want as u64) as usize;
+            *offset += take as u64;
+            check(&t.push_block(&vec![0x5a; take]));
+            n += 1;
+            assert!(n <= window, "more blocks than the window at once");
+        }
+        n
+    };
+    if !t.verified() {
+        unverified_sends += fill(&mut t, &mut offset);
+    }
+    for c in client {
+        let was_verified = t.verified();
+        let step = if c.is_empty() {
+            t.on_timeout()
+        } else {
+            t.on_packet(c)
+        };
+        match step {
+            tftp_server::Step::Send(v) => {
+                assert!(v.len() <= window.max(1));
+                v.iter().for_each(|p| check(p));
+                let n = fill(&mut t, &mut offset);
+                if !was_verified && !t.verified() {
+                    unverified_sends += v.len() + n;
+                }
+            }
+            tftp_server::Step::Done => {
+                assert_eq!(offset, size, "done before the whole file was sent");
+                return;
+            }
+            tftp_server::Step::Failed(e, reply) => {
+                assert!(!e.to_string().is_empty());
+                if let Some(p) = reply {
+                    check(&p);
+                }
+                return;
+            }
+        }
+        assert!(
+            unverified_sends <= 1 + policy.unverified_retries as usize,
+            "{unverified_sends} datagrams before the first ACK"
+        );
     }
 }
 

@@ -33,6 +33,7 @@ pub mod rand;
 pub mod sgn;
 pub mod show;
 pub mod tftp;
+pub mod tftp_server;
 pub mod tlv;
 pub mod trustlist;
 pub mod tvs;

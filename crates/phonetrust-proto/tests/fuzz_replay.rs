@@ -278,6 +278,31 @@ fn tftp_client_target() {
     exercise("tftp_client", &seeds, 40, fuzzing::tftp_client);
 }
 
+/// The TFTP server transfer behind requests with and without options and with ACK
+/// sequences, errors and timeouts.
+#[test]
+fn tftp_server_target() {
+    let frame = |parts: &[&[u8]]| {
+        let mut v = Vec::new();
+        for b in parts {
+            v.extend_from_slice(&u16::try_from(b.len()).unwrap().to_be_bytes());
+            v.extend_from_slice(b);
+        }
+        v
+    };
+    let rrq_opts = b"\x00\x01SEP001122AABBCC.cnf.xml.sgn\x00octet\x00blksize\x0064\x00tsize\x000\x00windowsize\x004\x00timeout\x00255\x00";
+    let rrq = b"\x00\x01ITLFile.tlv\x00octet\x00";
+    let a = |n: u16| vec![0, 4, (n >> 8) as u8, n as u8];
+    let seeds = vec![
+        frame(&[rrq_opts, &a(0), &a(4), &[], &a(2), &a(4), &a(5)]),
+        frame(&[rrq, &a(1), &a(2), &a(3), &[], &a(4)]),
+        frame(&[rrq, &[], &[], &[]]),
+        frame(&[rrq_opts, &[], &a(0), b"\x00\x05\x00\x00bye\x00"]),
+        frame(&[b"\x00\x02passwd\x00octet\x00"]),
+    ];
+    exercise("tftp_server", &seeds, 3000, fuzzing::tftp_server);
+}
+
 #[test]
 fn device_config_target() {
     let seeds = vec![

@@ -1,17 +1,59 @@
 //! The HTTP server phones download from (port 6970 by default): `GET /<name>` for the
 //! same namespace as TFTP, with `Content-Length` and `Cache-Control: no-store` as the
 //! seeds show; anything not served is a 404 "File not found".
+//!
+//! What one client can hold is bounded: connections are counted globally and per
+//! address (over the cap: `503` with `Retry-After` in one write, then close); the request
+//! head must arrive within the header timeout, which is also how long an idle keep-alive
+//! connection may wait for its next request (a slowloris drip does not extend it); a
+//! download whose client stops reading ends after the write-stall limit; static files
+//! are streamed in chunks, never read whole.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::ServiceError;
-use crate::provision::NotServed;
+use crate::guard::WriteStall;
+use crate::limits::{Limiter, Throttle};
+use crate::provision::{Content, NotServed};
 use crate::tftp::FileSource;
+
+/// Chunk size of streamed files.
+const CHUNK: usize = 64 * 1024;
+
+/// HTTP settings.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Longest the request head may take to arrive, and an idle keep-alive connection may
+    /// wait for the next request.
+    pub header_timeout: Duration,
+    /// Longest a response write may stay blocked by a client that does not read.
+    pub write_stall: Duration,
+    /// Connections at once, all clients.
+    pub max_connections: usize,
+    /// Connections at once from one address.
+    pub max_per_address: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], phonetrust_proto::ports::HTTP)),
+            header_timeout: Duration::from_secs(10),
+            write_stall: Duration::from_secs(30),
+            max_connections: 1024,
+            max_per_address: 64,
+        }
+    }
+}
 
 async fn get<S: FileSource>(
     State(source): State<Arc<S>>,
@@ -19,11 +61,28 @@ async fn get<S: FileSource>(
     Path(name): Path<String>,
 ) -> Response {
     match source.open(&name, peer).await {
-        Ok(bytes) => {
-            tracing::debug!(%peer, file = name, bytes = bytes.len(), "HTTP GET");
-            let len = bytes.len();
-            let mut r =
-                axum::body::Body::from(axum::body::Bytes::from_owner(bytes)).into_response();
+        Ok(content) => {
+            tracing::debug!(%peer, file = name, bytes = content.len(), "HTTP GET");
+            let len = content.len();
+            let body = match content {
+                Content::Bytes(b) => axum::body::Body::from(axum::body::Bytes::from_owner(b)),
+                Content::File(f, n) => {
+                    let stream = futures_lite::stream::unfold(Some(f.take(n)), |st| async move {
+                        let mut f = st?;
+                        let mut buf = vec![0u8; CHUNK];
+                        match f.read(&mut buf).await {
+                            Ok(0) => None,
+                            Ok(k) => {
+                                buf.truncate(k);
+                                Some((Ok(axum::body::Bytes::from(buf)), Some(f)))
+                            }
+                            Err(e) => Some((Err(e), None)),
+                        }
+                    });
+                    axum::body::Body::from_stream(stream)
+                }
+            };
+            let mut r = body.into_response();
             let h = r.headers_mut();
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -52,22 +111,45 @@ fn not_found() -> Response {
 pub struct HttpServer {
     listener: tokio::net::TcpListener,
     app: axum::Router,
+    cfg: HttpConfig,
+    limiter: Limiter,
 }
 
 impl HttpServer {
-    /// Bind `listen` for `source`.
+    /// Bind `listen` for `source` with the default limits.
     pub async fn bind<S: FileSource>(
         source: Arc<S>,
         listen: SocketAddr,
     ) -> Result<Self, ServiceError> {
-        let listener = tokio::net::TcpListener::bind(listen)
+        Self::bind_with(
+            source,
+            HttpConfig {
+                listen,
+                ..HttpConfig::default()
+            },
+        )
+        .await
+    }
+
+    /// Bind as `cfg` says.
+    pub async fn bind_with<S: FileSource>(
+        source: Arc<S>,
+        cfg: HttpConfig,
+    ) -> Result<Self, ServiceError> {
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
             .await
-            .map_err(|e| ServiceError::Bind(listen, e))?;
+            .map_err(|e| ServiceError::Bind(cfg.listen, e))?;
         let app = axum::Router::new()
             .route("/{*name}", axum::routing::get(get::<S>))
             .fallback(|| async { not_found() })
             .with_state(source);
-        Ok(Self { listener, app })
+        let limiter = Limiter::new(cfg.max_connections, cfg.max_per_address);
+        Ok(Self {
+            listener,
+            app,
+            cfg,
+            limiter,
+        })
     }
 
     /// The address it listens on.
@@ -75,15 +157,69 @@ impl HttpServer {
         self.listener.local_addr().map_err(ServiceError::Io)
     }
 
+    /// Connections open now (shared counter, usable after `run` took the server).
+    pub fn limiter(&self) -> Limiter {
+        self.limiter.clone()
+    }
+
     /// Serve until the task is dropped.
     pub async fn run(self) {
-        if let Err(e) = axum::serve(
-            self.listener,
-            self.app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        {
-            tracing::error!(error = %e, "HTTP server stopped");
+        let accept_log = Throttle::new(Duration::from_secs(5));
+        let busy_log = Throttle::new(Duration::from_secs(5));
+        let mut h1 = hyper::server::conn::http1::Builder::new();
+        h1.timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(self.cfg.header_timeout)
+            .max_buf_size(64 * 1024);
+        let h1 = Arc::new(h1);
+        loop {
+            let (tcp, peer) = match self.listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    if let Some(k) = accept_log.hit(Instant::now()) {
+                        let hint = if e.raw_os_error() == Some(24) || e.raw_os_error() == Some(23) {
+                            " (file descriptors exhausted: raise LimitNOFILE or lower [http] max_connections)"
+                        } else {
+                            ""
+                        };
+                        tracing::warn!(error = %e, count = k, "HTTP: accepting a connection failed{hint}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            };
+            let slot = match self.limiter.admit(peer.ip()) {
+                Ok(s) => s,
+                Err(busy) => {
+                    if let Some(k) = busy_log.hit(Instant::now()) {
+                        tracing::warn!(%peer, count = k, limit = %busy, "HTTP: connection refused, server busy");
+                    }
+                    tokio::spawn(async move {
+                        let mut tcp = tcp;
+                        let msg = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 10\r\nContent-Length: 12\r\nConnection: close\r\n\r\nServer busy\n";
+                        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                            let _ = tcp.write_all(msg).await;
+                            let _ = tcp.shutdown().await;
+                        })
+                        .await;
+                    });
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let svc = hyper_util::service::TowerToHyperService::new(
+                self.app
+                    .clone()
+                    .layer(axum::Extension(ConnectInfo(peer)))
+                    .into_service(),
+            );
+            let io = hyper_util::rt::TokioIo::new(WriteStall::new(tcp, self.cfg.write_stall));
+            let h1 = h1.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                if let Err(e) = h1.serve_connection(io, svc).await {
+                    tracing::debug!(%peer, error = %e, "HTTP: connection ended");
+                }
+            });
         }
     }
 }

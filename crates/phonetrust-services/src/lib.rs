@@ -4,13 +4,17 @@
 //! - [`capf`]: the CAPF server (certificate enrolment).
 //! - [`provision`]: the files phones download (ITL, CTL, configs, static files).
 //! - [`tftp`], [`http`]: the TFTP (UDP 69) and HTTP (6970) servers of that namespace.
+//! - [`guard`]: a stream wrapper that ends connections whose client stopped reading.
+//! - [`limits`]: caps per service and per address, and summarised refusal logs.
 //! - [`tvs`]: the TVS server (is this certificate trusted, and for which roles).
 //! - [`token`]: hardware security tokens (PKCS#11) that sign the CTL.
 
 #![forbid(unsafe_code)]
 
 pub mod capf;
+pub mod guard;
 pub mod http;
+pub mod limits;
 pub mod provision;
 pub mod tftp;
 pub mod token;

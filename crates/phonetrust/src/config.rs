@@ -65,9 +65,9 @@ pub(crate) struct ConfigFile {
     #[serde(default)]
     pub(crate) capf: CapfSection,
     #[serde(default)]
-    pub(crate) tftp: PortSection,
+    pub(crate) tftp: TftpSection,
     #[serde(default)]
-    pub(crate) http: PortSection,
+    pub(crate) http: HttpSection,
     #[serde(default)]
     pub(crate) tvs: TvsSection,
     #[serde(default)]
@@ -84,12 +84,28 @@ pub(crate) struct ServerSection {
     pub(crate) database: Option<String>,
 }
 
-/// `[tftp]`, `[http]`.
+/// `[tftp]`.
 #[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct PortSection {
+pub(crate) struct TftpSection {
     /// Port this process listens on.
     pub(crate) port: Option<u16>,
+    /// Transfers at once, all clients.
+    pub(crate) max_transfers: Option<usize>,
+    /// Transfers at once from one address.
+    pub(crate) max_transfers_per_address: Option<usize>,
+}
+
+/// `[http]`.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HttpSection {
+    /// Port this process listens on.
+    pub(crate) port: Option<u16>,
+    /// Connections at once, all clients.
+    pub(crate) max_connections: Option<usize>,
+    /// Connections at once from one address.
+    pub(crate) max_connections_per_address: Option<usize>,
 }
 
 /// `[tvs]`.

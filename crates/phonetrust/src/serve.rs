@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use phonetrust_pki::profiles::OwnCert;
 use phonetrust_services::capf::{CapfConfig, CapfServer};
+use phonetrust_services::http::HttpConfig;
 use phonetrust_services::http::HttpServer;
 use phonetrust_services::provision::{ProvisionConfig, Provisioning};
 use phonetrust_services::tftp::{TftpConfig, TftpServer};
@@ -138,11 +139,20 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
     tokio::spawn(tvs.run());
     tokio::spawn(prov.clone().watch());
     tokio::spawn(prov.clone().warm());
+    let tftp_defaults = TftpConfig::default();
     let tftp = TftpServer::start(
         prov.clone(),
         TftpConfig {
             listen: SocketAddr::new(bind, tftp_port),
-            ..TftpConfig::default()
+            max_transfers: file
+                .tftp
+                .max_transfers
+                .unwrap_or(tftp_defaults.max_transfers),
+            max_per_address: file
+                .tftp
+                .max_transfers_per_address
+                .unwrap_or(tftp_defaults.max_per_address),
+            ..tftp_defaults
         },
     )?;
     let tftp_addr = tftp.local_addr();
@@ -151,7 +161,23 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
         tftp_addr,
         static_dir.display()
     );
-    let http = HttpServer::bind(prov.clone(), SocketAddr::new(bind, http_port)).await?;
+    let http_defaults = HttpConfig::default();
+    let http = HttpServer::bind_with(
+        prov.clone(),
+        HttpConfig {
+            listen: SocketAddr::new(bind, http_port),
+            max_connections: file
+                .http
+                .max_connections
+                .unwrap_or(http_defaults.max_connections),
+            max_per_address: file
+                .http
+                .max_connections_per_address
+                .unwrap_or(http_defaults.max_per_address),
+            ..http_defaults
+        },
+    )
+    .await?;
     let http_addr = http.local_addr()?;
     outln!("phonetrust: HTTP listening on {http_addr}");
     let server = CapfServer::bind(db, capf, cfg.clone()).await?;
