@@ -216,6 +216,13 @@ pub struct ServerSession {
     /// The outcome has been given ([`Action::Finish`]): nothing more is answered. Kept
     /// apart from `state`, which [`ServerSession::handle`] takes out while it works.
     ended: bool,
+    /// A protocol error in AUTH_RESPONSE of a phone that named itself: reported once the
+    /// lookup says which operation failed ("Upgrade Failed: protocol version 9").
+    deferred: Option<String>,
+    /// The last message was REQUEST_IN_PROGRESS: the read deadline runs on.
+    keep_deadline: bool,
+    /// Read deadlines: for a reply, and for the phone's key generation.
+    timeouts: (Duration, Duration),
 }
 
 #[derive(Debug, Clone)]
@@ -247,6 +254,18 @@ impl ServerSession {
             plan: None,
             auth_cert: None,
             ended: false,
+            deferred: None,
+            keep_deadline: false,
+            timeouts: (SHORT_TIMEOUT, KEY_GEN_TIMEOUT),
+        }
+    }
+
+    /// A session whose reads wait at most `reply` for a reply and `key_gen` for the
+    /// phone's key generation (REQUEST_IN_PROGRESS included).
+    pub fn with_timeouts(session_id: u32, reply: Duration, key_gen: Duration) -> Self {
+        Self {
+            timeouts: (reply, key_gen),
+            ..Self::new(session_id)
         }
     }
 
@@ -263,9 +282,16 @@ impl ServerSession {
     /// The read deadline for the next message.
     pub fn read_timeout(&self) -> Duration {
         match self.state {
-            State::AwaitKeyGen { .. } => KEY_GEN_TIMEOUT,
-            _ => SHORT_TIMEOUT,
+            State::AwaitKeyGen { .. } => self.timeouts.1,
+            _ => self.timeouts.0,
         }
+    }
+
+    /// The next read keeps the deadline of the previous one instead of starting a new
+    /// [`read_timeout`](Self::read_timeout): after REQUEST_IN_PROGRESS, which may not
+    /// extend the key-generation deadline.
+    pub fn keeps_deadline(&self) -> bool {
+        self.keep_deadline
     }
 
     /// True once the session has finished.
@@ -292,6 +318,22 @@ impl ServerSession {
             .as_ref()
             .map(|p| p.operation.status_word())
             .unwrap_or("Operation")
+    }
+
+    /// The connection broke or the phone fell silent (`why`): the session ends, and its
+    /// outcome is a failure of the scheduled operation ("Upgrade Failed: …"), to be
+    /// recorded (nothing can be sent any more). None when the outcome was given already.
+    pub fn lost(&mut self, why: &str) -> Option<Outcome> {
+        if self.ended {
+            return None;
+        }
+        self.ended = true;
+        self.state = State::Done;
+        Some(Outcome::Failed {
+            device: self.device.clone(),
+            kind: FailKind::Protocol,
+            status: format!("{} Failed: {why}", self.op_word()),
+        })
     }
 
     fn fail(&mut self, kind: FailKind, why: impl Into<String>) -> Vec<Action> {
@@ -345,11 +387,13 @@ impl ServerSession {
                 ),
             );
         }
+        self.keep_deadline = false;
         let state = std::mem::replace(&mut self.state, State::Done);
         match (state, msg.command) {
             (State::AwaitAuth, Command::AuthResponse) => self.on_auth(&msg),
             (s @ State::AwaitKeyGen { .. }, Command::RequestInProgress) => {
                 self.state = s;
+                self.keep_deadline = true;
                 Vec::new()
             }
             (State::AwaitKeyGen { next }, Command::KeyGenResponse) => self.on_key(&msg, next),
@@ -410,7 +454,16 @@ impl ServerSession {
         self.device = Some(device.clone());
         match msg.version() {
             Some(2 | 3) | None => {}
-            Some(v) => return self.fail(FailKind::Protocol, format!("protocol version {v}")),
+            Some(v) => self.deferred = Some(format!("protocol version {v}")),
+        }
+        // Phones answer with reason 1 (some older ones 0); 7 is a failure they report.
+        if let Some(r @ Reason::Failure) = msg.reason()
+            && self.deferred.is_none()
+        {
+            self.deferred = Some(format!(
+                "the phone answered AUTH_REQUEST with failure reason {}",
+                r.code()
+            ));
         }
         self.auth = Some(AuthResponse {
             password: msg.password(),
@@ -434,6 +487,9 @@ impl ServerSession {
         };
         let op = plan.operation.clone();
         self.plan = Some(plan);
+        if let Some(why) = self.deferred.take() {
+            return self.fail(FailKind::Protocol, why);
+        }
         if op == Operation::None {
             return self.finish(Outcome::NothingScheduled { device }, Reason::NoAction);
         }

@@ -4,7 +4,7 @@
 //! deadline on every read), answers lookups from the store, issues LSCs with the CAPF key
 //! and records outcomes in one transaction before the END_SESSION leaves.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,6 +28,7 @@ use tokio::sync::{RwLock, Semaphore, mpsc, oneshot};
 use tokio_openssl::SslStream;
 
 use crate::ServiceError;
+use crate::limits::{Admission, Limiter, Throttle};
 
 /// Settings of the CAPF server.
 #[derive(Clone, Debug)]
@@ -38,6 +39,17 @@ pub struct CapfConfig {
     pub min_tls: SslVersion,
     /// Sessions at once; further phones get RETRY_LATER.
     pub max_sessions: usize,
+    /// Sessions at once from one address; further phones there get RETRY_LATER.
+    pub max_sessions_per_address: usize,
+    /// TLS handshakes in progress at once; further connections are closed at once.
+    pub max_handshakes: usize,
+    /// TLS handshakes in progress at once from one address.
+    pub max_handshakes_per_address: usize,
+    /// Longest a TLS handshake may take.
+    pub handshake_timeout: Duration,
+    /// Longest the phone may take to generate its key, REQUEST_IN_PROGRESS messages
+    /// included (they do not extend it).
+    pub key_gen_timeout: Duration,
     /// RETRY_LATER delay, seconds.
     pub retry_delay: u32,
     /// Authentication failures from one address or device before it is slowed down.
@@ -55,6 +67,11 @@ impl Default for CapfConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], phonetrust_proto::ports::CAPF)),
             min_tls: SslVersion::TLS1,
             max_sessions: 1000,
+            max_sessions_per_address: 100,
+            max_handshakes: 256,
+            max_handshakes_per_address: 32,
+            handshake_timeout: Duration::from_secs(10),
+            key_gen_timeout: phonetrust_proto::capf_server::KEY_GEN_TIMEOUT,
             retry_delay: 30,
             auth_failures_before_backoff: 5,
             batch_delay: Duration::from_millis(2),
@@ -115,6 +132,13 @@ struct Shared {
     presented: std::sync::RwLock<Arc<Presented>>,
     cfg: CapfConfig,
     sessions: Arc<Semaphore>,
+    /// Sessions per address.
+    per_address: Limiter,
+    /// TLS handshakes in progress.
+    handshakes: Limiter,
+    /// Phones with a session running: a second session of the same phone waits.
+    active: std::sync::Mutex<HashSet<String>>,
+    busy_log: Throttle,
     next_sid: AtomicU32,
     settings: RwLock<(Instant, Settings)>,
     failures: std::sync::Mutex<HashMap<String, (u32, Instant)>>,
@@ -144,9 +168,11 @@ async fn looker(db: Db, mut rx: mpsc::Receiver<(String, LookupReply)>, linger: L
             }
         }
         match db.devices_named(&names).await {
-            Ok(mut found) => {
+            Ok(found) => {
+                // Every waiter gets its phone, also when two sessions of one phone wait
+                // in the same batch.
                 for (n, reply) in waiting {
-                    let _ = reply.send(Ok(found.remove(&n)));
+                    let _ = reply.send(Ok(found.get(&n).cloned()));
                 }
             }
             Err(e) => {
@@ -263,6 +289,10 @@ impl CapfServer {
             db,
             presented: std::sync::RwLock::new(Arc::new(Presented { capf, acceptor })),
             sessions,
+            per_address: Limiter::new(cfg.max_sessions, cfg.max_sessions_per_address),
+            handshakes: Limiter::new(cfg.max_handshakes, cfg.max_handshakes_per_address),
+            active: std::sync::Mutex::new(HashSet::new()),
+            busy_log: Throttle::new(Duration::from_secs(5)),
             cfg,
             next_sid: AtomicU32::new(u32::from_be_bytes(first) | 1),
             settings: RwLock::new((
@@ -328,16 +358,31 @@ impl CapfServer {
 
     /// Accept phones until the task is dropped.
     pub async fn run(self) {
+        let accept_log = Throttle::new(Duration::from_secs(5));
         loop {
             match self.listener.accept().await {
                 Ok((tcp, peer)) => {
+                    // A handshake costs memory and CPU before anything is known of the
+                    // client: they are counted, and the excess is closed at once.
+                    let slot = match self.shared.handshakes.admit(peer.ip()) {
+                        Ok(s) => s,
+                        Err(busy) => {
+                            if let Some(k) = self.shared.busy_log.hit(Instant::now()) {
+                                tracing::warn!(%peer, count = k, limit = %busy, "CAPF: connection closed, too many TLS handshakes in progress");
+                            }
+                            drop(tcp);
+                            continue;
+                        }
+                    };
                     let shared = self.shared.clone();
                     tokio::spawn(async move {
-                        connection(shared, tcp, peer).await;
+                        connection(shared, tcp, peer, slot).await;
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "CAPF accept failed");
+                    if let Some(k) = accept_log.hit(Instant::now()) {
+                        tracing::warn!(error = %e, count = k, "CAPF: accepting a connection failed{}", crate::limits::fd_hint(&e));
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
@@ -369,8 +414,11 @@ enum ReadError {
 
 async fn read_message(
     tls: &mut SslStream<TcpStream>,
-    deadline: Duration,
+    deadline: tokio::time::Instant,
 ) -> Result<Vec<u8>, ReadError> {
+    let secs = deadline
+        .saturating_duration_since(tokio::time::Instant::now())
+        .as_secs();
     let fut = async {
         let mut head = [0u8; 8];
         tls.read_exact(&mut head).await.map_err(ReadError::Lost)?;
@@ -385,9 +433,9 @@ async fn read_message(
         msg.extend_from_slice(&body);
         Ok(msg)
     };
-    tokio::time::timeout(deadline, fut)
+    tokio::time::timeout_at(deadline, fut)
         .await
-        .map_err(|_| ReadError::Silent(deadline.as_secs()))?
+        .map_err(|_| ReadError::Silent(secs))?
 }
 
 fn backoff_key_ip(ip: IpAddr) -> String {
@@ -554,7 +602,33 @@ impl Shared {
 
 use phonetrust_rules::capf::IssuedLsc as Issued;
 
-async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+/// A phone's claim on its own name while its session runs.
+struct DeviceClaim<'a> {
+    shared: &'a Shared,
+    name: String,
+}
+
+impl Drop for DeviceClaim<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.name);
+    }
+}
+
+impl Shared {
+    fn claim(&self, device: &str) -> Option<DeviceClaim<'_>> {
+        let mut a = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        a.insert(device.to_string()).then(|| DeviceClaim {
+            shared: self,
+            name: device.to_string(),
+        })
+    }
+}
+
+async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, handshake: Admission) {
     let _ = tcp.set_nodelay(true);
     // One certificate for the whole session, even if it is replaced meanwhile.
     let presented = shared.current();
@@ -566,19 +640,31 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
     let Ok(mut tls) = SslStream::new(ssl, tcp) else {
         return;
     };
-    match tokio::time::timeout(Duration::from_secs(20), Pin::new(&mut tls).accept()).await {
+    match tokio::time::timeout(shared.cfg.handshake_timeout, Pin::new(&mut tls).accept()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return tracing::info!(%peer, error = %e, "CAPF: TLS handshake failed"),
         Err(_) => return tracing::info!(%peer, "CAPF: TLS handshake timed out"),
     }
+    drop(handshake);
     let sid = shared.next_sid.fetch_add(1, Ordering::Relaxed);
     // Busy, or this address failed too often: RETRY_LATER, never a dropped connection.
     let delay = shared.backoff_delay(&backoff_key_ip(peer.ip()));
-    let permit = match (delay, shared.sessions.try_acquire()) {
-        (None, Ok(p)) => p,
-        (d, _) => {
+    let here = shared.per_address.admit(peer.ip());
+    let permit = match (delay, shared.sessions.try_acquire(), here) {
+        (None, Ok(p), Ok(h)) => (p, h),
+        (d, p, h) => {
             let d = d.unwrap_or(shared.cfg.retry_delay);
-            tracing::info!(%peer, delay = d, "CAPF: RETRY_LATER");
+            let why = match (&d, &p, &h) {
+                _ if delay.is_some() => {
+                    "repeated authentication failures from this address".to_string()
+                }
+                (_, Err(_), _) => format!("all {} sessions in use", shared.cfg.max_sessions),
+                (_, _, Err(b)) => b.to_string(),
+                _ => String::new(),
+            };
+            if let Some(k) = shared.busy_log.hit(Instant::now()) {
+                tracing::warn!(%peer, delay = d, count = k, cause = why, "CAPF: RETRY_LATER");
+            }
             if let Ok(m) = Message::retry_later(sid, d).encode() {
                 let _ = send(&mut tls, &m).await;
             }
@@ -586,9 +672,15 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             return;
         }
     };
-    let mut s = ServerSession::new(sid);
+    let mut s = ServerSession::with_timeouts(
+        sid,
+        phonetrust_proto::capf_server::SHORT_TIMEOUT,
+        shared.cfg.key_gen_timeout,
+    );
     let mut issued: Option<Issued> = None;
+    let mut claim: Option<DeviceClaim<'_>> = None;
     let mut actions = s.start();
+    let mut deadline = tokio::time::Instant::now() + s.read_timeout();
     'session: loop {
         let mut next = Vec::new();
         for a in actions.drain(..) {
@@ -600,6 +692,18 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
                     }
                 }
                 Action::Lookup { device } => {
+                    // One session per phone runs its operation; another one waits.
+                    match shared.claim(&device) {
+                        Some(c) => claim = Some(c),
+                        None => {
+                            let d = shared.cfg.retry_delay;
+                            tracing::warn!(%peer, device, delay = d, "CAPF: RETRY_LATER, this phone has a session running already");
+                            if let Ok(m) = Message::retry_later(sid, d).encode() {
+                                let _ = send(&mut tls, &m).await;
+                            }
+                            break 'session;
+                        }
+                    }
                     if let Some(d) = shared.backoff_delay(&format!("dev:{device}")) {
                         tracing::warn!(%peer, device, delay = d, "CAPF: repeated authentication failures, slowed down");
                         if let Ok(m) = Message::retry_later(sid, d).encode() {
@@ -656,19 +760,19 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         if s.is_done() {
             break;
         }
-        match read_message(&mut tls, s.read_timeout()).await {
+        if !s.keeps_deadline() {
+            deadline = tokio::time::Instant::now() + s.read_timeout();
+        }
+        match read_message(&mut tls, deadline).await {
             Ok(m) => actions = s.handle(&m),
             Err(why) => {
                 // Oversized: tell the phone (reason 7). Lost or silent: nothing to tell.
                 if matches!(why, ReadError::TooLarge(_)) {
                     let _ = send(&mut tls, &s.failure_end()).await;
                 }
-                let outcome = Outcome::Failed {
-                    device: s.device().map(str::to_string),
-                    kind: FailKind::Protocol,
-                    status: format!("Operation Failed: {why}"),
-                };
-                if s.device().is_some() {
+                if s.device().is_some()
+                    && let Some(outcome) = s.lost(&why.to_string())
+                {
                     let _ = shared.record(capf, &outcome, unix_now(), None).await;
                 }
                 tracing::warn!(%peer, device = s.device().unwrap_or("?"), cause = %why, "CAPF: session ended");
@@ -676,6 +780,7 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             }
         }
     }
+    drop(claim);
     drop(permit);
     let _ = tokio::time::timeout(Duration::from_secs(2), tls.shutdown()).await;
 }

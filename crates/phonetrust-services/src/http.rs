@@ -176,12 +176,7 @@ impl HttpServer {
                 Ok(x) => x,
                 Err(e) => {
                     if let Some(k) = accept_log.hit(Instant::now()) {
-                        let hint = if e.raw_os_error() == Some(24) || e.raw_os_error() == Some(23) {
-                            " (file descriptors exhausted: raise LimitNOFILE or lower [http] max_connections)"
-                        } else {
-                            ""
-                        };
-                        tracing::warn!(error = %e, count = k, "HTTP: accepting a connection failed{hint}");
+                        tracing::warn!(error = %e, count = k, "HTTP: accepting a connection failed{}", crate::limits::fd_hint(&e));
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;

@@ -119,6 +119,17 @@ impl Drop for Admission {
     }
 }
 
+/// " (file descriptors exhausted: …)" when `e` is EMFILE or ENFILE, for accept-failure
+/// log lines; otherwise empty.
+pub fn fd_hint(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(23 | 24) => {
+            " (file descriptors exhausted: raise LimitNOFILE, or lower the services' max_* settings)"
+        }
+        _ => "",
+    }
+}
+
 /// Lets one log line through per interval and counts the ones held back, so that a
 /// flood of refusals costs a line every few seconds, each saying how many it stands for.
 #[derive(Debug)]

@@ -30,6 +30,7 @@ use tokio::sync::{RwLock, Semaphore};
 use tokio_openssl::SslStream;
 
 use crate::ServiceError;
+use crate::limits::{Admission, Limiter, Throttle};
 
 /// Settings of the TVS server.
 #[derive(Clone, Debug)]
@@ -40,10 +41,20 @@ pub struct TvsConfig {
     pub min_tls: SslVersion,
     /// TTL sent with a "valid" answer: how long a phone may cache it (seconds).
     pub ttl: u32,
-    /// Deadline for each read from a phone.
+    /// Longest a whole request may take to arrive (from the end of the previous answer,
+    /// or the handshake): bytes that trickle in do not extend it.
     pub read_timeout: Duration,
-    /// Connections at once; further phones wait for a free slot.
+    /// Longest the TLS handshake may take.
+    pub handshake_timeout: Duration,
+    /// Sessions at once; further phones wait for a free slot.
     pub max_sessions: usize,
+    /// Connections at once (sessions and those waiting for a slot); further ones are
+    /// closed at once.
+    pub max_connections: usize,
+    /// Connections at once from one address.
+    pub max_per_address: usize,
+    /// Longest a connection waits for a session slot before it is closed.
+    pub slot_wait: Duration,
     /// How often the sources of the index are checked for changes.
     pub refresh: Duration,
 }
@@ -55,7 +66,11 @@ impl Default for TvsConfig {
             min_tls: SslVersion::TLS1,
             ttl: 86_400,
             read_timeout: Duration::from_secs(20),
+            handshake_timeout: Duration::from_secs(10),
             max_sessions: 10_000,
+            max_connections: 12_000,
+            max_per_address: 64,
+            slot_wait: Duration::from_secs(5),
             refresh: Duration::from_secs(1),
         }
     }
@@ -136,6 +151,8 @@ pub struct TvsServer {
     cfg: TvsConfig,
     state: RwLock<State>,
     sessions: Semaphore,
+    connections: Limiter,
+    busy_log: Throttle,
     listener: std::sync::Mutex<Option<TcpListener>>,
     addr: SocketAddr,
 }
@@ -231,6 +248,8 @@ impl TvsServer {
                 stamp,
             }),
             sessions: Semaphore::new(cfg.max_sessions),
+            connections: Limiter::new(cfg.max_connections, cfg.max_per_address),
+            busy_log: Throttle::new(Duration::from_secs(5)),
             db,
             data,
             cfg,
@@ -299,23 +318,50 @@ impl TvsServer {
             tracing::error!("TVS: run called twice");
             return;
         };
+        let accept_log = Throttle::new(Duration::from_secs(5));
         loop {
             match listener.accept().await {
                 Ok((tcp, peer)) => {
+                    let slot = match self.connections.admit(peer.ip()) {
+                        Ok(s) => s,
+                        Err(busy) => {
+                            if let Some(k) = self.busy_log.hit(std::time::Instant::now()) {
+                                tracing::warn!(%peer, count = k, limit = %busy, "TVS: connection closed, server busy");
+                            }
+                            drop(tcp);
+                            continue;
+                        }
+                    };
                     let me = self.clone();
-                    tokio::spawn(async move { me.connection(tcp, peer).await });
+                    tokio::spawn(async move { me.connection(tcp, peer, slot).await });
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "TVS accept failed");
+                    if let Some(k) = accept_log.hit(std::time::Instant::now()) {
+                        tracing::warn!(error = %e, count = k, "TVS: accepting a connection failed{}", crate::limits::fd_hint(&e));
+                    }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
         }
     }
 
-    async fn connection(&self, tcp: TcpStream, peer: SocketAddr) {
-        let Ok(_permit) = self.sessions.acquire().await else {
-            return;
+    /// Connections open now (sessions and those waiting for a slot).
+    pub fn connections(&self) -> usize {
+        self.connections.in_use()
+    }
+
+    async fn connection(&self, tcp: TcpStream, peer: SocketAddr, _slot: Admission) {
+        // A bounded wait for a session slot, then a close: never an endless queue.
+        let _permit = match tokio::time::timeout(self.cfg.slot_wait, self.sessions.acquire()).await
+        {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => return,
+            Err(_) => {
+                if let Some(k) = self.busy_log.hit(std::time::Instant::now()) {
+                    tracing::warn!(%peer, count = k, sessions = self.cfg.max_sessions, "TVS: no session slot free within {} s; connection closed", self.cfg.slot_wait.as_secs());
+                }
+                return;
+            }
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = self.state.read().await.acceptor.clone();
@@ -330,19 +376,22 @@ impl TvsServer {
             return;
         };
         let t = self.cfg.read_timeout;
-        match tokio::time::timeout(t, Pin::new(&mut tls).accept()).await {
+        let h = self.cfg.handshake_timeout;
+        match tokio::time::timeout(h, Pin::new(&mut tls).accept()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::info!(%peer, error = %e, "TVS: TLS handshake failed");
                 return;
             }
             Err(_) => {
-                tracing::info!(%peer, "TVS: no TLS handshake within {} s", t.as_secs());
+                tracing::info!(%peer, "TVS: no TLS handshake within {} s", h.as_secs());
                 return;
             }
         }
         let mut session = ServerSession::new();
         let mut buf = vec![0u8; 4096];
+        // The next request must be whole by this time; only an answered request moves it.
+        let mut deadline = tokio::time::Instant::now() + t;
         loop {
             // Answer everything buffered, then read more.
             loop {
@@ -357,7 +406,7 @@ impl TvsServer {
                             tls.flush().await
                         };
                         match tokio::time::timeout(t, w).await {
-                            Ok(Ok(())) => {}
+                            Ok(Ok(())) => deadline = tokio::time::Instant::now() + t,
                             _ => {
                                 tracing::info!(%peer, "TVS: could not send the answer; connection closed");
                                 return;
@@ -371,7 +420,7 @@ impl TvsServer {
                     }
                 }
             }
-            let n = match tokio::time::timeout(t, tls.read(&mut buf)).await {
+            let n = match tokio::time::timeout_at(deadline, tls.read(&mut buf)).await {
                 Ok(Ok(0)) => return,
                 Ok(Ok(n)) => n,
                 Ok(Err(e)) => {

@@ -136,6 +136,12 @@ pub(crate) struct CapfSection {
     pub(crate) min_tls: Option<String>,
     /// Sessions at once.
     pub(crate) max_sessions: Option<usize>,
+    /// Sessions at once from one address.
+    pub(crate) max_sessions_per_address: Option<usize>,
+    /// TLS handshakes in progress at once.
+    pub(crate) max_handshakes: Option<usize>,
+    /// TLS handshakes in progress at once from one address.
+    pub(crate) max_handshakes_per_address: Option<usize>,
     /// Seconds a refused phone is told to wait.
     pub(crate) retry_delay: Option<u32>,
     /// Group-commit delay in milliseconds (at most 100).

@@ -101,6 +101,15 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
             .max_sessions
             .or(file.capf.max_sessions)
             .unwrap_or(defaults.max_sessions),
+        max_sessions_per_address: file
+            .capf
+            .max_sessions_per_address
+            .unwrap_or(defaults.max_sessions_per_address),
+        max_handshakes: file.capf.max_handshakes.unwrap_or(defaults.max_handshakes),
+        max_handshakes_per_address: file
+            .capf
+            .max_handshakes_per_address
+            .unwrap_or(defaults.max_handshakes_per_address),
         retry_delay: file.capf.retry_delay.unwrap_or(defaults.retry_delay),
         batch_delay: batch_delay(file.capf.batch_delay_ms, defaults.batch_delay)?,
         ..defaults

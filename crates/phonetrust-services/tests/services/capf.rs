@@ -823,3 +823,272 @@ async fn store_refused_commit_failed_and_backoff() {
         .await;
     assert!(matches!(r, PhoneResult::RetryLater(d) if d >= 10), "{r:?}");
 }
+
+/// AUTH_RESPONSE for `device` (protocol `version`): the stream, the session id, and the
+/// server's next message.
+async fn authenticate_as(
+    addr: SocketAddr,
+    device: &str,
+    version: u8,
+    reason: Reason,
+) -> (
+    tokio_openssl::SslStream<tokio::net::TcpStream>,
+    u32,
+    Message,
+) {
+    use phonetrust_proto::capf::Element;
+    use phonetrust_proto::element::NulText;
+    let mut s = raw_client(addr, false).await;
+    let req = read_msg(&mut s).await;
+    let sid = req.session_id;
+    let auth = Message::new(
+        Command::AuthResponse,
+        sid,
+        vec![
+            Element::Reason(reason),
+            Element::Version(version),
+            Element::Password(NulText::new("")),
+            Element::DeviceName(NulText::new(device)),
+        ],
+    );
+    s.write_all(&auth.encode().unwrap()).await.unwrap();
+    let next = read_msg(&mut s).await;
+    (s, sid, next)
+}
+
+/// Protocol errors found inside a session never just close the connection: each ends
+/// with END_SESSION 7 and, for a phone the store knows, a failure status naming the cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_errors_inside_a_session_end_with_reason_7_and_a_status() {
+    let n = node("protocol-errors", CapfConfig::default()).await;
+    let weak = generate_key(KeySpec::Rsa(1024))
+        .unwrap()
+        .public_key_to_der()
+        .unwrap();
+    type Reply = Option<Box<dyn Fn(u32) -> Message>>;
+    let cases: Vec<(&str, Reply, &str)> = vec![
+        ("SEP0011AABBCC31", None, "protocol version 9"),
+        ("SEP0011AABBCC36", None, "failure reason 7"),
+        (
+            "SEP0011AABBCC32",
+            Some(Box::new(move |sid| Message::key_gen_response(sid, &weak))),
+            "1024-bit key",
+        ),
+        (
+            "SEP0011AABBCC33",
+            Some(Box::new(|sid| {
+                Message::key_gen_response(sid, b"\x30\x03abc")
+            })),
+            "unreadable public key",
+        ),
+        (
+            "SEP0011AABBCC34",
+            Some(Box::new(|sid| {
+                Message::reason_only(Command::DeleteCertResponse, sid, Reason::Success)
+            })),
+            "unexpected",
+        ),
+        (
+            "SEP0011AABBCC35",
+            Some(Box::new(|sid| {
+                Message::reason_only(Command::KeyGenResponse, sid, Reason::Failure)
+            })),
+            "could not generate a key",
+        ),
+    ];
+    for (dev, reply, cause) in cases {
+        schedule(
+            &n.db,
+            dev,
+            CertOperation::Install,
+            AuthMode::NullString,
+            None,
+            KeyOrder::Rsa,
+        )
+        .await;
+        let (version, reason) = match cause {
+            "protocol version 9" => (9, Reason::Success),
+            "failure reason 7" => (3, Reason::Failure),
+            _ => (3, Reason::Success),
+        };
+        let (mut s, sid, next) = authenticate_as(n.addr, dev, version, reason).await;
+        let end = match reply {
+            None => next,
+            Some(f) => {
+                assert_eq!(next.command, Command::KeyGenRequest, "{dev}");
+                s.write_all(&f(sid).encode().unwrap()).await.unwrap();
+                read_msg(&mut s).await
+            }
+        };
+        assert_eq!(
+            (end.command, end.reason()),
+            (Command::EndSession, Some(Reason::Failure)),
+            "{dev}: {cause}"
+        );
+        let d = n.db.device(dev).await.unwrap();
+        assert_eq!(d.capf.state, OpState::Failed, "{dev}: {}", d.capf.status);
+        assert!(
+            d.capf.status.starts_with("Upgrade Failed") && d.capf.status.contains(cause),
+            "{dev}: {}",
+            d.capf.status
+        );
+    }
+    // A DEVICE_NAME that is no phone's name: reason 7 as well (nothing to record).
+    let (_s, _sid, end) = authenticate_as(n.addr, "bogus", 3, Reason::Success).await;
+    assert_eq!(
+        (end.command, end.reason()),
+        (Command::EndSession, Some(Reason::Failure))
+    );
+}
+
+/// Several sessions of one phone at once (a phone retrying while its old session is
+/// open): one runs the operation, the others get RETRY_LATER — none is told the phone
+/// does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sessions_of_one_phone() {
+    let n = node(
+        "same-phone",
+        CapfConfig {
+            batch_delay: std::time::Duration::from_millis(20),
+            ..CapfConfig::default()
+        },
+    )
+    .await;
+    let dev = "SEP0011AABBCC40";
+    schedule(
+        &n.db,
+        dev,
+        CertOperation::Install,
+        AuthMode::NullString,
+        None,
+        KeyOrder::Rsa,
+    )
+    .await;
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let addr = n.addr;
+        tasks.push(tokio::spawn(async move {
+            let (s, _, m) = authenticate_as(addr, dev, 3, Reason::Success).await;
+            (s, m)
+        }));
+    }
+    let mut held = Vec::new();
+    let (mut keygen, mut retry) = (0, 0);
+    for t in tasks {
+        let (s, m) = t.await.unwrap();
+        match m.command {
+            Command::KeyGenRequest => keygen += 1,
+            Command::RetryLater => retry += 1,
+            other => panic!("{other:?} {:?}", m.reason()),
+        }
+        held.push(s);
+    }
+    assert_eq!((keygen, retry), (1, 5));
+}
+
+/// REQUEST_IN_PROGRESS does not extend the key-generation deadline; a phone that keeps
+/// sending it is given up when the deadline passes, with END-of-session status recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_in_progress_does_not_extend_the_key_generation_deadline() {
+    let n = node(
+        "keygen-deadline",
+        CapfConfig {
+            key_gen_timeout: std::time::Duration::from_secs(2),
+            ..CapfConfig::default()
+        },
+    )
+    .await;
+    let dev = "SEP0011AABBCC41";
+    schedule(
+        &n.db,
+        dev,
+        CertOperation::Install,
+        AuthMode::NullString,
+        None,
+        KeyOrder::Rsa,
+    )
+    .await;
+    let (mut s, sid, m) = authenticate_as(n.addr, dev, 3, Reason::Success).await;
+    assert_eq!(m.command, Command::KeyGenRequest);
+    let t0 = std::time::Instant::now();
+    let rip = Message::new(Command::RequestInProgress, sid, vec![])
+        .encode()
+        .unwrap();
+    // One every 500 ms for up to 6 s.
+    let mut closed = None;
+    while t0.elapsed() < std::time::Duration::from_secs(6) {
+        if s.write_all(&rip).await.is_err() {
+            closed = Some(t0.elapsed());
+            break;
+        }
+        let mut b = [0u8; 1];
+        match tokio::time::timeout(std::time::Duration::from_millis(500), s.read(&mut b)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = Some(t0.elapsed());
+                break;
+            }
+            _ => {}
+        }
+    }
+    let at = closed.expect("the session was ended");
+    assert!(at < std::time::Duration::from_secs(4), "{at:?}");
+    let d = n.db.device(dev).await.unwrap();
+    assert_eq!(d.capf.state, OpState::Failed, "{}", d.capf.status);
+    assert!(
+        d.capf
+            .status
+            .starts_with("Upgrade Failed: no message within"),
+        "{}",
+        d.capf.status
+    );
+}
+
+/// TLS handshakes in progress are capped per address: connections that never finish
+/// theirs do not take every slot, and a phone from another address is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_handshakes_are_capped_and_time_out() {
+    let n = node(
+        "handshakes",
+        CapfConfig {
+            max_handshakes_per_address: 4,
+            handshake_timeout: std::time::Duration::from_secs(1),
+            ..CapfConfig::default()
+        },
+    )
+    .await;
+    // Ten connections from 127.0.0.1 that send nothing.
+    let mut silent = Vec::new();
+    for _ in 0..10 {
+        silent.push(tokio::net::TcpStream::connect(n.addr).await.unwrap());
+    }
+    // Six of them are closed at once (over the cap), the other four after the deadline.
+    let t0 = std::time::Instant::now();
+    let mut closed_at = Vec::new();
+    for mut c in silent {
+        let mut b = [0u8; 1];
+        let r = tokio::time::timeout(std::time::Duration::from_secs(4), c.read(&mut b)).await;
+        assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "{r:?}");
+        closed_at.push(t0.elapsed());
+    }
+    assert!(
+        closed_at
+            .iter()
+            .all(|t| *t < std::time::Duration::from_secs(3))
+    );
+    // A phone from 127.0.0.2 meanwhile: its handshake and AUTH_REQUEST.
+    let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    b.set_verify(SslVerifyMode::NONE);
+    let ssl = b
+        .build()
+        .configure()
+        .unwrap()
+        .verify_hostname(false)
+        .into_ssl("capf")
+        .unwrap();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let tcp = sock.connect(n.addr).await.unwrap();
+    let mut s = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+    Pin::new(&mut s).connect().await.unwrap();
+    assert_eq!(read_msg(&mut s).await.command, Command::AuthRequest);
+}

@@ -48,6 +48,17 @@ struct Node {
 /// A node whose own certificates are the vectors' (CallManager, CallManager-ECDSA, CAPF,
 /// TVS, ITLRecovery), with its TVS server on loopback.
 async fn node(tag: &str) -> Node {
+    node_with(
+        tag,
+        TvsConfig {
+            read_timeout: Duration::from_secs(2),
+            ..TvsConfig::default()
+        },
+    )
+    .await
+}
+
+async fn node_with(tag: &str, cfg: TvsConfig) -> Node {
     let n = NodeIdentity::new("pub.example.test", DistinguishedName::default());
     let FreshNode { tmp, data, db, .. } = FreshNode::new(&format!("tvs-{tag}"), &n).await;
     phonetrust_testsupport::use_vector_identity(&data);
@@ -56,8 +67,7 @@ async fn node(tag: &str) -> Node {
         data,
         TvsConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
-            read_timeout: Duration::from_secs(2),
-            ..TvsConfig::default()
+            ..cfg
         },
     )
     .await
@@ -314,4 +324,82 @@ async fn framing_and_hostile_input() {
             .session_id,
         9
     );
+}
+
+/// Connections that drip a byte at a time hold a session only until the request
+/// deadline (the drip does not extend it); connections waiting for a slot are closed
+/// after a bounded wait; a phone is served once the drippers are gone, and connections
+/// over the per-address cap are closed at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dripping_connections_do_not_hold_tvs() {
+    let n = node_with(
+        "drip",
+        TvsConfig {
+            read_timeout: Duration::from_secs(2),
+            max_sessions: 2,
+            max_per_address: 4,
+            slot_wait: Duration::from_secs(1),
+            ..TvsConfig::default()
+        },
+    )
+    .await;
+    let cm = cert("pki/callmanager.crt").to_der().unwrap();
+    let req = phonetrust_proto::tvs::Message::verify_request(9, "CP-8845-SEP0011AABBCCDD", &cm)
+        .encode()
+        .unwrap();
+    // Two sessions dripping one byte every 300 ms (a request would take minutes).
+    let mut drips = Vec::new();
+    for _ in 0..2 {
+        let ctx = phone_tls();
+        let tcp = tokio::net::TcpStream::connect(n.addr).await.unwrap();
+        let ssl = openssl::ssl::Ssl::new(ctx.context()).unwrap();
+        let mut tls = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+        std::pin::Pin::new(&mut tls).connect().await.unwrap();
+        let req = req.clone();
+        drips.push(tokio::spawn(async move {
+            let t0 = std::time::Instant::now();
+            for b in req {
+                if tls.write_all(&[b]).await.is_err() || tls.flush().await.is_err() {
+                    break;
+                }
+                let mut one = [0u8; 1];
+                match tokio::time::timeout(Duration::from_millis(300), tls.read(&mut one)).await {
+                    Ok(Ok(0)) | Ok(Err(_)) => break,
+                    _ => {}
+                }
+                if t0.elapsed() > Duration::from_secs(10) {
+                    break;
+                }
+            }
+            t0.elapsed()
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A third connection finds no slot: closed within the slot wait, not left queued.
+    let t0 = std::time::Instant::now();
+    let mut waiting = tokio::net::TcpStream::connect(n.addr).await.unwrap();
+    let mut b = [0u8; 1];
+    let r = tokio::time::timeout(Duration::from_secs(5), waiting.read(&mut b)).await;
+    assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "{r:?}");
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    for d in drips {
+        let held = d.await.unwrap();
+        assert!(
+            held < Duration::from_secs(4),
+            "a dripping connection held {held:?}"
+        );
+    }
+    // Over the per-address cap (4): the fifth idle connection is closed at once.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(tokio::net::TcpStream::connect(n.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut fifth = tokio::net::TcpStream::connect(n.addr).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_millis(500), fifth.read(&mut b)).await;
+    assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "{r:?}");
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (trusted, _, _) = ask(&n, &cm).await;
+    assert!(trusted);
 }
