@@ -1,7 +1,6 @@
 //! TFTP packets (RFC 1350, options RFC 2347/2348/2349/7440) and the client side of a read
 //! transfer as a sans-IO state machine: the simulated phone feeds it datagrams and
-//! timeouts and sends what it returns. (The server side is `async-tftp` in
-//! `phonetrust-services`.)
+//! timeouts and sends what it returns. The server side is [`crate::tftp_server`].
 
 /// Why a datagram is not a TFTP packet.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //!
 //! - [`trustlists`]: which certificates the node's ITL lists, and its signer;
 //! - [`ctl`]: what the cluster's CTL holds (tokenless, recovery-signed, hardware tokens);
+//! - [`fdbudget`]: how `serve` divides its file descriptors between the services;
 //! - [`names`]: which names are served to phones (static files by checked name);
 //! - [`ports`]: which ports phones are told (the parameters) against where a server
 //!   listens;
@@ -19,6 +20,7 @@
 
 pub mod capf;
 pub mod ctl;
+pub mod fdbudget;
 pub mod names;
 pub mod ports;
 pub mod trustlists;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 
 /// Config of a benchmark node.
-const BENCH_CONFIG: &str = "\n[tftp]\nmax_transfers_per_address = 100000\n\n[http]\nmax_connections_per_address = 100000\n\n[capf]\nmax_sessions_per_address = 100000\nmax_handshakes = 100000\nmax_handshakes_per_address = 100000\n";
+const BENCH_CONFIG: &str = "\n[tftp]\nmax_transfers_per_address = 100000\n\n[http]\nmax_connections_per_address = 100000\n\n[capf]\nmax_sessions_per_address = 100000\nmax_handshakes = 100000\nmax_handshakes_per_address = 100000\n\n[tvs]\nmax_connections_per_address = 100000\n";
 
 /// A node in a temporary directory, removed on drop.
 pub(crate) struct BenchNode {

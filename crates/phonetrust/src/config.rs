@@ -116,6 +116,10 @@ pub(crate) struct TvsSection {
     pub(crate) port: Option<u16>,
     /// Seconds a phone may cache a "valid" answer (default 86400).
     pub(crate) ttl: Option<u32>,
+    /// Connections at once (sessions and those waiting for a slot).
+    pub(crate) max_connections: Option<usize>,
+    /// Connections at once from one address.
+    pub(crate) max_connections_per_address: Option<usize>,
 }
 
 /// `[provision]`.

@@ -114,6 +114,53 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
         batch_delay: batch_delay(file.capf.batch_delay_ms, defaults.batch_delay)?,
         ..defaults
     };
+    // The descriptor budget: the soft limit raised to the hard one, divided between the
+    // services (phonetrust_rules::fdbudget), each service's caps kept within its share.
+    let limit = raise_nofile_limit();
+    let tftp_defaults = TftpConfig::default();
+    let http_defaults = HttpConfig::default();
+    let tvs_defaults = TvsConfig::default();
+    let budget = phonetrust_rules::fdbudget::plan(
+        limit,
+        phonetrust_rules::fdbudget::Wanted {
+            tftp_transfers: file
+                .tftp
+                .max_transfers
+                .unwrap_or(tftp_defaults.max_transfers),
+            http_connections: file
+                .http
+                .max_connections
+                .unwrap_or(http_defaults.max_connections),
+            capf_handshakes: cfg.max_handshakes,
+            capf_sessions: cfg.max_sessions,
+            tvs_connections: file
+                .tvs
+                .max_connections
+                .unwrap_or(tvs_defaults.max_connections),
+        },
+    );
+    tracing::info!(
+        descriptors = limit,
+        tftp_transfers = budget.caps.tftp_transfers,
+        http_connections = budget.caps.http_connections,
+        capf_handshakes = budget.caps.capf_handshakes,
+        capf_sessions = budget.caps.capf_sessions,
+        tvs_connections = budget.caps.tvs_connections,
+        "descriptor budget"
+    );
+    if !budget.lowered.is_empty() {
+        let m = format!(
+            "the file-descriptor limit ({limit}) is too low for the configured limits; lowered: {} (raise LimitNOFILE / `ulimit -n`)",
+            budget.lowered.join(", ")
+        );
+        outln!("phonetrust: warning: {m}");
+        tracing::warn!("{m}");
+    }
+    let cfg = CapfConfig {
+        max_handshakes: budget.caps.capf_handshakes,
+        max_sessions: budget.caps.capf_sessions,
+        ..cfg
+    };
     let tftp_port = first(&[a.tftp_port, file.tftp.port], ports.tftp);
     let http_port = first(&[a.http_port, file.http.port], ports.http);
     let static_dir = node.static_dir();
@@ -137,8 +184,14 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
         TvsConfig {
             listen: SocketAddr::new(bind, first(&[a.tvs_port, file.tvs.port], tvs_param)),
             min_tls: cfg.min_tls,
-            ttl: file.tvs.ttl.unwrap_or(TvsConfig::default().ttl),
-            ..TvsConfig::default()
+            ttl: file.tvs.ttl.unwrap_or(tvs_defaults.ttl),
+            max_connections: budget.caps.tvs_connections,
+            max_sessions: tvs_defaults.max_sessions.min(budget.caps.tvs_connections),
+            max_per_address: file
+                .tvs
+                .max_connections_per_address
+                .unwrap_or(tvs_defaults.max_per_address),
+            ..tvs_defaults
         },
     )
     .await?;
@@ -148,7 +201,6 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
     tokio::spawn(tvs.run());
     tokio::spawn(prov.clone().watch());
     tokio::spawn(prov.clone().warm());
-    let tftp_defaults = TftpConfig::default();
     let tftp = TftpServer::start(
         prov.clone(),
         TftpConfig {
@@ -170,15 +222,11 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
         tftp_addr,
         static_dir.display()
     );
-    let http_defaults = HttpConfig::default();
     let http = HttpServer::bind_with(
         prov.clone(),
         HttpConfig {
             listen: SocketAddr::new(bind, http_port),
-            max_connections: file
-                .http
-                .max_connections
-                .unwrap_or(http_defaults.max_connections),
+            max_connections: budget.caps.http_connections,
             max_per_address: file
                 .http
                 .max_connections_per_address
@@ -263,4 +311,23 @@ async fn shutdown_signal() -> Result<()> {
         _ = term.recv() => {}
     }
     Ok(())
+}
+
+/// Raise the soft limit of open files to the hard limit; the limit in force afterwards.
+fn raise_nofile_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut l = getrlimit(Resource::Nofile);
+    let before = l.current.unwrap_or(u64::MAX);
+    if l.current != l.maximum {
+        l.current = l.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, l) {
+            tracing::warn!(error = %e, "could not raise the open-files limit to the hard limit");
+            return before;
+        }
+    }
+    let now = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    if now != before {
+        tracing::info!(from = before, to = now, "open-files limit raised");
+    }
+    now
 }

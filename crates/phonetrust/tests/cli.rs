@@ -2855,3 +2855,62 @@ fn release_profile_and_parameter_docs() {
         );
     }
 }
+
+/// `serve` raises its open-files limit to the hard limit and divides it between the
+/// services: under a hard limit of 700 the default caps do not fit, and serve says which
+/// it lowered and how to raise the limit.
+#[test]
+fn serve_plans_its_file_descriptors() {
+    let d = tmp("fdbudget");
+    let capf = free_port();
+    let ports: Vec<String> = (0..3).map(|_| free_port().to_string()).collect();
+    let mut child = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -Sn 300 && ulimit -Hn 700 && exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_phonetrust"),
+            "serve",
+            "-v",
+            "--bind",
+            "127.0.0.1",
+            "--capf-port",
+            &capf.to_string(),
+            "--tvs-port",
+            &ports[0],
+            "--tftp-port",
+            &ports[1],
+            "--http-port",
+            &ports[2],
+            "--host",
+            "pub.example.test",
+            "--rsa-bits",
+            "1024",
+        ])
+        .current_dir(&d)
+        .env("PHONETRUST_DATA", d.join("data"))
+        .stdout(std::fs::File::create(d.join("serve.out")).unwrap())
+        .stderr(std::fs::File::create(d.join("serve.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", capf)).is_err() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "serve did not start: {}",
+            std::fs::read_to_string(d.join("serve.log")).unwrap_or_default()
+        );
+        assert!(child.try_wait().unwrap().is_none(), "serve exited");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let out = std::fs::read_to_string(d.join("serve.out")).unwrap();
+    let log = std::fs::read_to_string(d.join("serve.log")).unwrap();
+    assert!(
+        out.contains("warning: the file-descriptor limit (700) is too low"),
+        "{out}"
+    );
+    assert!(out.contains("TFTP transfers 1024 → 85"), "{out}");
+    assert!(out.contains("raise LimitNOFILE"), "{out}");
+    assert!(log.contains("open-files limit raised"), "{log}");
+}
