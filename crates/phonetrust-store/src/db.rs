@@ -67,6 +67,22 @@ fn secure_sqlite_file(url: &str) -> Result<(), StoreError> {
         let p = p.to_path_buf();
         move |source| StoreError::Io { path: p, source }
     };
+    if let Ok(meta) = std::fs::metadata(&path)
+        && meta.len() == 0
+    {
+        // An empty file where a database was: truncated or replaced. Opening it would
+        // silently start an empty database. (A database in WAL mode may keep its data
+        // in the -wal file for a while: only an empty file without one is refused.)
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        if wal_len == 0 {
+            return Err(StoreError::Corrupt {
+                path,
+                reason: "the database file is empty (0 bytes): it was truncated or replaced; restore it from a backup, or remove it to start a new, empty database".into(),
+            });
+        }
+    }
     if !path.exists() {
         match std::fs::OpenOptions::new()
             .write(true)
@@ -106,8 +122,41 @@ pub struct Db {
     pub(crate) url: String,
 }
 
+/// SQLite result codes that mean the disk is full: SQLITE_FULL, and
+/// SQLITE_IOERR_SHMSIZE (the shared-memory file could not grow).
+const SQLITE_DISK_FULL: [&str; 2] = ["13", "4874"];
+/// SQLITE_NOTADB, SQLITE_CORRUPT.
+const SQLITE_DAMAGED: [&str; 2] = ["26", "11"];
+
+fn sqlite_code(e: &sqlx::Error) -> Option<String> {
+    match e {
+        sqlx::Error::Database(d) => d.code().map(|c| c.into_owned()),
+        _ => None,
+    }
+}
+
 pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
-    StoreError::Db(e.to_string())
+    match sqlite_code(&e) {
+        Some(c) if SQLITE_DISK_FULL.contains(&c.as_str()) => StoreError::DiskFull(e.to_string()),
+        _ => StoreError::Db(e.to_string()),
+    }
+}
+
+/// An error opening or migrating the SQLite file `path`, named for the administrator.
+fn open_err(url: &str, what: &str, e: sqlx::Error) -> StoreError {
+    let path = sqlite_path(url);
+    match (sqlite_code(&e), path) {
+        (Some(c), Some(path)) if SQLITE_DAMAGED.contains(&c.as_str()) => StoreError::Corrupt {
+            path,
+            reason: format!(
+                "not a readable SQLite database ({e}): it is damaged or another file; restore it from a backup (`phonetrust` never re-initialises a database it cannot read)"
+            ),
+        },
+        (Some(c), _) if SQLITE_DISK_FULL.contains(&c.as_str()) => {
+            StoreError::DiskFull(format!("{what} {url}: {e}"))
+        }
+        _ => StoreError::Db(format!("{what} {url}: {e}")),
+    }
 }
 
 impl Db {
@@ -130,7 +179,7 @@ impl Db {
             })
             .connect_with(opts)
             .await
-            .map_err(|e| StoreError::Db(format!("cannot open the database {url}: {e}")))?;
+            .map_err(|e| open_err(url, "cannot open the database", e))?;
         if backend == Backend::Sqlite && !full.contains("mode=ro") {
             // Write-ahead log: one sync per commit instead of the rollback journal's
             // several, readers never blocked by the writer. Still `synchronous = FULL`
@@ -139,12 +188,12 @@ impl Db {
             sqlx::query("PRAGMA journal_mode = WAL")
                 .execute(&pool)
                 .await
-                .map_err(|e| StoreError::Db(format!("setting WAL on {url}: {e}")))?;
+                .map_err(|e| open_err(url, "setting WAL on", e))?;
         }
-        MIGRATOR
-            .run(&pool)
-            .await
-            .map_err(|e| StoreError::Db(format!("migrating {url}: {e}")))?;
+        MIGRATOR.run(&pool).await.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(inner) => open_err(url, "migrating", inner),
+            other => StoreError::Db(format!("migrating {url}: {other}")),
+        })?;
         Ok(Self {
             pool,
             backend,
@@ -170,5 +219,44 @@ impl Db {
     /// Close the pool (waits for connections to return).
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::Connection;
+
+    /// A database that cannot grow (SQLITE_FULL, as on a full disk) is reported as a full
+    /// disk, not as an opaque database error.
+    #[tokio::test]
+    async fn a_full_disk_is_called_a_full_disk() {
+        let mut c = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        sqlx::raw_sql("CREATE TABLE t (b BLOB); PRAGMA max_page_count = 3;")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let e = sqlx::query("INSERT INTO t VALUES (zeroblob(100000))")
+            .execute(&mut c)
+            .await
+            .unwrap_err();
+        let e = db_err(e);
+        assert!(matches!(e, StoreError::DiskFull(_)), "{e:?}");
+        assert!(e.to_string().starts_with("disk full:"), "{e}");
+    }
+
+    /// Out of descriptors is said as such, not blamed on the file being opened.
+    #[test]
+    fn descriptor_exhaustion_names_the_cause() {
+        let p = std::path::Path::new("/var/lib/phonetrust/identity/CAPF.pem");
+        let e = crate::io(p)(std::io::Error::from_raw_os_error(24));
+        assert!(matches!(e, StoreError::OutOfDescriptors(_)));
+        let m = e.to_string();
+        assert!(
+            m.contains("no file descriptors left") && m.contains("LimitNOFILE"),
+            "{m}"
+        );
     }
 }

@@ -146,6 +146,7 @@ pub fn load(data: &DataDir) -> Result<Identity, StoreError> {
     let mut certs = Vec::new();
     for which in OwnCert::ALL {
         let path = data.own_cert(which);
+        keep_private(&path)?;
         let pem = std::fs::read(&path).map_err(io(&path))?;
         let ck = CertAndKey::from_pem(&pem).map_err(|e| StoreError::Corrupt {
             path: path.clone(),
@@ -154,6 +155,19 @@ pub fn load(data: &DataDir) -> Result<Identity, StoreError> {
         certs.push((which, ck));
     }
     Ok(Identity { certs })
+}
+
+/// A private key readable by group or others (copied with the wrong umask, restored
+/// from a backup) is made 0600 again, with a warning naming the file.
+fn keep_private(path: &std::path::Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(io(path))?;
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io(path))?;
+        tracing::warn!(file = %path.display(), was = format!("{:o}", mode & 0o777), "a private key was readable by others: now 0600 (check who could read it, and regenerate the certificate if that was anyone but this node's account)");
+    }
+    Ok(())
 }
 
 /// Replace one own certificate and key (atomically).

@@ -41,6 +41,9 @@ pub enum StoreError {
         /// The cause.
         source: std::io::Error,
     },
+    /// No file descriptor was left to open a file (the file itself is fine).
+    #[error("cannot open {}: the process has no file descriptors left (too many connections or files open); raise LimitNOFILE or lower the services' max_* settings", .0.display())]
+    OutOfDescriptors(std::path::PathBuf),
     /// The node has no identity yet.
     #[error("no identity in {0}: run `phonetrust init` first")]
     NotInitialised(std::path::PathBuf),
@@ -63,6 +66,11 @@ pub enum StoreError {
     /// The database refused or failed.
     #[error("database: {0}")]
     Db(String),
+    /// The disk holding the database is full: nothing was changed.
+    #[error(
+        "disk full: the database could not be written ({0}); nothing was changed: free space on the database's file system and try again"
+    )]
+    DiskFull(String),
     /// The input is not acceptable (the message says why and what to do).
     #[error("{0}")]
     Invalid(String),
@@ -90,9 +98,13 @@ impl From<openssl::error::ErrorStack> for StoreError {
 }
 
 pub(crate) fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
+    move |source| match source.raw_os_error() {
+        // EMFILE, ENFILE: not the file's fault.
+        Some(23 | 24) => StoreError::OutOfDescriptors(path.to_path_buf()),
+        _ => StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
     }
 }
 

@@ -118,17 +118,18 @@ impl Db {
     /// text check. Public so that this guard is tested by itself; commands call
     /// [`Db::run_sql`].
     pub async fn query_read_only(&self, sql: &str) -> Result<Table, StoreError> {
-        let rows: Vec<AnyRow> = match self.backend {
+        let refused = |e: sqlx::Error| StoreError::Invalid(format!("run sql: {e}"));
+        match self.backend {
             Backend::Sqlite => {
                 let base = self.url.split('?').next().unwrap_or(&self.url);
                 let opts =
                     AnyConnectOptions::from_str(&format!("{base}?mode=ro")).map_err(db_err)?;
                 let mut conn = opts.connect().await.map_err(db_err)?;
-                let r = sqlx::query(AssertSqlSafe(sql.to_string()))
-                    .fetch_all(&mut conn)
-                    .await;
+                let r = collect(sqlx::query(AssertSqlSafe(sql.to_string())).fetch(&mut conn))
+                    .await
+                    .map_err(refused);
                 let _ = conn.close().await;
-                r.map_err(|e| StoreError::Invalid(format!("run sql: {e}")))?
+                r
             }
             Backend::Postgres => {
                 let mut tx = self.pool.begin().await.map_err(db_err)?;
@@ -136,29 +137,40 @@ impl Db {
                     .execute(&mut *tx)
                     .await
                     .map_err(db_err)?;
-                let r = sqlx::query(AssertSqlSafe(sql.to_string()))
-                    .fetch_all(&mut *tx)
-                    .await;
+                let r = collect(sqlx::query(AssertSqlSafe(sql.to_string())).fetch(&mut *tx))
+                    .await
+                    .map_err(refused);
                 let _ = tx.rollback().await;
-                r.map_err(|e| StoreError::Invalid(format!("run sql: {e}")))?
+                r
             }
-        };
-        let columns = rows
-            .first()
-            .map(|r| r.columns().iter().map(|c| c.name().to_string()).collect())
-            .unwrap_or_default();
-        let truncated = rows.len() > MAX_ROWS;
-        let rows = rows
-            .iter()
-            .take(MAX_ROWS)
-            .map(|r| (0..r.len()).map(|i| cell(r, i)).collect())
-            .collect();
-        Ok(Table {
-            columns,
-            rows,
-            truncated,
-        })
+        }
     }
+}
+
+/// Rows as they arrive, as text, stopping after [`MAX_ROWS`]: a query matching millions
+/// of rows costs the first ten thousand, not all of them.
+async fn collect<S>(mut rows: S) -> Result<Table, sqlx::Error>
+where
+    S: futures_lite::Stream<Item = Result<AnyRow, sqlx::Error>> + Unpin,
+{
+    use futures_lite::StreamExt;
+    let mut t = Table {
+        columns: Vec::new(),
+        rows: Vec::new(),
+        truncated: false,
+    };
+    while let Some(r) = rows.next().await {
+        let r = r?;
+        if t.rows.len() == MAX_ROWS {
+            t.truncated = true;
+            break;
+        }
+        if t.rows.is_empty() {
+            t.columns = r.columns().iter().map(|c| c.name().to_string()).collect();
+        }
+        t.rows.push((0..r.len()).map(|i| cell(&r, i)).collect());
+    }
+    Ok(t)
 }
 
 #[cfg(test)]

@@ -170,6 +170,15 @@ async fn run_sql_is_read_only() {
         .to_string();
     assert!(e.contains("run sql"), "{e}");
     assert_eq!(db.param("ClusterSecurityMode").await.unwrap(), 0);
+    // Two million matching rows: the first MAX_ROWS, and the note that there are more.
+    let t = db
+        .run_sql("WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 2000000) SELECT n FROM c")
+        .await
+        .unwrap();
+    assert!(t.truncated);
+    assert_eq!(t.rows.len(), phonetrust_store::sql::MAX_ROWS);
+    assert_eq!(t.columns, ["n"]);
+    assert_eq!(t.rows[9_999], ["10000"]);
 }
 
 /// The second guard of `run sql` by itself (the text check passed or bypassed): nothing
@@ -946,4 +955,40 @@ async fn devices_are_read_in_batches() {
         db.device("SEP000000000105").await.unwrap()
     );
     assert!(db.devices_named(&[]).await.unwrap().is_empty());
+}
+
+/// An empty or unreadable database file is refused with its name — never silently
+/// replaced by a new, empty database.
+#[tokio::test]
+async fn an_empty_or_damaged_database_is_refused_by_name() {
+    let tmp = phonetrust_testsupport::tempdir("store-damaged");
+    let path = tmp.path().join("phonetrust.db");
+    let url = phonetrust_store::db::default_url(tmp.path());
+    std::fs::write(&path, b"").unwrap();
+    let e = phonetrust_store::Db::open(&url).await.unwrap_err();
+    assert!(matches!(e, StoreError::Corrupt { .. }), "{e:?}");
+    let m = e.to_string();
+    assert!(
+        m.contains("phonetrust.db") && m.contains("empty (0 bytes)"),
+        "{m}"
+    );
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        0,
+        "the file was touched"
+    );
+    std::fs::write(&path, vec![0x42u8; 8192]).unwrap();
+    let e = phonetrust_store::Db::open(&url).await.unwrap_err();
+    let m = e.to_string();
+    assert!(matches!(e, StoreError::Corrupt { .. }), "{e:?}");
+    assert!(
+        m.contains("phonetrust.db") && m.contains("restore it from a backup"),
+        "{m}"
+    );
+    // A new database is still created where there is none.
+    std::fs::remove_file(&path).unwrap();
+    let db = phonetrust_store::Db::open(&url).await.unwrap();
+    db.close().await;
+    // And opened again.
+    phonetrust_store::Db::open(&url).await.unwrap();
 }

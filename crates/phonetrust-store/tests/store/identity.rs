@@ -61,6 +61,16 @@ fn create_load_and_permissions() {
         Err(StoreError::AlreadyInitialised(_))
     ));
     assert_eq!(std::fs::read(data.own_cert(OwnCert::Capf)).unwrap(), before);
+    // A key made readable by others (a copy with the wrong umask) is private again once
+    // the identity is loaded.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let p = data.own_cert(OwnCert::Tvs);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        identity::load(&data).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 }
 
 #[test]
