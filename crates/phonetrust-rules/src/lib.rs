@@ -7,6 +7,8 @@
 //! - [`ports`]: which ports phones are told (the parameters) against where a server
 //!   listens;
 //! - [`tvs`]: what TVS trusts (the trust index) and its answer for a certificate;
+//! - [`authguard`]: how CAPF slows down authentication guessing (per phone first, per
+//!   address proportionally, truthful delays);
 //! - [`capf`]: the CAPF plan for a phone (its scheduled operation, key requests and
 //!   authentication) and what a session's outcome records (status, certificates).
 //!
@@ -18,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod authguard;
 pub mod capf;
 pub mod ctl;
 pub mod fdbudget;

@@ -29,6 +29,7 @@ use tokio_openssl::SslStream;
 
 use crate::ServiceError;
 use crate::limits::{Admission, Limiter, Throttle};
+use phonetrust_rules::authguard::{self, Key};
 
 /// Settings of the CAPF server.
 #[derive(Clone, Debug)]
@@ -141,7 +142,9 @@ struct Shared {
     busy_log: Throttle,
     next_sid: AtomicU32,
     settings: RwLock<(Instant, Settings)>,
-    failures: std::sync::Mutex<HashMap<String, (u32, Instant)>>,
+    /// Authentication failures per phone and per address (phonetrust_rules::authguard).
+    failures: std::sync::Mutex<HashMap<Key, authguard::Record>>,
+    guard: authguard::Policy,
     rng: OsRandom,
     recorder: mpsc::Sender<(CapfRecord, oneshot::Sender<Result<(), String>>)>,
     lookups: mpsc::Sender<(String, LookupReply)>,
@@ -264,7 +267,6 @@ pub struct CapfServer {
 
 /// How long CAPF-trust and the LSC validity are taken from the cache.
 const SETTINGS_TTL: Duration = Duration::from_secs(5);
-const BACKOFF_WINDOW: Duration = Duration::from_secs(600);
 
 impl CapfServer {
     /// Bind the CAPF port with the node's CAPF certificate ([`CapfServer::follow_identity`]
@@ -278,6 +280,24 @@ impl CapfServer {
         OsRandom
             .fill(&mut first)
             .map_err(|e| ServiceError::Other(e.to_string()))?;
+        // The failures of the last window, kept across restarts.
+        let guard = authguard::Policy::with_device_failures(cfg.auth_failures_before_backoff);
+        let failures: HashMap<Key, authguard::Record> = db
+            .auth_failures(unix_now() - guard.window)
+            .await
+            .map_err(|e| ServiceError::Other(e.to_string()))?
+            .into_iter()
+            .filter_map(|f| {
+                Some((
+                    Key::parse(&f.key)?,
+                    authguard::Record {
+                        failures: f.failures,
+                        last: f.last_failure,
+                        locked_until: f.locked_until,
+                    },
+                ))
+            })
+            .collect();
         let db_for_recorder = db.clone();
         let sessions = Arc::new(Semaphore::new(cfg.max_sessions));
         let linger = Linger {
@@ -302,7 +322,8 @@ impl CapfServer {
                     lsc_days: 1826,
                 },
             )),
-            failures: std::sync::Mutex::new(HashMap::new()),
+            failures: std::sync::Mutex::new(failures),
+            guard,
             rng: OsRandom,
             lookups: {
                 let (tx, rx) = mpsc::channel(4 * MAX_BATCH);
@@ -438,8 +459,8 @@ async fn read_message(
         .map_err(|_| ReadError::Silent(secs))?
 }
 
-fn backoff_key_ip(ip: IpAddr) -> String {
-    format!("ip:{ip}")
+fn backoff_key_ip(ip: IpAddr) -> Key {
+    Key::Address(ip)
 }
 
 impl Shared {
@@ -474,32 +495,54 @@ impl Shared {
         Ok(())
     }
 
-    fn failures_of(&self, key: &str) -> u32 {
+    /// Note an authentication failure of `key` now (when the attempt is evaluated), and
+    /// store it so that a restart keeps it.
+    async fn note_failure(&self, key: Key) {
+        let now = unix_now();
+        let rec = {
+            let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            let r = authguard::after_failure(&self.guard, &key, map.get(&key).copied(), now);
+            map.insert(key.clone(), r);
+            if map.len() > 100_000 {
+                let g = self.guard;
+                map.retain(|_, r| !authguard::expired(&g, r, now));
+            }
+            r
+        };
+        let stored = phonetrust_store::authfail::AuthFailure {
+            key: key.stored(),
+            failures: rec.failures,
+            last_failure: rec.last,
+            locked_until: rec.locked_until,
+        };
+        // Stored before the phone is answered (the count in memory is already in force).
+        if let Err(e) = self
+            .db
+            .put_auth_failure(&stored, now - self.guard.window)
+            .await
+        {
+            tracing::warn!(key = stored.key, error = %e, "CAPF: could not store an authentication failure (it counts until serve restarts)");
+        }
+    }
+
+    /// A phone authenticated: its count starts again.
+    async fn clear_failures(&self, device: &str) {
+        let key = Key::Device(device.to_string());
+        let had = self
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key)
+            .is_some();
+        if had && let Err(e) = self.db.clear_auth_failure(&key.stored()).await {
+            tracing::warn!(key = key.stored(), error = %e, "CAPF: could not clear the stored authentication failures");
+        }
+    }
+
+    /// Seconds `key` is still locked for, if it is: the delay RETRY_LATER tells.
+    fn backoff_delay(&self, key: &Key) -> Option<u32> {
         let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(key)
-            .filter(|(_, t)| t.elapsed() < BACKOFF_WINDOW)
-            .map(|(n, _)| *n)
-            .unwrap_or(0)
-    }
-
-    fn note_failure(&self, key: String) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let e = map.entry(key).or_insert((0, Instant::now()));
-        if e.1.elapsed() >= BACKOFF_WINDOW {
-            *e = (0, Instant::now());
-        }
-        e.0 += 1;
-        e.1 = Instant::now();
-        if map.len() > 100_000 {
-            map.retain(|_, (_, t)| t.elapsed() < BACKOFF_WINDOW);
-        }
-    }
-
-    fn backoff_delay(&self, key: &str) -> Option<u32> {
-        let n = self.failures_of(key);
-        let limit = self.cfg.auth_failures_before_backoff;
-        // 10 s, doubling per further failure, at most 10 minutes.
-        (n >= limit).then(|| (10u32 << (n - limit).min(6)).min(600))
+        authguard::locked_for(map.get(key), unix_now())
     }
 
     /// CAPF-trust and the LSC validity, read from the store at most every
@@ -704,13 +747,6 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, hands
                             break 'session;
                         }
                     }
-                    if let Some(d) = shared.backoff_delay(&format!("dev:{device}")) {
-                        tracing::warn!(%peer, device, delay = d, "CAPF: repeated authentication failures, slowed down");
-                        if let Ok(m) = Message::retry_later(sid, d).encode() {
-                            let _ = send(&mut tls, &m).await;
-                        }
-                        break 'session;
-                    }
                     let plan = match shared.plan(capf, &device, unix_now()).await {
                         Ok(p) => p,
                         Err(e) => {
@@ -719,7 +755,37 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, hands
                             break 'session;
                         }
                     };
-                    next.extend(s.plan(plan));
+                    // Locked phone or address: checked right before the attempt is
+                    // evaluated, with no wait in between, so parallel guesses are
+                    // counted one after the other.
+                    let locked = shared
+                        .backoff_delay(&Key::Device(device.clone()))
+                        .or_else(|| shared.backoff_delay(&backoff_key_ip(peer.ip())));
+                    if let Some(d) = locked {
+                        tracing::warn!(%peer, device, delay = d, "CAPF: repeated authentication failures, RETRY_LATER until the lock ends");
+                        if let Ok(m) = Message::retry_later(sid, d).encode() {
+                            let _ = send(&mut tls, &m).await;
+                        }
+                        break 'session;
+                    }
+                    let acts = s.plan(plan);
+                    let auth_failed = acts.iter().any(|a| {
+                        matches!(
+                            a,
+                            Action::Finish {
+                                outcome: Outcome::Failed {
+                                    kind: FailKind::Auth,
+                                    ..
+                                },
+                                ..
+                            }
+                        )
+                    });
+                    if auth_failed {
+                        shared.note_failure(backoff_key_ip(peer.ip())).await;
+                        shared.note_failure(Key::Device(device.clone())).await;
+                    }
+                    next.extend(acts);
                 }
                 Action::Issue { device, public_key } => {
                     let r = shared.issue(capf, &device, &public_key, unix_now()).await;
@@ -747,7 +813,13 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, hands
                             s.failure_end()
                         }
                     };
-                    log_outcome(&shared, &outcome, peer);
+                    if let Outcome::Installed { device, .. }
+                    | Outcome::Fetched { device, .. }
+                    | Outcome::Deleted { device } = &outcome
+                    {
+                        shared.clear_failures(device).await;
+                    }
+                    log_outcome(&outcome, peer);
                     let _ = send(&mut tls, &end).await;
                     break 'session;
                 }
@@ -785,7 +857,7 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, hands
     let _ = tokio::time::timeout(Duration::from_secs(2), tls.shutdown()).await;
 }
 
-fn log_outcome(shared: &Shared, o: &Outcome, peer: SocketAddr) {
+fn log_outcome(o: &Outcome, peer: SocketAddr) {
     match o {
         Outcome::Installed { device, .. } => {
             tracing::info!(%peer, device, "CAPF: LSC installed (Upgrade Success)")
@@ -808,12 +880,6 @@ fn log_outcome(shared: &Shared, o: &Outcome, peer: SocketAddr) {
             status,
         } => {
             tracing::warn!(%peer, device = device.as_deref().unwrap_or("?"), ?kind, status, "CAPF: operation failed");
-            if *kind == FailKind::Auth {
-                shared.note_failure(backoff_key_ip(peer.ip()));
-                if let Some(d) = device {
-                    shared.note_failure(format!("dev:{d}"));
-                }
-            }
         }
     }
 }

@@ -10,10 +10,12 @@
 //!   migrations; [`params`] enterprise parameters, [`trust`] trust stores, [`devices`]
 //!   phones and security profiles, [`import`] CSV bulk import, [`sql`] read-only queries.
 //! - [`ctlfile`]: the cluster's CTL and Cluster Security Mode, changed together.
+//! - [`authfail`]: CAPF authentication failures, kept across restarts.
 //! - [`model`]: the records, as plain data.
 
 #![forbid(unsafe_code)]
 
+pub mod authfail;
 pub mod ctlfile;
 pub mod db;
 pub mod devices;

@@ -148,6 +148,9 @@ pub(crate) struct CapfSection {
     pub(crate) max_handshakes_per_address: Option<usize>,
     /// Seconds a refused phone is told to wait.
     pub(crate) retry_delay: Option<u32>,
+    /// Failed authentications of one phone (within 10 minutes) before it is locked;
+    /// an address is locked after ten times as many.
+    pub(crate) auth_failures_before_backoff: Option<u32>,
     /// Group-commit delay in milliseconds (at most 100).
     pub(crate) batch_delay_ms: Option<u64>,
 }

@@ -111,6 +111,10 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
             .max_handshakes_per_address
             .unwrap_or(defaults.max_handshakes_per_address),
         retry_delay: file.capf.retry_delay.unwrap_or(defaults.retry_delay),
+        auth_failures_before_backoff: file
+            .capf
+            .auth_failures_before_backoff
+            .unwrap_or(defaults.auth_failures_before_backoff),
         batch_delay: batch_delay(file.capf.batch_delay_ms, defaults.batch_delay)?,
         ..defaults
     };

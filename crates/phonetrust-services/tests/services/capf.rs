@@ -1092,3 +1092,166 @@ async fn pending_handshakes_are_capped_and_time_out() {
     Pin::new(&mut s).connect().await.unwrap();
     assert_eq!(read_msg(&mut s).await.command, Command::AuthRequest);
 }
+
+/// Authentication-string guessing: parallel guesses from one address are counted as
+/// they are evaluated (the address is locked after ten phones' worth of failures, not
+/// after all of them ran); a locked phone is told the true delay and may try again once
+/// it has passed; the counts survive a restart of the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_is_counted_when_evaluated_and_survives_a_restart() {
+    let n = node(
+        "guessing",
+        CapfConfig {
+            auth_failures_before_backoff: 2,
+            ..CapfConfig::default()
+        },
+    )
+    .await;
+    // 30 phones, each guessed once, all at once from 127.0.0.1 (address limit: 20).
+    let names: Vec<String> = (0..30)
+        .map(|i| format!("SEP0011AABB{:04X}", 0x100 + i))
+        .collect();
+    for name in &names {
+        schedule(
+            &n.db,
+            name,
+            CertOperation::Install,
+            AuthMode::AuthString,
+            Some("11223344"),
+            KeyOrder::Rsa,
+        )
+        .await;
+    }
+    let mut tasks = Vec::new();
+    for name in names.clone() {
+        let addr = n.addr;
+        tasks.push(tokio::spawn(async move {
+            use phonetrust_proto::capf::Element;
+            use phonetrust_proto::element::NulText;
+            let mut s = raw_client(addr, false).await;
+            let req = read_msg(&mut s).await;
+            if req.command == Command::RetryLater {
+                return Command::RetryLater;
+            }
+            let auth = Message::new(
+                Command::AuthResponse,
+                req.session_id,
+                vec![
+                    Element::Reason(Reason::Success),
+                    Element::Version(3),
+                    Element::Password(NulText::new("0000")),
+                    Element::DeviceName(NulText::new(&name)),
+                ],
+            );
+            s.write_all(&auth.encode().unwrap()).await.unwrap();
+            read_msg(&mut s).await.command
+        }));
+    }
+    let (mut failed, mut retry) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Command::EndSession => failed += 1,
+            Command::RetryLater => retry += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(failed + retry, 30);
+    // 20 evaluated (a worker thread or two may overlap), the rest locked out.
+    assert!(failed <= 22, "{failed} guesses evaluated, {retry} refused");
+    let stored = n.db.auth_failures(0).await.unwrap();
+    assert!(
+        stored
+            .iter()
+            .any(|f| f.key == "ip:127.0.0.1" && f.locked_until > 0),
+        "{stored:?}"
+    );
+
+    // The counts survive a restart: a new server on the same database still refuses
+    // this address.
+    let capf = phonetrust_store::identity::load(&n.data)
+        .unwrap()
+        .get(OwnCert::Capf)
+        .unwrap()
+        .clone();
+    let again = CapfServer::bind(
+        n.db.clone(),
+        capf,
+        CapfConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            auth_failures_before_backoff: 2,
+            ..CapfConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let addr2 = again.local_addr().unwrap();
+    tokio::spawn(again.run());
+    let mut s = raw_client(addr2, false).await;
+    let m = read_msg(&mut s).await;
+    assert_eq!(m.command, Command::RetryLater);
+    let d = m.retry_delay().unwrap();
+    assert!((1..=20).contains(&d), "delay {d}");
+}
+
+/// The delay RETRY_LATER gives a locked phone is the truth: once it has passed, the phone
+/// is evaluated again, and the right string succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_later_delay_is_the_truth() {
+    let n = node(
+        "truthful",
+        CapfConfig {
+            auth_failures_before_backoff: 2,
+            ..CapfConfig::default()
+        },
+    )
+    .await;
+    let dev = "SEP0011AABBCC50";
+    schedule(
+        &n.db,
+        dev,
+        CertOperation::Install,
+        AuthMode::AuthString,
+        Some("11223344"),
+        KeyOrder::Rsa,
+    )
+    .await;
+    let mut p = SimPhone::new("0011AABBCC50", "8845");
+    let keys = Generate { ec: true };
+    for _ in 0..2 {
+        let r = p
+            .capf(n.addr, &n.capf, PhoneAuth::Password("0000".into()), &keys)
+            .await;
+        assert!(matches!(r, PhoneResult::Failed(_)), "{r:?}");
+    }
+    let r = p
+        .capf(
+            n.addr,
+            &n.capf,
+            PhoneAuth::Password("11223344".into()),
+            &keys,
+        )
+        .await;
+    let PhoneResult::RetryLater(d) = r else {
+        panic!("{r:?}")
+    };
+    assert!((9..=10).contains(&d), "delay {d}");
+    tokio::time::sleep(std::time::Duration::from_secs(u64::from(d) + 1)).await;
+    let r = p
+        .capf(
+            n.addr,
+            &n.capf,
+            PhoneAuth::Password("11223344".into()),
+            &keys,
+        )
+        .await;
+    assert!(matches!(r, PhoneResult::Installed), "{r:?}");
+    // Authenticated: the phone's count is cleared.
+    assert!(
+        !n.db
+            .auth_failures(0)
+            .await
+            .unwrap()
+            .iter()
+            .any(|f| f.key == format!("dev:{dev}")),
+    );
+}
