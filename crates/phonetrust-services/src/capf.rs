@@ -140,6 +140,8 @@ struct Shared {
     /// Phones with a session running: a second session of the same phone waits.
     active: std::sync::Mutex<HashSet<String>>,
     busy_log: Throttle,
+    /// Failed handshakes (scans, floods): summarised.
+    handshake_log: Throttle,
     next_sid: AtomicU32,
     settings: RwLock<(Instant, Settings)>,
     /// Authentication failures per phone and per address (phonetrust_rules::authguard).
@@ -313,6 +315,7 @@ impl CapfServer {
             handshakes: Limiter::new(cfg.max_handshakes, cfg.max_handshakes_per_address),
             active: std::sync::Mutex::new(HashSet::new()),
             busy_log: Throttle::new(Duration::from_secs(5)),
+            handshake_log: Throttle::new(Duration::from_secs(5)),
             cfg,
             next_sid: AtomicU32::new(u32::from_be_bytes(first) | 1),
             settings: RwLock::new((
@@ -685,8 +688,18 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, hands
     };
     match tokio::time::timeout(shared.cfg.handshake_timeout, Pin::new(&mut tls).accept()).await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return tracing::info!(%peer, error = %e, "CAPF: TLS handshake failed"),
-        Err(_) => return tracing::info!(%peer, "CAPF: TLS handshake timed out"),
+        Ok(Err(e)) => {
+            if let Some(k) = shared.handshake_log.hit(Instant::now()) {
+                tracing::info!(%peer, error = %e, count = k, "CAPF: TLS handshake failed");
+            }
+            return;
+        }
+        Err(_) => {
+            if let Some(k) = shared.handshake_log.hit(Instant::now()) {
+                tracing::info!(%peer, count = k, "CAPF: TLS handshake timed out");
+            }
+            return;
+        }
     }
     drop(handshake);
     let sid = shared.next_sid.fetch_add(1, Ordering::Relaxed);
@@ -740,7 +753,9 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, hands
                         Some(c) => claim = Some(c),
                         None => {
                             let d = shared.cfg.retry_delay;
-                            tracing::warn!(%peer, device, delay = d, "CAPF: RETRY_LATER, this phone has a session running already");
+                            if let Some(k) = shared.busy_log.hit(Instant::now()) {
+                                tracing::warn!(%peer, device, delay = d, count = k, "CAPF: RETRY_LATER, this phone has a session running already");
+                            }
                             if let Ok(m) = Message::retry_later(sid, d).encode() {
                                 let _ = send(&mut tls, &m).await;
                             }

@@ -24,6 +24,9 @@ use crate::limits::{Limiter, Throttle};
 use crate::provision::{Content, NotServed};
 use crate::tftp::FileSource;
 
+/// "File not found" lines: at most one a second, each with the count it stands for.
+static NOT_FOUND_LOG: Throttle = Throttle::new(Duration::from_secs(1));
+
 /// Chunk size of streamed files.
 const CHUNK: usize = 64 * 1024;
 
@@ -90,7 +93,9 @@ async fn get<S: FileSource>(
             r
         }
         Err(NotServed::NotFound(why)) => {
-            tracing::info!(%peer, file = name, reason = why, "HTTP: File not found");
+            if let Some(k) = NOT_FOUND_LOG.hit(Instant::now()) {
+                tracing::info!(%peer, file = name, reason = why, count = k, "HTTP: File not found");
+            }
             not_found()
         }
         Err(e) => {

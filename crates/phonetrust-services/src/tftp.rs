@@ -93,6 +93,7 @@ struct Shared<S> {
     busy_log: Throttle,
     refused_log: Throttle,
     deadline_log: Throttle,
+    notfound_log: Throttle,
 }
 
 /// A TFTP server running on tokio tasks.
@@ -118,6 +119,7 @@ impl TftpServer {
             busy_log: Throttle::new(Duration::from_secs(5)),
             refused_log: Throttle::new(Duration::from_secs(5)),
             deadline_log: Throttle::new(Duration::from_secs(5)),
+            notfound_log: Throttle::new(Duration::from_secs(1)),
         });
         let task = tokio::spawn(dispatch(sock, shared));
         Ok(Self {
@@ -205,22 +207,25 @@ async fn transfer<S: FileSource>(
     let cfg = &shared.cfg;
     let name = req.name.clone();
     // The lookup (database, disk) has its own deadline.
-    let content =
-        match tokio::time::timeout(cfg.lookup_deadline, shared.source.open(&name, peer)).await {
-            Ok(Ok(c)) => Ok(c),
-            Ok(Err(NotServed::NotFound(why))) => {
-                tracing::info!(%peer, file = name, reason = why, "TFTP: File not found");
-                Err((tftp_server::code::FILE_NOT_FOUND, "File not found"))
+    let content = match tokio::time::timeout(cfg.lookup_deadline, shared.source.open(&name, peer))
+        .await
+    {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(NotServed::NotFound(why))) => {
+            if let Some(k) = shared.notfound_log.hit(Instant::now()) {
+                tracing::info!(%peer, file = name, reason = why, count = k, "TFTP: File not found");
             }
-            Ok(Err(e)) => {
-                tracing::error!(%peer, file = name, error = %e, "TFTP: cannot serve");
-                Err((tftp_server::code::FILE_NOT_FOUND, "File not found"))
-            }
-            Err(_) => {
-                tracing::warn!(%peer, file = name, "TFTP: the file lookup timed out");
-                Err((tftp_server::code::UNDEFINED, "Server busy; try again later"))
-            }
-        };
+            Err((tftp_server::code::FILE_NOT_FOUND, "File not found"))
+        }
+        Ok(Err(e)) => {
+            tracing::error!(%peer, file = name, error = %e, "TFTP: cannot serve");
+            Err((tftp_server::code::FILE_NOT_FOUND, "File not found"))
+        }
+        Err(_) => {
+            tracing::warn!(%peer, file = name, "TFTP: the file lookup timed out");
+            Err((tftp_server::code::UNDEFINED, "Server busy; try again later"))
+        }
+    };
     let sock = match open_tid(local_ip, peer).await {
         Ok(s) => s,
         Err(e) => {

@@ -153,6 +153,7 @@ pub struct TvsServer {
     sessions: Semaphore,
     connections: Limiter,
     busy_log: Throttle,
+    handshake_log: Throttle,
     listener: std::sync::Mutex<Option<TcpListener>>,
     addr: SocketAddr,
 }
@@ -250,6 +251,7 @@ impl TvsServer {
             sessions: Semaphore::new(cfg.max_sessions),
             connections: Limiter::new(cfg.max_connections, cfg.max_per_address),
             busy_log: Throttle::new(Duration::from_secs(5)),
+            handshake_log: Throttle::new(Duration::from_secs(5)),
             db,
             data,
             cfg,
@@ -380,11 +382,15 @@ impl TvsServer {
         match tokio::time::timeout(h, Pin::new(&mut tls).accept()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                tracing::info!(%peer, error = %e, "TVS: TLS handshake failed");
+                if let Some(k) = self.handshake_log.hit(std::time::Instant::now()) {
+                    tracing::info!(%peer, error = %e, count = k, "TVS: TLS handshake failed");
+                }
                 return;
             }
             Err(_) => {
-                tracing::info!(%peer, "TVS: no TLS handshake within {} s", h.as_secs());
+                if let Some(k) = self.handshake_log.hit(std::time::Instant::now()) {
+                    tracing::info!(%peer, count = k, "TVS: no TLS handshake within {} s", h.as_secs());
+                }
                 return;
             }
         }

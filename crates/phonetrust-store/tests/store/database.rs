@@ -48,7 +48,7 @@ fn phone(name: &str) -> NewDevice {
 #[tokio::test]
 async fn fresh_database_has_schema_defaults_and_seed_queries() {
     let (_d, db) = db("fresh").await;
-    assert_eq!(db.schema_version().await.unwrap(), 4);
+    assert_eq!(db.schema_version().await.unwrap(), 5);
     assert_eq!(db.param("ClusterSecurityMode").await.unwrap(), 0);
     assert_eq!(db.param("CAPF Phone Port").await.unwrap(), 3804);
     assert_eq!(db.param("CapfOperationExpiresInDays").await.unwrap(), 10);
@@ -991,4 +991,48 @@ async fn an_empty_or_damaged_database_is_refused_by_name() {
     db.close().await;
     // And opened again.
     phonetrust_store::Db::open(&url).await.unwrap();
+}
+
+/// Authentication failures: stored, read back by age, the newest count wins whatever the
+/// order the writes arrive in, old ones forgotten, one cleared.
+#[tokio::test]
+async fn auth_failures_keep_the_newest_count() {
+    use phonetrust_store::authfail::AuthFailure;
+    let (_d, db) = db("authfail").await;
+    let f = |key: &str, failures: u32, last: i64, locked: i64| AuthFailure {
+        key: key.into(),
+        failures,
+        last_failure: last,
+        locked_until: locked,
+    };
+    db.put_auth_failure(&f("ip:192.0.2.1", 3, NOW, 0), NOW - 600)
+        .await
+        .unwrap();
+    // A stale write (an earlier count) arriving late changes nothing.
+    db.put_auth_failure(&f("ip:192.0.2.1", 2, NOW, 0), NOW - 600)
+        .await
+        .unwrap();
+    db.put_auth_failure(&f("ip:192.0.2.1", 1, NOW - 5, 0), NOW - 600)
+        .await
+        .unwrap();
+    db.put_auth_failure(&f("dev:SEP001122334455", 5, NOW, NOW + 10), NOW - 600)
+        .await
+        .unwrap();
+    let mut got = db.auth_failures(NOW - 600).await.unwrap();
+    got.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(
+        got,
+        vec![
+            f("dev:SEP001122334455", 5, NOW, NOW + 10),
+            f("ip:192.0.2.1", 3, NOW, 0)
+        ]
+    );
+    // A write 20 minutes later forgets what is older than its window.
+    db.put_auth_failure(&f("ip:192.0.2.9", 1, NOW + 1200, 0), NOW + 600)
+        .await
+        .unwrap();
+    let got = db.auth_failures(0).await.unwrap();
+    assert_eq!(got, vec![f("ip:192.0.2.9", 1, NOW + 1200, 0)]);
+    db.clear_auth_failure("ip:192.0.2.9").await.unwrap();
+    assert!(db.auth_failures(0).await.unwrap().is_empty());
 }
