@@ -5,7 +5,7 @@
 //! and records outcomes in one transaction before the END_SESSION leaves.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -462,10 +462,6 @@ async fn read_message(
         .map_err(|_| ReadError::Silent(secs))?
 }
 
-fn backoff_key_ip(ip: IpAddr) -> Key {
-    Key::Address(ip)
-}
-
 impl Shared {
     fn current(&self) -> Arc<Presented> {
         self.presented
@@ -704,19 +700,23 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, hands
     drop(handshake);
     let sid = shared.next_sid.fetch_add(1, Ordering::Relaxed);
     // Busy, or this address failed too often: RETRY_LATER, never a dropped connection.
-    let delay = shared.backoff_delay(&backoff_key_ip(peer.ip()));
+    let delay = shared.backoff_delay(&Key::Address(peer.ip()));
     let here = shared.per_address.admit(peer.ip());
+    let retry = shared.cfg.retry_delay;
     let permit = match (delay, shared.sessions.try_acquire(), here) {
         (None, Ok(p), Ok(h)) => (p, h),
-        (d, p, h) => {
-            let d = d.unwrap_or(shared.cfg.retry_delay);
-            let why = match (&d, &p, &h) {
-                _ if delay.is_some() => {
-                    "repeated authentication failures from this address".to_string()
-                }
-                (_, Err(_), _) => format!("all {} sessions in use", shared.cfg.max_sessions),
-                (_, _, Err(b)) => b.to_string(),
-                _ => String::new(),
+        refused => {
+            let (d, why) = match refused {
+                (Some(d), ..) => (
+                    d,
+                    "repeated authentication failures from this address".to_string(),
+                ),
+                (None, Err(_), _) => (
+                    retry,
+                    format!("all {} sessions in use", shared.cfg.max_sessions),
+                ),
+                (None, Ok(_), Err(b)) => (retry, b.to_string()),
+                (None, Ok(_), Ok(_)) => (retry, String::new()),
             };
             if let Some(k) = shared.busy_log.hit(Instant::now()) {
                 tracing::warn!(%peer, delay = d, count = k, cause = why, "CAPF: RETRY_LATER");
@@ -775,7 +775,7 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, hands
                     // counted one after the other.
                     let locked = shared
                         .backoff_delay(&Key::Device(device.clone()))
-                        .or_else(|| shared.backoff_delay(&backoff_key_ip(peer.ip())));
+                        .or_else(|| shared.backoff_delay(&Key::Address(peer.ip())));
                     if let Some(d) = locked {
                         tracing::warn!(%peer, device, delay = d, "CAPF: repeated authentication failures, RETRY_LATER until the lock ends");
                         if let Ok(m) = Message::retry_later(sid, d).encode() {
@@ -797,7 +797,7 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, hands
                         )
                     });
                     if auth_failed {
-                        shared.note_failure(backoff_key_ip(peer.ip())).await;
+                        shared.note_failure(Key::Address(peer.ip())).await;
                         shared.note_failure(Key::Device(device.clone())).await;
                     }
                     next.extend(acts);

@@ -29,7 +29,17 @@ impl<T> WriteStall<T> {
         }
     }
 
-    fn pending<R>(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<R>> {
+    /// The result of a write-side poll, through the stall timer: pending arms it (and
+    /// fails once it fires), anything else disarms it.
+    fn watch<R>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<R>>,
+    ) -> Poll<std::io::Result<R>> {
+        if r.is_ready() {
+            self.timer = None;
+            return r;
+        }
         let limit = self.limit;
         let t = self
             .timer
@@ -63,13 +73,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteStall<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, buf) {
-            Poll::Pending => self.pending(cx),
-            r => {
-                self.timer = None;
-                r
-            }
-        }
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, r)
     }
 
     fn poll_write_vectored(
@@ -77,13 +82,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteStall<T> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
-            Poll::Pending => self.pending(cx),
-            r => {
-                self.timer = None;
-                r
-            }
-        }
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, r)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -91,23 +91,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteStall<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match Pin::new(&mut self.inner).poll_flush(cx) {
-            Poll::Pending => self.pending(cx),
-            r => {
-                self.timer = None;
-                r
-            }
-        }
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, r)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match Pin::new(&mut self.inner).poll_shutdown(cx) {
-            Poll::Pending => self.pending(cx),
-            r => {
-                self.timer = None;
-                r
-            }
-        }
+        let r = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(cx, r)
     }
 }
 

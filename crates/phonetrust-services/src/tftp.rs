@@ -150,6 +150,7 @@ async fn dispatch<S: FileSource>(sock: UdpSocket, shared: Arc<Shared<S>>) {
     // Requests fit in 512 bytes (RFC 1350); a longer datagram is cut and then refused.
     let mut buf = vec![0u8; 1024];
     let recv_log = Throttle::new(Duration::from_secs(5));
+    let local_ip = sock.local_addr().map(|a| a.ip()).ok();
     loop {
         let (n, peer) = match sock.recv_from(&mut buf).await {
             Ok(x) => x,
@@ -192,7 +193,6 @@ async fn dispatch<S: FileSource>(sock: UdpSocket, shared: Arc<Shared<S>>) {
                 continue;
             }
         };
-        let local_ip = sock.local_addr().map(|a| a.ip()).ok();
         tokio::spawn(transfer(shared.clone(), req, peer, local_ip, slot));
     }
 }

@@ -680,24 +680,7 @@ async fn to_store_request(
     addr: SocketAddr,
     device: &str,
 ) -> (tokio_openssl::SslStream<tokio::net::TcpStream>, u32) {
-    use phonetrust_proto::capf::Element;
-    use phonetrust_proto::element::NulText;
-    let mut s = raw_client(addr, false).await;
-    let req = read_msg(&mut s).await;
-    assert_eq!(req.command, Command::AuthRequest);
-    let sid = req.session_id;
-    let auth = Message::new(
-        Command::AuthResponse,
-        sid,
-        vec![
-            Element::Reason(Reason::Success),
-            Element::Version(3),
-            Element::Password(NulText::new("")),
-            Element::DeviceName(NulText::new(device)),
-        ],
-    );
-    s.write_all(&auth.encode().unwrap()).await.unwrap();
-    let kg = read_msg(&mut s).await;
+    let (mut s, sid, kg) = authenticate_as(addr, device, 3, Reason::Success).await;
     assert_eq!(kg.command, Command::KeyGenRequest);
     let key = generate_key(KeySpec::Rsa(2048)).unwrap();
     let spki = key.public_key_to_der().unwrap();
@@ -840,6 +823,7 @@ async fn authenticate_as(
     use phonetrust_proto::element::NulText;
     let mut s = raw_client(addr, false).await;
     let req = read_msg(&mut s).await;
+    assert_eq!(req.command, Command::AuthRequest);
     let sid = req.session_id;
     let auth = Message::new(
         Command::AuthResponse,
