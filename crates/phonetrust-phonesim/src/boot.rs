@@ -14,7 +14,7 @@ use phonetrust_proto::sgn::SignedFile;
 use phonetrust_proto::tftp::{ClientOptions, ClientStep, ReadTransfer};
 use phonetrust_proto::trustlist::{self, Role, TrustList};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use tokio::net::UdpSocket;
 
 use crate::{CapfConnector, KeySource, SimPhone};
 
@@ -136,19 +136,7 @@ pub async fn http_get_from(
 ) -> Result<Vec<u8>, Fetch> {
     let f = |e: std::io::Error| Fetch::Failed(e.to_string());
     let fut = async {
-        let mut s = match local {
-            None => TcpStream::connect(server).await.map_err(f)?,
-            Some(ip) => {
-                let sock = if ip.is_ipv4() {
-                    tokio::net::TcpSocket::new_v4()
-                } else {
-                    tokio::net::TcpSocket::new_v6()
-                }
-                .map_err(f)?;
-                sock.bind(SocketAddr::new(ip, 0)).map_err(f)?;
-                sock.connect(server).await.map_err(f)?
-            }
-        };
+        let mut s = crate::connect_from(local, server).await.map_err(f)?;
         let req = format!("GET /{name} HTTP/1.1\r\nHost: {server}\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.map_err(f)?;
         let mut all = Vec::new();

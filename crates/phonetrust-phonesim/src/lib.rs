@@ -288,6 +288,9 @@ pub struct SimPhone {
     pub capf_auth_mode: Option<u8>,
     /// The CAPF server (host, phone port) of its last configuration, if it has booted.
     pub capf_server: Option<(String, u16)>,
+    /// The local address its connections come from (None: any; in tests a phone of its
+    /// own on 127.0.0.x).
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl SimPhone {
@@ -326,6 +329,7 @@ impl SimPhone {
             capf_auth_mode: None,
             capf_server: None,
             supports_tvs: true,
+            source: None,
         }
     }
 
@@ -379,7 +383,7 @@ impl SimPhone {
         keys: &dyn KeySource,
     ) -> Result<PhoneResult, String> {
         let conn = &conn.0;
-        let tcp = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
+        let tcp = tokio::time::timeout(Duration::from_secs(10), connect_from(self.source, addr))
             .await
             .map_err(|_| "connect timed out".to_string())?
             .map_err(|e| e.to_string())?;
@@ -423,4 +427,21 @@ impl SimPhone {
         self.state = session.into_state();
         Ok(result)
     }
+}
+
+/// A TCP connection to `server` from the local address `local` (None: any).
+pub async fn connect_from(
+    local: Option<std::net::IpAddr>,
+    server: SocketAddr,
+) -> std::io::Result<TcpStream> {
+    let Some(ip) = local else {
+        return TcpStream::connect(server).await;
+    };
+    let sock = if ip.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }?;
+    sock.bind(SocketAddr::new(ip, 0))?;
+    sock.connect(server).await
 }

@@ -53,7 +53,17 @@ impl TvsConnection {
         conn: &CapfConnector,
         device: &str,
     ) -> Result<Self, String> {
-        let tcp = tokio::time::timeout(DEADLINE, TcpStream::connect(addr))
+        Self::connect_from(None, addr, conn, device).await
+    }
+
+    /// [`TvsConnection::connect`] from the local address `local` (None: any).
+    pub async fn connect_from(
+        local: Option<std::net::IpAddr>,
+        addr: SocketAddr,
+        conn: &CapfConnector,
+        device: &str,
+    ) -> Result<Self, String> {
+        let tcp = tokio::time::timeout(DEADLINE, crate::connect_from(local, addr))
             .await
             .map_err(|_| format!("TVS {addr}: connect timed out"))?
             .map_err(|e| format!("TVS {addr}: {e}"))?;

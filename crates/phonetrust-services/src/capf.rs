@@ -387,8 +387,9 @@ impl CapfServer {
             match self.listener.accept().await {
                 Ok((tcp, peer)) => {
                     // A handshake costs memory and CPU before anything is known of the
-                    // client: they are counted, and the excess is closed at once.
-                    let slot = match self.shared.handshakes.admit(peer.ip()) {
+                    // client: they are counted, and the excess is closed at once, except
+                    // that a lighter address takes a slot from the heaviest one.
+                    let slot = match self.shared.handshakes.admit_fair(peer.ip()) {
                         Ok(s) => s,
                         Err(busy) => {
                             if let Some(k) = self.shared.busy_log.hit(Instant::now()) {
@@ -682,7 +683,17 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, hands
     let Ok(mut tls) = SslStream::new(ssl, tcp) else {
         return;
     };
-    match tokio::time::timeout(shared.cfg.handshake_timeout, Pin::new(&mut tls).accept()).await {
+    let hs = tokio::time::timeout(shared.cfg.handshake_timeout, Pin::new(&mut tls).accept());
+    let accepted = tokio::select! {
+        r = hs => r,
+        () = handshake.evicted() => {
+            if let Some(k) = shared.busy_log.hit(Instant::now()) {
+                tracing::warn!(%peer, count = k, "CAPF: pending TLS handshake closed to make room for a client of another address (all handshake slots in use)");
+            }
+            return;
+        }
+    };
+    match accepted {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             if let Some(k) = shared.handshake_log.hit(Instant::now()) {

@@ -171,6 +171,7 @@ impl HttpServer {
     pub async fn run(self) {
         let accept_log = Throttle::new(Duration::from_secs(5));
         let busy_log = Throttle::new(Duration::from_secs(5));
+        let busy_log_evict = Arc::new(Throttle::new(Duration::from_secs(5)));
         let mut h1 = hyper::server::conn::http1::Builder::new();
         h1.timer(hyper_util::rt::TokioTimer::new())
             .header_read_timeout(self.cfg.header_timeout)
@@ -187,7 +188,9 @@ impl HttpServer {
                     continue;
                 }
             };
-            let slot = match self.limiter.admit(peer.ip()) {
+            // A connection that has sent nothing yet may be closed to make room for a
+            // client of a lighter address when every slot is taken.
+            let slot = match self.limiter.admit_fair(peer.ip()) {
                 Ok(s) => s,
                 Err(busy) => {
                     if let Some(k) = busy_log.hit(Instant::now()) {
@@ -212,10 +215,25 @@ impl HttpServer {
                     .layer(axum::Extension(ConnectInfo(peer)))
                     .into_service(),
             );
-            let io = hyper_util::rt::TokioIo::new(WriteStall::new(tcp, self.cfg.write_stall));
-            let h1 = h1.clone();
+            let (h1, write_stall, header_timeout) =
+                (h1.clone(), self.cfg.write_stall, self.cfg.header_timeout);
+            let evict_log = busy_log_evict.clone();
             tokio::spawn(async move {
-                let _slot = slot;
+                // The first byte, peeked (readiness alone may be spurious).
+                let mut first = [0u8; 1];
+                let spoke = tokio::select! {
+                    r = tokio::time::timeout(header_timeout, tcp.peek(&mut first)) => matches!(r, Ok(Ok(1..))),
+                    () = slot.evicted() => {
+                        if let Some(k) = evict_log.hit(Instant::now()) {
+                            tracing::warn!(%peer, count = k, "HTTP: silent connection closed to make room for a client of another address (all connections in use)");
+                        }
+                        false
+                    }
+                };
+                if !spoke || !slot.keep() {
+                    return;
+                }
+                let io = hyper_util::rt::TokioIo::new(WriteStall::new(tcp, write_stall));
                 if let Err(e) = h1.serve_connection(io, svc).await {
                     tracing::debug!(%peer, error = %e, "HTTP: connection ended");
                 }

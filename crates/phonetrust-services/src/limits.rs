@@ -4,11 +4,20 @@
 //!
 //! Every connection, transfer or session holds an [`Admission`] for as long as it lives;
 //! dropping it gives the slot back.
+//!
+//! Where what is held costs nothing to start again (a pending TLS handshake), a full
+//! limiter is shared fairly ([`Limiter::admit_fair`]): a client from an address holding
+//! fewer slots than the heaviest one takes that address's oldest slot, whose holder is
+//! told through [`Admission::evicted`]. Many addresses filling the cap together then
+//! cannot keep a phone from another address out.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 /// Why a new client was not admitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -25,7 +34,62 @@ pub enum Busy {
 #[derive(Debug, Default)]
 struct Counts {
     total: usize,
-    by_addr: HashMap<IpAddr, usize>,
+    by_addr: HashMap<IpAddr, Slots>,
+    next_id: u64,
+}
+
+/// What one address holds: its count, and its evictable slots oldest first.
+#[derive(Debug, Default)]
+struct Slots {
+    n: usize,
+    evictable: VecDeque<(u64, Arc<Evict>)>,
+}
+
+/// How an evicted slot's holder learns of it.
+#[derive(Debug, Default)]
+struct Evict {
+    notify: Notify,
+    gone: AtomicBool,
+}
+
+impl Counts {
+    /// Take a slot of `addr` back (eviction or drop).
+    fn release(&mut self, addr: IpAddr) {
+        self.total = self.total.saturating_sub(1);
+        if let Some(s) = self.by_addr.get_mut(&addr) {
+            s.n = s.n.saturating_sub(1);
+            if s.n == 0 {
+                self.by_addr.remove(&addr);
+            }
+        }
+    }
+
+    /// Free a slot for `addr` by evicting the oldest evictable slot of the address that
+    /// holds the most, if that address holds at least two more than `addr` would.
+    fn evict_for(&mut self, addr: IpAddr) -> bool {
+        let mine = self.by_addr.get(&addr).map_or(0, |s| s.n);
+        let Some((&heavy, _)) = self
+            .by_addr
+            .iter()
+            .filter(|(_, s)| !s.evictable.is_empty())
+            .max_by_key(|(_, s)| s.n)
+        else {
+            return false;
+        };
+        let Some(slots) = self.by_addr.get_mut(&heavy) else {
+            return false;
+        };
+        if slots.n <= mine + 1 {
+            return false;
+        }
+        let Some((_, victim)) = slots.evictable.pop_front() else {
+            return false;
+        };
+        victim.gone.store(true, Ordering::Release);
+        victim.notify.notify_one();
+        self.release(heavy);
+        true
+    }
 }
 
 #[derive(Debug)]
@@ -55,23 +119,45 @@ impl Limiter {
 
     /// Take a slot for a client at `addr`.
     pub fn admit(&self, addr: IpAddr) -> Result<Admission, Busy> {
+        self.take(addr, false)
+    }
+
+    /// Take an evictable slot for a client at `addr`; when the limiter is full, evict the
+    /// oldest evictable slot of the address holding the most, if it holds at least two
+    /// more than `addr`. The holder of an evictable slot must watch
+    /// [`Admission::evicted`] and give up when it fires.
+    pub fn admit_fair(&self, addr: IpAddr) -> Result<Admission, Busy> {
+        self.take(addr, true)
+    }
+
+    fn take(&self, addr: IpAddr, fair: bool) -> Result<Admission, Busy> {
         let mut c = self
             .inner
             .counts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mine = c.by_addr.get(&addr).map_or(0, |s| s.n);
         if c.total >= self.inner.global {
-            return Err(Busy::Global(self.inner.global));
-        }
-        let n = c.by_addr.entry(addr).or_insert(0);
-        if *n >= self.inner.per_addr {
+            if !(fair && mine < self.inner.per_addr && c.evict_for(addr)) {
+                return Err(Busy::Global(self.inner.global));
+            }
+        } else if mine >= self.inner.per_addr {
             return Err(Busy::PerAddress(self.inner.per_addr));
         }
-        *n += 1;
         c.total += 1;
+        let id = c.next_id;
+        c.next_id = c.next_id.wrapping_add(1);
+        let evict = fair.then(|| Arc::new(Evict::default()));
+        let slots = c.by_addr.entry(addr).or_default();
+        slots.n += 1;
+        if let Some(e) = &evict {
+            slots.evictable.push_back((id, e.clone()));
+        }
         Ok(Admission {
             inner: self.inner.clone(),
             addr,
+            id,
+            evict,
         })
     }
 
@@ -100,22 +186,69 @@ impl Limiter {
 pub struct Admission {
     inner: Arc<Inner>,
     addr: IpAddr,
+    id: u64,
+    evict: Option<Arc<Evict>>,
 }
 
-impl Drop for Admission {
-    fn drop(&mut self) {
+impl Admission {
+    /// Completes when this slot was given to a client of a lighter address (only slots
+    /// taken with [`Limiter::admit_fair`]; never for the others).
+    pub async fn evicted(&self) {
+        match &self.evict {
+            Some(e) => {
+                if !e.gone.load(Ordering::Acquire) {
+                    e.notify.notified().await;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Admission {
+    /// Make an evictable slot permanent (its holder started real work); false when it
+    /// was evicted already.
+    pub fn keep(&self) -> bool {
+        let Some(e) = &self.evict else {
+            return true;
+        };
         let mut c = self
             .inner
             .counts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        c.total = c.total.saturating_sub(1);
-        if let Some(n) = c.by_addr.get_mut(&self.addr) {
-            *n -= 1;
-            if *n == 0 {
-                c.by_addr.remove(&self.addr);
-            }
+        // Eviction happens under the same lock: the flag cannot change meanwhile.
+        if e.gone.load(Ordering::Acquire) {
+            return false;
         }
+        if let Some(s) = c.by_addr.get_mut(&self.addr) {
+            s.evictable.retain(|(id, _)| *id != self.id);
+        }
+        true
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if self
+            .evict
+            .as_ref()
+            .is_some_and(|e| e.gone.load(Ordering::Acquire))
+        {
+            // Already given back when it was evicted.
+            return;
+        }
+        let mut c = self
+            .inner
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.evict.is_some()
+            && let Some(s) = c.by_addr.get_mut(&self.addr)
+        {
+            s.evictable.retain(|(id, _)| *id != self.id);
+        }
+        c.release(self.addr);
     }
 }
 
@@ -183,6 +316,46 @@ mod tests {
         assert_eq!(l.in_use(), 2);
         let _b2 = l.admit(b).unwrap();
         assert_eq!(l.admit(b).unwrap_err(), Busy::Global(3));
+    }
+
+    #[tokio::test]
+    async fn a_full_limiter_is_shared_fairly() {
+        let l = Limiter::new(4, 4);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let c: IpAddr = "10.0.0.3".parse().unwrap();
+        let held: Vec<Admission> = (0..4).map(|_| l.admit_fair(a).unwrap()).collect();
+        // b takes a's oldest slot; a's holder is told.
+        let b1 = l.admit_fair(b).unwrap();
+        tokio::time::timeout(Duration::from_secs(1), held[0].evicted())
+            .await
+            .unwrap();
+        assert_eq!(l.in_use(), 4);
+        // Still a at 3, b at 1: b may take another (3 > 1 + 1), then no more (2, 2).
+        let b2 = l.admit_fair(b).unwrap();
+        assert_eq!(l.admit_fair(b).unwrap_err(), Busy::Global(4));
+        // c, holding nothing, takes from the heaviest (a and b at 2: either).
+        let _c1 = l.admit_fair(c).unwrap();
+        assert_eq!(l.in_use(), 4);
+        // Dropping evicted and live slots keeps the counts right.
+        drop(held);
+        drop((b1, b2));
+        assert_eq!(l.in_use(), 1);
+        // A kept slot is no longer evictable.
+        let l = Limiter::new(1, 1);
+        let k = l.admit_fair(a).unwrap();
+        assert!(k.keep());
+        assert_eq!(l.admit_fair(b).unwrap_err(), Busy::Global(1));
+        drop(k);
+        // Plain admissions are never evicted.
+        let l = Limiter::new(1, 1);
+        let p = l.admit(a).unwrap();
+        assert_eq!(l.admit_fair(b).unwrap_err(), Busy::Global(1));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), p.evicted())
+                .await
+                .is_err()
+        );
     }
 
     #[test]

@@ -93,6 +93,9 @@ struct Shared<S> {
     busy_log: Throttle,
     refused_log: Throttle,
     deadline_log: Throttle,
+    /// Transfers that failed (client gone, retries exhausted), lookups that timed out,
+    /// sockets that could not be opened: summarised.
+    failed_log: Throttle,
     notfound_log: Throttle,
 }
 
@@ -119,6 +122,7 @@ impl TftpServer {
             busy_log: Throttle::new(Duration::from_secs(5)),
             refused_log: Throttle::new(Duration::from_secs(5)),
             deadline_log: Throttle::new(Duration::from_secs(5)),
+            failed_log: Throttle::new(Duration::from_secs(5)),
             notfound_log: Throttle::new(Duration::from_secs(1)),
         });
         let task = tokio::spawn(dispatch(sock, shared));
@@ -222,14 +226,18 @@ async fn transfer<S: FileSource>(
             Err((tftp_server::code::FILE_NOT_FOUND, "File not found"))
         }
         Err(_) => {
-            tracing::warn!(%peer, file = name, "TFTP: the file lookup timed out");
+            if let Some(k) = shared.failed_log.hit(Instant::now()) {
+                tracing::warn!(%peer, file = name, count = k, "TFTP: the file lookup timed out");
+            }
             Err((tftp_server::code::UNDEFINED, "Server busy; try again later"))
         }
     };
     let sock = match open_tid(local_ip, peer).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!(%peer, file = name, error = %e, "TFTP: no socket for the transfer (descriptors exhausted?)");
+            if let Some(k) = shared.failed_log.hit(Instant::now()) {
+                tracing::warn!(%peer, file = name, error = %e, count = k, "TFTP: no socket for the transfer{}", crate::limits::fd_hint(&e));
+            }
             return;
         }
     };
@@ -248,7 +256,9 @@ async fn transfer<S: FileSource>(
             tracing::debug!(%peer, file = name, bytes = len, sent, ms = started.elapsed().as_millis() as u64, "TFTP read");
         }
         Ok(Err(e)) => {
-            tracing::info!(%peer, file = name, error = %e, "TFTP: transfer failed");
+            if let Some(k) = shared.failed_log.hit(Instant::now()) {
+                tracing::info!(%peer, file = name, error = %e, count = k, "TFTP: transfer failed");
+            }
         }
         Err(_) => {
             if let Some(k) = shared.deadline_log.hit(Instant::now()) {

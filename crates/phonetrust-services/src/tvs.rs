@@ -46,6 +46,12 @@ pub struct TvsConfig {
     pub read_timeout: Duration,
     /// Longest the TLS handshake may take.
     pub handshake_timeout: Duration,
+    /// TLS handshakes in progress at once (from the accept to the end of the handshake,
+    /// the wait for a session slot included); further connections are closed at once,
+    /// except that a client of a lighter address takes the oldest slot of the heaviest.
+    pub max_handshakes: usize,
+    /// TLS handshakes in progress at once from one address.
+    pub max_handshakes_per_address: usize,
     /// Sessions at once; further phones wait for a free slot.
     pub max_sessions: usize,
     /// Connections at once (sessions and those waiting for a slot); further ones are
@@ -67,6 +73,8 @@ impl Default for TvsConfig {
             ttl: 86_400,
             read_timeout: Duration::from_secs(20),
             handshake_timeout: Duration::from_secs(10),
+            max_handshakes: 1024,
+            max_handshakes_per_address: 64,
             max_sessions: 10_000,
             max_connections: 12_000,
             max_per_address: 64,
@@ -98,7 +106,10 @@ fn describe(der: &[u8]) -> (String, String, String) {
 pub fn decide(index: &TrustIndex, ttl: u32, peer: SocketAddr, req: &Request) -> Verdict {
     let device = req.device.as_deref().unwrap_or("(no device name)");
     let Some(der) = req.certificate.as_deref() else {
-        tracing::info!(%peer, device, "tvsHandleQueryCertReq : no certificate in the request; answered invalid");
+        static NO_CERT: Throttle = Throttle::new(Duration::from_secs(5));
+        if let Some(k) = NO_CERT.hit(std::time::Instant::now()) {
+            tracing::info!(%peer, device, count = k, "tvsHandleQueryCertReq : no certificate in the request; answered invalid");
+        }
         return Verdict::Unknown;
     };
     let entry = index.lookup(der);
@@ -152,6 +163,7 @@ pub struct TvsServer {
     state: RwLock<State>,
     sessions: Semaphore,
     connections: Limiter,
+    handshakes: Limiter,
     busy_log: Throttle,
     handshake_log: Throttle,
     listener: std::sync::Mutex<Option<TcpListener>>,
@@ -250,6 +262,7 @@ impl TvsServer {
             }),
             sessions: Semaphore::new(cfg.max_sessions),
             connections: Limiter::new(cfg.max_connections, cfg.max_per_address),
+            handshakes: Limiter::new(cfg.max_handshakes, cfg.max_handshakes_per_address),
             busy_log: Throttle::new(Duration::from_secs(5)),
             handshake_log: Throttle::new(Duration::from_secs(5)),
             db,
@@ -334,8 +347,19 @@ impl TvsServer {
                             continue;
                         }
                     };
+                    // A handshake costs memory before anything is known of the client.
+                    let hs = match self.handshakes.admit_fair(peer.ip()) {
+                        Ok(s) => s,
+                        Err(busy) => {
+                            if let Some(k) = self.busy_log.hit(std::time::Instant::now()) {
+                                tracing::warn!(%peer, count = k, limit = %busy, "TVS: connection closed, too many TLS handshakes in progress");
+                            }
+                            drop(tcp);
+                            continue;
+                        }
+                    };
                     let me = self.clone();
-                    tokio::spawn(async move { me.connection(tcp, peer, slot).await });
+                    tokio::spawn(async move { me.connection(tcp, peer, slot, hs).await });
                 }
                 Err(e) => {
                     if let Some(k) = accept_log.hit(std::time::Instant::now()) {
@@ -352,10 +376,28 @@ impl TvsServer {
         self.connections.in_use()
     }
 
-    async fn connection(&self, tcp: TcpStream, peer: SocketAddr, _slot: Admission) {
+    fn evicted_log(&self, peer: SocketAddr) {
+        if let Some(k) = self.busy_log.hit(std::time::Instant::now()) {
+            tracing::warn!(%peer, count = k, "TVS: pending TLS handshake closed to make room for a client of another address (all handshake slots in use)");
+        }
+    }
+
+    /// One connection; `handshake` is its handshake slot (evictable), given back once
+    /// the TLS handshake is done.
+    async fn connection(
+        &self,
+        tcp: TcpStream,
+        peer: SocketAddr,
+        _slot: Admission,
+        handshake: Admission,
+    ) {
         // A bounded wait for a session slot, then a close: never an endless queue.
-        let _permit = match tokio::time::timeout(self.cfg.slot_wait, self.sessions.acquire()).await
-        {
+        let wait = tokio::time::timeout(self.cfg.slot_wait, self.sessions.acquire());
+        let waited = tokio::select! {
+            r = wait => r,
+            () = handshake.evicted() => return self.evicted_log(peer),
+        };
+        let _permit = match waited {
             Ok(Ok(p)) => p,
             Ok(Err(_)) => return,
             Err(_) => {
@@ -379,7 +421,12 @@ impl TvsServer {
         };
         let t = self.cfg.read_timeout;
         let h = self.cfg.handshake_timeout;
-        match tokio::time::timeout(h, Pin::new(&mut tls).accept()).await {
+        let hs = tokio::time::timeout(h, Pin::new(&mut tls).accept());
+        let accepted = tokio::select! {
+            r = hs => r,
+            () = handshake.evicted() => return self.evicted_log(peer),
+        };
+        match accepted {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 if let Some(k) = self.handshake_log.hit(std::time::Instant::now()) {
@@ -394,6 +441,7 @@ impl TvsServer {
                 return;
             }
         }
+        drop(handshake);
         let mut session = ServerSession::new();
         let mut buf = vec![0u8; 4096];
         // The next request must be whole by this time; only an answered request moves it.

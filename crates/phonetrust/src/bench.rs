@@ -37,6 +37,9 @@ pub(crate) enum BenchCmd {
     Tftp(crate::bench_tftp::TftpBench),
     /// TVS: many phones asking about known and unknown certificates at once.
     Tvs(crate::bench_tvs::TvsBench),
+    /// Hostile clients at full scale against a node with default limits, a phone served
+    /// beside each attack: descriptors, memory, guesses per minute, amplification.
+    Probe(crate::bench_probe::ProbeBench),
 }
 
 /// Run a benchmark.
@@ -53,6 +56,10 @@ pub(crate) fn run(cmd: BenchCmd) -> Result<ExitCode> {
             .enable_all()
             .build()?
             .block_on(crate::bench_tvs::run(b)),
+        BenchCmd::Probe(b) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(crate::bench_probe::run(b)),
         BenchCmd::Capf(b) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?

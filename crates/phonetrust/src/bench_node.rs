@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 
 /// Config of a benchmark node.
-const BENCH_CONFIG: &str = "\n[tftp]\nmax_transfers_per_address = 100000\n\n[http]\nmax_connections_per_address = 100000\n\n[capf]\nmax_sessions_per_address = 100000\nmax_handshakes = 100000\nmax_handshakes_per_address = 100000\n\n[tvs]\nmax_connections_per_address = 100000\n";
+const BENCH_CONFIG: &str = "\n[tftp]\nmax_transfers_per_address = 100000\n\n[http]\nmax_connections_per_address = 100000\n\n[capf]\nmax_sessions_per_address = 100000\nmax_handshakes = 100000\nmax_handshakes_per_address = 100000\n\n[tvs]\nmax_connections_per_address = 100000\nmax_handshakes_per_address = 100000\n";
 
 /// A node in a temporary directory, removed on drop.
 pub(crate) struct BenchNode {
@@ -20,8 +20,15 @@ pub(crate) struct BenchNode {
 }
 
 impl BenchNode {
-    /// A fresh node (`init --host bench.example.test`) with the phones of `csv` imported.
+    /// A fresh node (`init --host bench.example.test`) with the phones of `csv` imported
+    /// and the per-address caps lifted (all the load comes from one address).
     pub(crate) fn new(tag: &str, csv: &str) -> Result<Self> {
+        Self::with_caps(tag, csv, false)
+    }
+
+    /// [`BenchNode::new`]; `default_caps` keeps the per-address caps a real network has
+    /// (for `bench probe`, which measures them).
+    pub(crate) fn with_caps(tag: &str, csv: &str, default_caps: bool) -> Result<Self> {
         let tmp = tempfile::Builder::new()
             .prefix(&format!("phonetrust-bench-{tag}-"))
             .tempdir()?;
@@ -33,10 +40,12 @@ impl BenchNode {
         n.run(&["init", "--host", "bench.example.test"])?;
         // All the load comes from one loopback address: the per-address caps, meant for
         // a network of phones, are lifted (the global ones stay).
-        let cfg = n.dir.join("data").join("phonetrust.toml");
-        let mut text = std::fs::read_to_string(&cfg).unwrap_or_default();
-        text.push_str(BENCH_CONFIG);
-        std::fs::write(&cfg, text)?;
+        if !default_caps {
+            let cfg = n.dir.join("data").join("phonetrust.toml");
+            let mut text = std::fs::read_to_string(&cfg).unwrap_or_default();
+            text.push_str(BENCH_CONFIG);
+            std::fs::write(&cfg, text)?;
+        }
         let path = n.dir.join("phones.csv");
         std::fs::write(&path, csv)?;
         n.run(&["phone", "import", &path.to_string_lossy()])?;
@@ -56,6 +65,11 @@ impl BenchNode {
             bail!("{args:?}: {}", String::from_utf8_lossy(&o.stderr));
         }
         Ok(o.stdout)
+    }
+
+    /// The node's data directory.
+    pub(crate) fn data(&self) -> PathBuf {
+        self.dir.join("data")
     }
 
     /// A scratch directory beside the node.
@@ -142,16 +156,32 @@ impl Server {
 
     /// Its peak resident memory so far (VmHWM), KiB.
     pub(crate) fn peak_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    /// Its resident memory now (VmRSS), KiB.
+    pub(crate) fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.0.id()))
             .ok()
             .and_then(|s| {
                 s.lines()
-                    .find(|l| l.starts_with("VmHWM:"))?
+                    .find(|l| l.starts_with(field))?
                     .split_whitespace()
                     .nth(1)?
                     .parse()
                     .ok()
             })
+            .unwrap_or(0)
+    }
+
+    /// File descriptors it has open now.
+    pub(crate) fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.0.id()))
+            .map(|d| d.count())
             .unwrap_or(0)
     }
 }

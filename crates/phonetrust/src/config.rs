@@ -120,6 +120,10 @@ pub(crate) struct TvsSection {
     pub(crate) max_connections: Option<usize>,
     /// Connections at once from one address.
     pub(crate) max_connections_per_address: Option<usize>,
+    /// TLS handshakes in progress at once.
+    pub(crate) max_handshakes: Option<usize>,
+    /// TLS handshakes in progress at once from one address.
+    pub(crate) max_handshakes_per_address: Option<usize>,
 }
 
 /// `[provision]`.

@@ -13,6 +13,7 @@ mod admin;
 mod bench;
 mod bench_capf;
 mod bench_node;
+mod bench_probe;
 mod bench_tftp;
 mod bench_tvs;
 mod config;

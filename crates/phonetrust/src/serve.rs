@@ -195,6 +195,14 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
                 .tvs
                 .max_connections_per_address
                 .unwrap_or(tvs_defaults.max_per_address),
+            max_handshakes: file
+                .tvs
+                .max_handshakes
+                .unwrap_or(tvs_defaults.max_handshakes),
+            max_handshakes_per_address: file
+                .tvs
+                .max_handshakes_per_address
+                .unwrap_or(tvs_defaults.max_handshakes_per_address),
             ..tvs_defaults
         },
     )
@@ -318,7 +326,7 @@ async fn shutdown_signal() -> Result<()> {
 }
 
 /// Raise the soft limit of open files to the hard limit; the limit in force afterwards.
-fn raise_nofile_limit() -> u64 {
+pub(crate) fn raise_nofile_limit() -> u64 {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut l = getrlimit(Resource::Nofile);
     let before = l.current.unwrap_or(u64::MAX);

@@ -2914,3 +2914,110 @@ fn serve_plans_its_file_descriptors() {
     assert!(out.contains("raise LimitNOFILE"), "{out}");
     assert!(log.contains("open-files limit raised"), "{log}");
 }
+
+/// Resident memory of a process (VmRSS), KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap()
+}
+
+/// Stalled downloads of a 50 MB static file — 20 over HTTP whose client never reads, 10
+/// over TFTP (blksize 16384, windowsize 64) never acknowledged after the options — cost
+/// `serve` a bounded amount of memory (under 64 MB for all 30; reading whole files into
+/// memory cost 1.4 GB), and another client is served meanwhile.
+#[test]
+fn stalled_downloads_cost_bounded_memory() {
+    use std::io::{Read, Write};
+    let d = tmp("memory");
+    let stat = d.join("data").join("tftp");
+    std::fs::create_dir_all(&stat).unwrap();
+    std::fs::write(stat.join("big.bin"), vec![0x5a; 50 << 20]).unwrap();
+    std::fs::write(stat.join("ring.raw"), b"ring ring").unwrap();
+    let [capf, tvs, tftp, http] = [0; 4].map(|_| free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+        .args(["serve", "--bind", "127.0.0.1", "--host", "pub.example.test"])
+        .args(["--rsa-bits", "1024"])
+        .args([
+            "--capf-port",
+            &capf.to_string(),
+            "--tvs-port",
+            &tvs.to_string(),
+        ])
+        .args([
+            "--tftp-port",
+            &tftp.to_string(),
+            "--http-port",
+            &http.to_string(),
+        ])
+        .current_dir(&d)
+        .env("PHONETRUST_DATA", d.join("data"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(d.join("serve.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", http)).is_err() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "serve did not start"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "serve exited");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let before = rss_kib(child.id());
+    let mut rrq = b"\x00\x01big.bin\x00octet\x00".to_vec();
+    rrq.extend_from_slice(b"blksize\x0016384\x00windowsize\x0064\x00");
+    let mut udp = Vec::new();
+    for _ in 0..10 {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(3)))
+            .unwrap();
+        s.send_to(&rrq, ("127.0.0.1", tftp)).unwrap();
+        let mut b = [0u8; 512];
+        let (n, from) = s.recv_from(&mut b).unwrap();
+        assert_eq!(&b[..2], b"\x00\x06", "OACK expected: {:?}", &b[..n]);
+        s.send_to(b"\x00\x04\x00\x00", from).unwrap();
+        udp.push(s);
+    }
+    let mut tcp = Vec::new();
+    for _ in 0..20 {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", http)).unwrap();
+        c.write_all(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        tcp.push(c);
+    }
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let during = rss_kib(child.id());
+    // Another client, meanwhile.
+    let sock = std::net::TcpStream::connect_timeout(
+        &std::net::SocketAddr::from(([127, 0, 0, 1], http)),
+        std::time::Duration::from_secs(3),
+    )
+    .unwrap();
+    let mut sock = sock;
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    sock.write_all(b"GET /ring.raw HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    sock.read_to_end(&mut got).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    drop((udp, tcp));
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.ends_with("ring ring"),
+        "{text}"
+    );
+    let grew = during.saturating_sub(before);
+    assert!(
+        grew < 64 * 1024,
+        "30 stalled downloads cost {} MB",
+        grew / 1024
+    );
+}

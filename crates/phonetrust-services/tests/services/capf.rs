@@ -1077,6 +1077,70 @@ async fn pending_handshakes_are_capped_and_time_out() {
     assert_eq!(read_msg(&mut s).await.command, Command::AuthRequest);
 }
 
+/// Silent connections from several addresses that fill every handshake slot together
+/// do not keep out a phone from another address: it takes a slot of the heaviest
+/// address, whose oldest pending handshake is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_handshake_cap_makes_room_for_another_address() {
+    let n = node(
+        "handshakes-fair",
+        CapfConfig {
+            max_handshakes: 8,
+            max_handshakes_per_address: 4,
+            handshake_timeout: std::time::Duration::from_secs(30),
+            ..CapfConfig::default()
+        },
+    )
+    .await;
+    let mut silent = Vec::new();
+    for ip in ["127.0.0.3", "127.0.0.4"] {
+        for _ in 0..4 {
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            sock.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+            silent.push(sock.connect(n.addr).await.unwrap());
+        }
+    }
+    // Every slot is taken (the handshakes have 30 s): the accept loop has seen them all
+    // once a ninth connection from a full address is closed at once.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+    let mut extra = sock.connect(n.addr).await.unwrap();
+    let mut b = [0u8; 1];
+    let r = tokio::time::timeout(std::time::Duration::from_secs(5), extra.read(&mut b)).await;
+    assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "{r:?}");
+    // A phone from 127.0.0.2: its handshake and AUTH_REQUEST, well inside the 30 s.
+    let mut cb = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    cb.set_verify(SslVerifyMode::NONE);
+    let ssl = cb
+        .build()
+        .configure()
+        .unwrap()
+        .verify_hostname(false)
+        .into_ssl("capf")
+        .unwrap();
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let tcp = sock.connect(n.addr).await.unwrap();
+    let mut s = tokio_openssl::SslStream::new(ssl, tcp).unwrap();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        Pin::new(&mut s).connect(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(read_msg(&mut s).await.command, Command::AuthRequest);
+    // Exactly one of the silent connections was closed to make room.
+    let mut closed = 0;
+    for c in &mut silent {
+        let r = tokio::time::timeout(std::time::Duration::from_millis(200), c.read(&mut b)).await;
+        if matches!(r, Ok(Ok(0)) | Ok(Err(_))) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 1);
+}
+
 /// Authentication-string guessing: parallel guesses from one address are counted as
 /// they are evaluated (the address is locked after ten phones' worth of failures, not
 /// after all of them ran); a locked phone is told the true delay and may try again once

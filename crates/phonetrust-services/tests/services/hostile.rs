@@ -431,6 +431,66 @@ async fn connections_over_the_per_address_cap_get_503() {
     phone_is_served(&l).await;
 }
 
+/// Silent connections from several addresses that fill every HTTP slot together do not
+/// keep out a phone from another address: a silent connection of the heaviest address
+/// is closed to make room; a connection that is being served never is.
+#[tokio::test]
+async fn silent_connections_make_room_for_another_address() {
+    let l = lab(
+        "httpfair",
+        quick_tftp(),
+        HttpConfig {
+            max_connections: 6,
+            max_per_address: 3,
+            ..HttpConfig::default()
+        },
+    )
+    .await;
+    let connect = |ip: &str| {
+        let ip: IpAddr = ip.parse().unwrap();
+        let to = l.http;
+        async move {
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            sock.bind(SocketAddr::new(ip, 0)).unwrap();
+            sock.connect(to).await.unwrap()
+        }
+    };
+    // A download in progress from 127.0.0.3 (never read), and five silent connections.
+    let mut busy = connect("127.0.0.3").await;
+    busy.write_all(b"GET /firmware.loads HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut silent = Vec::new();
+    for ip in [
+        "127.0.0.3",
+        "127.0.0.3",
+        "127.0.0.4",
+        "127.0.0.4",
+        "127.0.0.4",
+    ] {
+        silent.push(connect(ip).await);
+    }
+    wait_until("six held", 3, || l.http_conns.in_use() == 6).await;
+    phone_is_served(&l).await;
+    // The download still flows.
+    let mut head = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(3), busy.read_exact(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    // Silent ones of 127.0.0.4 (the heaviest) were closed, one per phone connection.
+    let mut closed = 0;
+    for c in &mut silent[2..] {
+        let mut b = [0u8; 1];
+        let r = tokio::time::timeout(Duration::from_millis(200), c.read(&mut b)).await;
+        if matches!(r, Ok(Ok(0)) | Ok(Err(_))) {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 1, "no silent connection was closed");
+}
+
 #[tokio::test]
 async fn a_download_that_stops_reading_is_ended() {
     let l = lab(

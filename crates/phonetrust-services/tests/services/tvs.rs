@@ -403,3 +403,68 @@ async fn dripping_connections_do_not_hold_tvs() {
     let (trusted, _, _) = ask(&n, &cm).await;
     assert!(trusted);
 }
+
+/// Silent connections from several addresses that fill every handshake slot together do
+/// not keep out a phone from another address: the oldest of the heaviest address gives
+/// way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_handshake_cap_makes_room_for_another_address() {
+    let n = node_with(
+        "handshakes-fair",
+        TvsConfig {
+            max_handshakes: 6,
+            max_handshakes_per_address: 3,
+            handshake_timeout: Duration::from_secs(30),
+            ..TvsConfig::default()
+        },
+    )
+    .await;
+    let connect = |ip: &str| {
+        let ip: std::net::IpAddr = ip.parse().unwrap();
+        let to = n.addr;
+        async move {
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            sock.bind(SocketAddr::new(ip, 0)).unwrap();
+            sock.connect(to).await.unwrap()
+        }
+    };
+    let mut silent = Vec::new();
+    for ip in [
+        "127.0.0.3",
+        "127.0.0.3",
+        "127.0.0.3",
+        "127.0.0.4",
+        "127.0.0.4",
+        "127.0.0.4",
+    ] {
+        silent.push(connect(ip).await);
+    }
+    // Every slot taken: a further connection from a full address is closed at once.
+    let mut extra = connect("127.0.0.4").await;
+    let mut b = [0u8; 1];
+    let r = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut b)).await;
+    assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "{r:?}");
+    // The phone on 127.0.0.2 is answered, well inside the silent ones' 30 s.
+    let cm = cert("pki/callmanager.crt").to_der().unwrap();
+    let mut c = tokio::time::timeout(
+        Duration::from_secs(5),
+        TvsConnection::connect_from(
+            Some("127.0.0.2".parse().unwrap()),
+            n.addr,
+            &phone_tls(),
+            "CP-8845-SEP0011AABBCCDD",
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(c.verify(&cm).await.unwrap().trusted);
+    let mut closed = 0;
+    for s in &mut silent {
+        let r = tokio::time::timeout(Duration::from_millis(200), s.read(&mut b)).await;
+        if matches!(r, Ok(Ok(0)) | Ok(Err(_))) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 1);
+}
