@@ -1,6 +1,7 @@
 //! The rules of a phonetrust node, in one place, with no sockets and no command line:
 //!
 //! - [`trustlists`]: which certificates the node's ITL lists, and its signer;
+//! - [`cluster`]: node names, roles and services, liveness, when a node may be removed;
 //! - [`ctl`]: what the cluster's CTL holds (tokenless, recovery-signed, hardware tokens);
 //! - [`fdbudget`]: how `serve` divides its file descriptors between the services;
 //! - [`names`]: which names are served to phones (static files by checked name);
@@ -22,6 +23,7 @@
 
 pub mod authguard;
 pub mod capf;
+pub mod cluster;
 pub mod ctl;
 pub mod fdbudget;
 pub mod names;

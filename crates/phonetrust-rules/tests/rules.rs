@@ -398,3 +398,114 @@ async fn the_served_itl_is_built_once_per_source() {
     // Another node's ITL is kept apart.
     assert!(node.db.itl("sub.example.test").await.unwrap().is_none());
 }
+
+/// A cluster is defined on its publisher: the node the command runs on becomes the
+/// publisher, the next ones subscribers (TFTP and TVS by default); a node not defined
+/// cannot join; the publisher cannot be removed; the published certificates' serials and
+/// the heartbeat show in the cluster view.
+#[tokio::test]
+async fn a_cluster_is_defined_on_its_publisher() {
+    use phonetrust_pki::DistinguishedName;
+    use phonetrust_pki::profiles::NodeIdentity;
+    use phonetrust_rules::cluster::{self, ClusterError, NewNode, Role, Services};
+    let n = NodeIdentity::new("pub.example.test", DistinguishedName::default());
+    let node = phonetrust_testsupport::FreshNode::new("rules-cluster", &n).await;
+    let db = &node.db;
+    let me = Some(("pub.example.test", "127.0.0.1"));
+    let sub = NewNode {
+        name: "sub1.example.test",
+        host: "127.0.0.2",
+        services: None,
+    };
+    let rec = cluster::define_node(db, me, &sub, 1_000).await.unwrap();
+    assert_eq!(
+        (rec.role.as_str(), rec.services.as_str()),
+        ("subscriber", "tftp,tvs")
+    );
+    assert!(matches!(
+        cluster::define_node(db, me, &sub, 1_001).await,
+        Err(ClusterError::Exists(_))
+    ));
+    let bad = NewNode {
+        name: "sub_2",
+        host: "127.0.0.3",
+        services: None,
+    };
+    assert!(matches!(
+        cluster::define_node(db, me, &bad, 1_001).await,
+        Err(ClusterError::InvalidName(_))
+    ));
+    let capf_sub = NewNode {
+        name: "sub2.example.test",
+        host: "127.0.0.3",
+        services: Some(Services::parse("tftp,tvs,capf").unwrap()),
+    };
+    cluster::define_node(db, me, &capf_sub, 1_002)
+        .await
+        .unwrap();
+
+    let e = cluster::join(db, "sub9.example.test", 1_100)
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("define it on the publisher first"),
+        "{e}"
+    );
+    let j = cluster::join(db, "sub1.example.test", 1_100).await.unwrap();
+    assert_eq!(j.joined_at, 1_100);
+    assert_eq!(
+        cluster::join(db, "sub1.example.test", 1_200)
+            .await
+            .unwrap()
+            .joined_at,
+        1_100,
+        "joining again keeps the first date"
+    );
+
+    cluster::publish_identity(db, "pub.example.test", &node.id, 1_000)
+        .await
+        .unwrap();
+    db.heartbeat("pub.example.test", 1_300).await.unwrap();
+    let view = cluster::cluster_view(db, 1_305).await.unwrap();
+    let names: Vec<&str> = view.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["pub.example.test", "sub1.example.test", "sub2.example.test"]
+    );
+    let p = &view[0];
+    assert_eq!(p.role, Some(Role::Publisher));
+    assert!(p.alive && p.joined);
+    let cm_serial = node
+        .id
+        .get(OwnCert::CallManager)
+        .unwrap()
+        .cert
+        .serial_number()
+        .to_bn()
+        .unwrap()
+        .to_hex_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(p.certs.contains(&("CallManager".to_string(), cm_serial)));
+    assert_eq!(p.certs.len(), OwnCert::ALL.len());
+    assert!(!view[1].alive, "never sent a heartbeat");
+    assert!(view[1].joined && !view[2].joined);
+    assert!(view[2].services.unwrap().capf);
+    assert!(!cluster::cluster_view(db, 1_300 + 60).await.unwrap()[0].alive);
+
+    assert!(matches!(
+        cluster::remove_node(db, "pub.example.test", &[]).await,
+        Err(ClusterError::RemovePublisher(_))
+    ));
+    assert!(matches!(
+        cluster::remove_node(db, "sub1.example.test", &["Default".into()]).await,
+        Err(ClusterError::InGroups { .. })
+    ));
+    cluster::remove_node(db, "sub1.example.test", &[])
+        .await
+        .unwrap();
+    assert!(matches!(
+        cluster::remove_node(db, "sub1.example.test", &[]).await,
+        Err(ClusterError::NotDefined(_))
+    ));
+}

@@ -10,12 +10,14 @@
 //!   migrations; [`params`] enterprise parameters, [`trust`] trust stores, [`devices`]
 //!   phones and security profiles, [`import`] CSV bulk import, [`sql`] read-only queries.
 //! - [`ctlfile`]: the cluster's CTL and Cluster Security Mode, changed together.
+//! - [`cluster`]: the cluster's nodes and their published certificates.
 //! - [`authfail`]: CAPF authentication failures, kept across restarts.
 //! - [`model`]: the records, as plain data.
 
 #![forbid(unsafe_code)]
 
 pub mod authfail;
+pub mod cluster;
 pub mod ctlfile;
 pub mod db;
 pub mod devices;

@@ -20,6 +20,7 @@ use phonetrust_store::identity::{self, Identity};
 use phonetrust_store::layout::DataDir;
 
 pub mod ports;
+pub mod postgres;
 
 pub mod vectors {
     //! The reference vectors: `files/` (ITL, CTL, signed and encrypted configs), `pki/`

@@ -25,6 +25,11 @@ pub(crate) struct InitArgs {
     /// machine's host name).
     #[arg(long)]
     host: Option<String>,
+    /// Join a cluster as the node NAME, defined on the publisher first (`phonetrust
+    /// cluster add-node NAME --host HOST`); give the cluster's database with `--database
+    /// postgres://…`. NAME is also this node's host name.
+    #[arg(long, value_name = "NAME", conflicts_with = "host")]
+    pub(crate) join: Option<String>,
     /// Organisation (O) of every own certificate.
     #[arg(long, default_value = "phonetrust")]
     org: String,
@@ -67,7 +72,8 @@ impl InitArgs {
             c: self.country,
             ..DistinguishedName::default()
         };
-        let mut node = NodeIdentity::new(self.host.unwrap_or_else(this_host), org);
+        let host = self.join.or(self.host).unwrap_or_else(this_host);
+        let mut node = NodeIdentity::new(host, org);
         node.rsa_bits = self.rsa_bits;
         node.validity_days = self.validity_days;
         node
@@ -91,14 +97,48 @@ pub(crate) fn create_identity(data: &DataDir, node: &NodeIdentity) -> Result<()>
 
 /// `phonetrust init`: the identity, and the database with its defaults.
 pub(crate) async fn init(node: &Node, a: InitArgs) -> Result<ExitCode> {
-    create_identity(&node.data, &a.node_identity())?;
+    let join = a.join.clone();
+    let ident = a.node_identity();
+    check_cluster_before_init(node, join.as_deref(), &ident.host).await?;
+    create_identity(&node.data, &ident)?;
     let db = node.db().await?;
     outln!(
         "Database ready ({}), schema version {}",
         node.db_url,
         db.schema_version().await?
     );
+    if join.is_some() {
+        let id = identity::load(&node.data)?;
+        let name = crate::cluster::take_place(&db, &id).await?;
+        outln!(
+            "Joined the cluster as {name}; its certificates are published. Start it with `phonetrust serve`."
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Before an identity is made: `--join` needs a shared database that defines the node;
+/// a plain `init` on a cluster's database must be one of its nodes.
+pub(crate) async fn check_cluster_before_init(
+    node: &Node,
+    join: Option<&str>,
+    host: &str,
+) -> Result<()> {
+    let sqlite = node.db_url.starts_with("sqlite:");
+    if join.is_some() && sqlite {
+        bail!(
+            "joining a cluster needs the cluster's shared database: give it with --database postgres://USER@HOST/DB (or PHONETRUST_DATABASE); nothing was created"
+        );
+    }
+    if sqlite || identity::exists(&node.data) {
+        return Ok(());
+    }
+    let db = Db::open(&node.db_url)
+        .await
+        .with_context(|| format!("opening the database {}", node.db_url))?;
+    let r = crate::cluster::check_before_init(&db, join, host).await;
+    db.close().await;
+    r
 }
 
 fn print_list(id: &identity::Identity) {
@@ -150,6 +190,13 @@ pub(crate) enum ShowCmd {
     },
     /// The CTL this node serves (`show ctl`), or "CTL File not found".
     Ctl,
+    /// The cluster (`show network cluster`): nodes, hosts, roles, services, their
+    /// certificates' serials, and whether each is alive (heartbeat).
+    Network {
+        /// `cluster`.
+        #[arg(value_parser = ["cluster"])]
+        what: String,
+    },
 }
 
 /// `phonetrust show cert ...`
@@ -344,6 +391,7 @@ pub(crate) async fn show(node: &Node, cmd: ShowCmd) -> Result<ExitCode> {
     match cmd {
         ShowCmd::Itl { node: of } => return crate::utils::show_itl(node, of).await,
         ShowCmd::Ctl => return crate::utils::show_ctl(node).await,
+        ShowCmd::Network { .. } => return crate::cluster::show(node).await,
         ShowCmd::Cert(ShowCertCmd::List { which, store }) => {
             if which == "own" {
                 print_list(&identity::load(dir)?);

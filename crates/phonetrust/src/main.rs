@@ -16,6 +16,7 @@ mod bench_node;
 mod bench_probe;
 mod bench_tftp;
 mod bench_tvs;
+mod cluster;
 mod config;
 mod confirm;
 mod files;
@@ -63,6 +64,10 @@ enum Command {
     /// CAPF`, `set cert import own|trust ...`, `set cert delete trust ...`, `set param`).
     #[command(subcommand)]
     Set(admin::SetCmd),
+    /// The cluster's nodes (`cluster add-node NAME --host HOST [--services tftp,tvs,capf]`,
+    /// `cluster set-node`, `cluster remove-node`); `show network cluster` lists them.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCmd),
     /// Phones and their CAPF information (`phone add|set|capf|show|list|delete|import`).
     #[command(subcommand)]
     Phone(phones::PhoneCmd),
@@ -164,6 +169,7 @@ fn run(node: node::Node, command: Command) -> anyhow::Result<ExitCode> {
         Command::Init(a) => block_on(admin::init(&node, a)),
         Command::Show(c) => block_on(admin::show(&node, c)),
         Command::Set(c) => block_on(admin::set(&node, c)),
+        Command::Cluster(c) => block_on(cluster::run(&node, c)),
         Command::Phone(c) => block_on(phones::phone(&node, c)),
         Command::Profile(c) => block_on(phones::profile(&node, c)),
         Command::Run(c) => block_on(admin::run(&node, c)),

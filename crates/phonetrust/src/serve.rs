@@ -68,7 +68,10 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
     let _lock = node.data.lock_serve()?;
     if !identity::exists(&node.data) {
         tracing::info!(data = %node.data.root().display(), "no identity: creating one");
-        create_identity(&node.data, &a.init.node_identity())?;
+        let join = a.init.join.clone();
+        let ident = a.init.node_identity();
+        crate::admin::check_cluster_before_init(node, join.as_deref(), &ident.host).await?;
+        create_identity(&node.data, &ident)?;
     }
     for p in identity::remove_leftovers(&node.data)? {
         outln!(
@@ -78,6 +81,10 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
     }
     let db = node.db().await?;
     let id = identity::load(&node.data)?;
+    // This node's place in the cluster (a single node is the publisher of a cluster of
+    // one); its heartbeat tells the other nodes it is alive.
+    let node_name = crate::cluster::take_place(&db, &id).await?;
+    tokio::spawn(crate::cluster::heartbeat(db.clone(), node_name.clone()));
     let capf = id
         .get(OwnCert::Capf)
         .context("the identity has no CAPF certificate")?

@@ -3021,3 +3021,299 @@ fn stalled_downloads_cost_bounded_memory() {
         grew / 1024
     );
 }
+
+/// `cluster add-node` on the publisher (the node it runs on becomes the publisher of an
+/// empty cluster), `show network cluster`, refusals with their causes, `remove-node`
+/// asking for confirmation, and a running `serve` shown as up by its heartbeat.
+#[test]
+fn cluster_nodes_are_defined_on_the_publisher() {
+    let d = tmp("cluster-nodes");
+    init_node(&d);
+    let o = pt(&d, &["show", "network", "cluster"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("not yet part of a cluster"),
+        "{}",
+        stdout(&o)
+    );
+
+    assert_one_line_error(
+        &pt(&d, &["cluster", "add-node", "sub_1", "--host", "127.0.0.2"]),
+        "'sub_1' is not a valid node name",
+    );
+    let o = pt(
+        &d,
+        &[
+            "cluster",
+            "add-node",
+            "sub1.example.test",
+            "--host",
+            "127.0.0.2",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(
+        out.contains("defined as subscriber at 127.0.0.2 (services tftp,tvs)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("phonetrust init --join sub1.example.test"),
+        "{out}"
+    );
+    assert_one_line_error(
+        &pt(
+            &d,
+            &[
+                "cluster",
+                "add-node",
+                "sub1.example.test",
+                "--host",
+                "127.0.0.2",
+            ],
+        ),
+        "already defined",
+    );
+    let o = pt(
+        &d,
+        &[
+            "cluster",
+            "add-node",
+            "sub2.example.test",
+            "--host",
+            "127.0.0.3",
+            "--services",
+            "tftp,dhcp",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("unknown service 'dhcp'"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = pt(&d, &["show", "network", "cluster"]);
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    let publisher = lines
+        .iter()
+        .find(|l| l.contains("pub.example.test"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        publisher.contains("publisher") && publisher.contains("tftp,tvs,capf"),
+        "{out}"
+    );
+    let serial = stdout(&pt(&d, &["show", "cert", "own", "CallManager"]))
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Serial Number:")
+                .map(|s| s.trim().replace(':', "").to_ascii_lowercase())
+        })
+        .unwrap_or_default();
+    assert!(!serial.is_empty());
+    assert!(
+        publisher.contains(serial.trim_start_matches('0')),
+        "the publisher's CallManager serial {serial}: {out}"
+    );
+    let sub = lines
+        .iter()
+        .find(|l| l.contains("sub1.example.test"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        sub.contains("subscriber") && sub.contains("not joined"),
+        "{out}"
+    );
+
+    let d2 = tmp("cluster-join-sqlite");
+    let o = pt(&d2, &["init", "--join", "sub1.example.test"]);
+    assert_one_line_error(&o, "joining a cluster needs the cluster's shared database");
+    assert!(
+        !d2.path().join("data").join("identity").exists(),
+        "nothing created"
+    );
+
+    assert_one_line_error(
+        &pt(&d, &["cluster", "remove-node", "pub.example.test", "-y"]),
+        "is the cluster's publisher and cannot be removed",
+    );
+    assert_one_line_error(
+        &pt(&d, &["cluster", "remove-node", "sub1.example.test"]),
+        "repeat with -y",
+    );
+    let o = pt(&d, &["cluster", "remove-node", "sub1.example.test", "-y"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("Node sub1.example.test removed"),
+        "{}",
+        stdout(&o)
+    );
+    assert_one_line_error(
+        &pt(&d, &["cluster", "remove-node", "sub1.example.test", "-y"]),
+        "is not defined in the cluster",
+    );
+
+    let _server = Server::start(&d, free_port());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = stdout(&pt(&d, &["show", "network", "cluster"]));
+        if out
+            .lines()
+            .any(|l| l.contains("pub.example.test") && l.contains(" up "))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never shown up: {out}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+fn pt_db(dir: &Path, db: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+        .args(args)
+        .current_dir(dir)
+        .env("PHONETRUST_DATA", dir.join("data"))
+        .env("PHONETRUST_DATABASE", db)
+        .output()
+        .unwrap()
+}
+
+/// Two nodes on one throw-away PostgreSQL: the publisher defines the subscriber, which
+/// joins with `init --join` (its own keys in its own directory, 0600; its certificates'
+/// public parts in the database); a node not defined is refused before anything is
+/// created, and a plain `init` on the cluster's database too; both nodes list the same
+/// cluster, and a running subscriber shows up.
+#[test]
+fn a_subscriber_joins_the_cluster_database() {
+    let Some(pg) = phonetrust_testsupport::postgres::PgServer::start("join") else {
+        return;
+    };
+    let url = pg.create_db("cluster");
+    let publ = tmp("cluster-pub");
+    let o = pt_db(
+        &publ,
+        &url,
+        &["init", "--host", "pub.example.test", "--rsa-bits", "1024"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = pt_db(
+        &publ,
+        &url,
+        &[
+            "cluster",
+            "add-node",
+            "sub1.example.test",
+            "--host",
+            "127.0.0.2",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let stranger = tmp("cluster-stranger");
+    let o = pt_db(
+        &stranger,
+        &url,
+        &["init", "--join", "sub9.example.test", "--rsa-bits", "1024"],
+    );
+    assert_one_line_error(
+        &o,
+        "node sub9.example.test is not defined in the cluster: define it on the publisher first",
+    );
+    assert!(
+        !stranger.path().join("data").join("identity").exists(),
+        "nothing created"
+    );
+    let o = pt_db(
+        &stranger,
+        &url,
+        &["init", "--host", "other.example.test", "--rsa-bits", "1024"],
+    );
+    assert_one_line_error(
+        &o,
+        "this database belongs to a cluster (publisher pub.example.test)",
+    );
+    assert!(
+        !stranger.path().join("data").join("identity").exists(),
+        "nothing created"
+    );
+
+    let sub = tmp("cluster-sub");
+    let o = pt_db(
+        &sub,
+        &url,
+        &["init", "--join", "sub1.example.test", "--rsa-bits", "1024"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("Joined the cluster as sub1.example.test"),
+        "{}",
+        stdout(&o)
+    );
+    for e in std::fs::read_dir(sub.path().join("data").join("identity")).unwrap() {
+        let p = e.unwrap().path();
+        assert_eq!(mode_of(&p) & 0o077, 0, "{} is private", p.display());
+    }
+    assert_one_line_error(
+        &pt_db(
+            &sub,
+            &url,
+            &[
+                "cluster",
+                "add-node",
+                "sub2.example.test",
+                "--host",
+                "127.0.0.3",
+            ],
+        ),
+        "sub1.example.test is a subscriber: define nodes on the publisher (pub.example.test)",
+    );
+
+    let on_pub = stdout(&pt_db(&publ, &url, &["show", "network", "cluster"]));
+    let on_sub = stdout(&pt_db(&sub, &url, &["show", "network", "cluster"]));
+    assert_eq!(on_pub, on_sub, "one cluster, seen alike from every node");
+    let row = on_pub
+        .lines()
+        .find(|l| l.starts_with("sub1.example.test"))
+        .unwrap_or_else(|| panic!("{on_pub}"));
+    assert!(
+        row.contains("subscriber") && row.contains("down"),
+        "joined, not running: {on_pub}"
+    );
+    assert!(
+        !row.contains(" - "),
+        "its certificates are published: {on_pub}"
+    );
+
+    // The subscriber runs (on reserved ports of 127.0.0.1) and shows up on the publisher.
+    let _server = Server::start(&sub_with_db(&sub, &url), free_port());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = stdout(&pt_db(&publ, &url, &["show", "network", "cluster"]));
+        if out
+            .lines()
+            .any(|l| l.starts_with("sub1.example.test") && l.contains(" up "))
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never shown up: {out}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// `sub`'s directory with a config file naming the cluster database, so that `serve`
+/// (started by [`Server`]) uses it.
+fn sub_with_db(sub: &TestDir, url: &str) -> PathBuf {
+    std::fs::write(
+        sub.path().join("data").join("phonetrust.toml"),
+        format!("[server]\ndatabase = \"{url}\"\n"),
+    )
+    .unwrap();
+    sub.path().to_path_buf()
+}

@@ -9,6 +9,7 @@
 )]
 
 mod certops;
+mod cluster;
 mod database;
 mod identity;
 

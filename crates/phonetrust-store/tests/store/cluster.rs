@@ -1,0 +1,113 @@
+//! The cluster's nodes and their published certificates (on SQLite, and on PostgreSQL
+//! when `PHONETRUST_TEST_POSTGRES` is set).
+
+use phonetrust_store::cluster::{NodeCert, NodeRecord};
+
+use crate::db;
+
+fn node(name: &str, role: &str) -> NodeRecord {
+    NodeRecord {
+        name: name.into(),
+        host: format!("{name}.example.test"),
+        role: role.into(),
+        services: "tftp,tvs".into(),
+        created_at: 100,
+        joined_at: 0,
+        heartbeat_at: 0,
+    }
+}
+
+fn cert(node: &str, which: &str, serial: &str) -> NodeCert {
+    NodeCert {
+        node: node.into(),
+        which: which.into(),
+        serial: serial.into(),
+        pem: format!("-----BEGIN CERTIFICATE-----\n{serial}\n-----END CERTIFICATE-----\n"),
+        updated_at: 200,
+    }
+}
+
+#[tokio::test]
+async fn nodes_have_one_publisher_heartbeats_and_published_certificates() {
+    let (_d, db) = db("cluster").await;
+    assert!(db.nodes().await.unwrap().is_empty());
+    assert!(db.insert_node(&node("sub1", "subscriber")).await.unwrap());
+    assert!(db.insert_node(&node("pub", "publisher")).await.unwrap());
+    assert!(
+        !db.insert_node(&node("pub2", "publisher")).await.unwrap(),
+        "a second publisher is refused"
+    );
+    assert!(
+        !db.insert_node(&node("sub1", "subscriber")).await.unwrap(),
+        "a name is defined once"
+    );
+    let names: Vec<String> = db
+        .nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.name)
+        .collect();
+    assert_eq!(names, ["pub", "sub1"], "the publisher first");
+
+    assert!(db.mark_joined("sub1", 150).await.unwrap());
+    assert!(db.heartbeat("sub1", 300).await.unwrap());
+    assert!(db.heartbeat("sub1", 250).await.unwrap());
+    let s = db.node("sub1").await.unwrap().unwrap();
+    assert_eq!(
+        (s.joined_at, s.heartbeat_at),
+        (150, 300),
+        "never moves backwards"
+    );
+    assert!(!db.heartbeat("nowhere", 300).await.unwrap());
+    assert!(
+        db.update_node("sub1", "10.0.0.2", "tftp,tvs,capf")
+            .await
+            .unwrap()
+    );
+    let s = db.node("sub1").await.unwrap().unwrap();
+    assert_eq!(
+        (s.host.as_str(), s.services.as_str()),
+        ("10.0.0.2", "tftp,tvs,capf")
+    );
+
+    db.publish_node_certs(
+        "sub1",
+        &[cert("sub1", "CallManager", "0a"), cert("sub1", "TVS", "0b")],
+    )
+    .await
+    .unwrap();
+    db.publish_node_certs("pub", &[cert("pub", "CallManager", "01")])
+        .await
+        .unwrap();
+    db.publish_node_certs("sub1", &[cert("sub1", "CallManager", "0c")])
+        .await
+        .unwrap();
+    let got: Vec<(String, String, String)> = db
+        .node_certs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.node, c.which, c.serial))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("pub".into(), "CallManager".into(), "01".into()),
+            ("sub1".into(), "CallManager".into(), "0c".into()),
+            ("sub1".into(), "TVS".into(), "0b".into()),
+        ]
+    );
+
+    assert!(db.delete_node("sub1").await.unwrap());
+    assert!(!db.delete_node("sub1").await.unwrap());
+    assert!(db.node("sub1").await.unwrap().is_none());
+    let left: Vec<String> = db
+        .node_certs()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.node)
+        .collect();
+    assert_eq!(left, ["pub"], "its certificates go with it");
+}

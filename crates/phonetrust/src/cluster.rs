@@ -1,0 +1,292 @@
+//! `phonetrust cluster add-node|set-node|remove-node`, `show network cluster`, and the
+//! joining steps of `init --join` and `serve` (a shell over `phonetrust_rules::cluster`).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Subcommand;
+use phonetrust_rules::cluster::{self, ClusterError, HEARTBEAT_SECS, NewNode, Services};
+use phonetrust_store::Db;
+use phonetrust_store::identity::Identity;
+use phonetrust_store::model::format_time;
+
+use crate::fsutil::now;
+use crate::node::Node;
+
+/// `phonetrust cluster ...`
+#[derive(Debug, Subcommand)]
+#[allow(clippy::enum_variant_names)] // the command names (`add-node`, …) scripts use
+pub(crate) enum ClusterCmd {
+    /// Define a node on the publisher before starting it on its own machine with
+    /// `phonetrust init --join NAME --database postgres://…` (the first node defined is
+    /// the publisher: the node this command runs on, when the cluster is empty).
+    AddNode {
+        /// The node's host name (its CallManager certificate's CN).
+        name: String,
+        /// The IP address or DNS name phones reach it at.
+        #[arg(long)]
+        host: String,
+        /// Services it runs, comma-separated (default: tftp,tvs for a subscriber).
+        #[arg(long, value_parser = parse_services)]
+        services: Option<Services>,
+    },
+    /// Change a node's host or services.
+    SetNode {
+        /// The node's name.
+        name: String,
+        /// New IP address or DNS name.
+        #[arg(long)]
+        host: Option<String>,
+        /// New services, comma-separated.
+        #[arg(long, value_parser = parse_services)]
+        services: Option<Services>,
+    },
+    /// Remove a subscriber (refused for the publisher and while call manager groups
+    /// name it). Asks for confirmation: its TVS leaves every ITL.
+    RemoveNode {
+        /// The node's name.
+        name: String,
+        /// Do not ask for confirmation.
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
+}
+
+fn parse_services(s: &str) -> Result<Services, String> {
+    Services::parse(s).map_err(|e| e.to_string())
+}
+
+/// This node's name and the host it is reached at (the CallManager CN for both until
+/// the node is defined otherwise).
+fn this_node(id: &Identity) -> Option<(String, String)> {
+    id.node().map(|n| (n.host.clone(), n.host))
+}
+
+/// `phonetrust cluster ...`
+pub(crate) async fn run(node: &Node, cmd: ClusterCmd) -> Result<ExitCode> {
+    let db = node.db().await?;
+    let id = phonetrust_store::identity::load(&node.data)?;
+    let me = this_node(&id);
+    match cmd {
+        ClusterCmd::AddNode {
+            name,
+            host,
+            services,
+        } => {
+            let me_ref = me.as_ref().map(|(n, h)| (n.as_str(), h.as_str()));
+            if let Some((n, _)) = me_ref {
+                require_publisher(&db, n).await?;
+            }
+            let rec = cluster::define_node(
+                &db,
+                me_ref,
+                &NewNode {
+                    name: &name,
+                    host: &host,
+                    services,
+                },
+                now(),
+            )
+            .await?;
+            if let Some((n, _)) = me_ref
+                && db.node(n).await?.is_some()
+            {
+                cluster::publish_identity(&db, n, &id, now()).await?;
+            }
+            outln!(
+                "Node {} defined as {} at {} (services {}). Start it on its own machine with:\n  phonetrust init --join {} --database <this cluster's database URL>",
+                rec.name,
+                rec.role,
+                rec.host,
+                rec.services,
+                rec.name
+            );
+        }
+        ClusterCmd::SetNode {
+            name,
+            host,
+            services,
+        } => {
+            let Some(n) = db.node(&name).await? else {
+                return Err(ClusterError::NotDefined(name).into());
+            };
+            let host = host.unwrap_or(n.host);
+            cluster::check_host(&host)?;
+            let services = services.map(|s| s.to_string()).unwrap_or(n.services);
+            if services == "none" {
+                return Err(ClusterError::NoService.into());
+            }
+            db.update_node(&name, &host, &services).await?;
+            outln!("Node {name}: host {host}, services {services}");
+        }
+        ClusterCmd::RemoveNode { name, yes } => {
+            if db.node(&name).await?.is_none() {
+                return Err(ClusterError::NotDefined(name).into());
+            }
+            if !crate::confirm::operation(
+                &format!(
+                    "removes node {name} from the cluster: its TFTP, TVS and CAPF leave what every node tells phones"
+                ),
+                yes,
+                "the node stays defined",
+            )? {
+                return Ok(ExitCode::FAILURE);
+            }
+            cluster::remove_node(&db, &name, &[]).await?;
+            outln!("Node {name} removed from the cluster");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Refuse a cluster definition made anywhere but on the publisher.
+async fn require_publisher(db: &Db, me: &str) -> Result<()> {
+    if let Some(n) = db.node(me).await?
+        && n.role != cluster::Role::Publisher.as_str()
+    {
+        anyhow::bail!(
+            "{me} is a subscriber: define nodes on the publisher ({}), as servers are defined there first",
+            publisher_name(db).await?
+        );
+    }
+    Ok(())
+}
+
+async fn publisher_name(db: &Db) -> Result<String> {
+    Ok(db
+        .nodes()
+        .await?
+        .into_iter()
+        .find(|n| n.role == cluster::Role::Publisher.as_str())
+        .map(|n| n.name)
+        .unwrap_or_else(|| "none defined".into()))
+}
+
+/// `phonetrust show network cluster`: every node, its host, role, services, published
+/// certificates' serials and whether it is alive.
+pub(crate) async fn show(node: &Node) -> Result<ExitCode> {
+    let db = node.db().await?;
+    let view = cluster::cluster_view(&db, now()).await?;
+    if view.is_empty() {
+        outln!(
+            "This node is not yet part of a cluster: `phonetrust serve` defines it as the publisher when it starts, `phonetrust cluster add-node` defines others."
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = crate::table::Table::new(&[
+        "Node",
+        "Host",
+        "Role",
+        "Services",
+        "Status",
+        "Heartbeat",
+        "CallManager",
+        "TVS",
+        "CAPF",
+    ]);
+    for v in &view {
+        let serial = |w: &str| {
+            v.certs
+                .iter()
+                .find(|(k, _)| k == w)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_else(|| "-".into())
+        };
+        let status = if v.alive {
+            "up"
+        } else if v.joined {
+            "down"
+        } else {
+            "not joined"
+        };
+        t.row(vec![
+            v.name.clone(),
+            v.host.clone(),
+            v.role.map_or("unknown", |r| r.as_str()).to_string(),
+            v.services.map_or("unknown".into(), |s| s.to_string()),
+            status.to_string(),
+            if v.heartbeat_at > 0 {
+                format_time(v.heartbeat_at)
+            } else {
+                "never".into()
+            },
+            serial("CallManager"),
+            serial("TVS"),
+            serial("CAPF"),
+        ]);
+    }
+    out!("{}", t.render());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Before `init` creates an identity: with `--join NAME`, the node must have been
+/// defined; without, the database must not belong to a cluster this node is not in.
+pub(crate) async fn check_before_init(db: &Db, join: Option<&str>, host: &str) -> Result<()> {
+    match join {
+        Some(name) => {
+            cluster::check_node_name(name)?;
+            if db.node(name).await?.is_none() {
+                return Err(ClusterError::NotDefined(name.to_string()).into());
+            }
+        }
+        None => {
+            let nodes = db.nodes().await?;
+            if !nodes.is_empty() && !nodes.iter().any(|n| n.name == host) {
+                anyhow::bail!(
+                    "this database belongs to a cluster (publisher {}) that does not define {host}: define the node on the publisher (`phonetrust cluster add-node {host} --host ADDRESS`), then run `phonetrust init --join {host} --database …`",
+                    publisher_name(db).await?
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Take this node's place in the cluster: a defined node joins (first time) or rejoins;
+/// in an empty cluster this node becomes the publisher; otherwise it is refused, as a
+/// node not defined on the publisher. Publishes its certificates' public parts and
+/// returns its name.
+pub(crate) async fn take_place(db: &Db, id: &Identity) -> Result<String> {
+    let Some((name, host)) = this_node(id) else {
+        anyhow::bail!("the identity has no CallManager certificate: run `phonetrust init`");
+    };
+    let t = now();
+    if db.node(&name).await?.is_some() {
+        cluster::join(db, &name, t).await?;
+    } else {
+        cluster::ensure_publisher(db, &name, &host, t).await?;
+    }
+    cluster::publish_identity(db, &name, id, t).await?;
+    Ok(name)
+}
+
+/// Record this node's heartbeat every few seconds while `serve` runs; a failure is
+/// logged once when it starts and once when it ends.
+pub(crate) async fn heartbeat(db: Db, name: String) {
+    let mut failing = false;
+    let mut tick = tokio::time::interval(Duration::from_secs(HEARTBEAT_SECS.unsigned_abs()));
+    loop {
+        tick.tick().await;
+        match db.heartbeat(&name, now()).await {
+            Ok(true) => {
+                if failing {
+                    tracing::info!(node = %name, "cluster heartbeat recorded again");
+                }
+                failing = false;
+            }
+            Ok(false) => {
+                if !failing {
+                    tracing::warn!(node = %name, "this node is no longer defined in the cluster (removed with `cluster remove-node`?): its heartbeat is not recorded; define it again on the publisher");
+                }
+                failing = true;
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(node = %name, error = %e, "cluster heartbeat could not be recorded (database unreachable?): other nodes show this one as down until it is");
+                }
+                failing = true;
+            }
+        }
+    }
+}
