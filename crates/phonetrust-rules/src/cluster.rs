@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use crate::trustlists::{ClusterPeers, MAX_ITL_BYTES};
+use phonetrust_pki::profiles::OwnCert;
 use phonetrust_store::Db;
 use phonetrust_store::StoreError;
 use phonetrust_store::cluster::{NodeCert, NodeRecord};
@@ -178,6 +180,21 @@ pub enum ClusterError {
         /// The groups that name it, comma-separated.
         groups: String,
     },
+    /// Another TVS node would make the ITLs larger than phones accept.
+    #[error(
+        "node {node} was not added: with its TVS certificate each node's ITL would be about {size} bytes, more than the {max} bytes phones accept (about 39 certificates); add it with --services tftp or --services capf, or run TVS on fewer nodes"
+    )]
+    ItlTooLarge {
+        /// The node refused.
+        node: String,
+        /// The estimated size of the largest ITL.
+        size: usize,
+        /// [`crate::trustlists::MAX_ITL_BYTES`].
+        max: usize,
+    },
+    /// The ITL size could not be estimated (a certificate of the model identity).
+    #[error("the ITL size could not be estimated: {0}")]
+    Itl(String),
 }
 
 /// Check a node name: a host name (RFC 1123 labels), case kept as given.
@@ -275,10 +292,14 @@ pub struct NewNode<'a> {
 
 /// Define a node. The first node defined becomes the publisher; `this_node` (the node the
 /// command runs on) is defined first as the publisher when the cluster is still empty, as
-/// a server is defined on the publisher.
+/// a server is defined on the publisher. `model` (the identity of the node the command
+/// runs on) stands for the new node's certificates when the size of the ITLs with one
+/// more TVS node is estimated ([`itl_size_with`]): a node that would make them larger than
+/// phones accept is refused.
 pub async fn define_node(
     db: &Db,
     this_node: Option<(&str, &str)>,
+    model: &Identity,
     new: &NewNode<'_>,
     now: i64,
 ) -> Result<NodeRecord, ClusterError> {
@@ -308,10 +329,58 @@ pub async fn define_node(
         joined_at: 0,
         heartbeat_at: 0,
     };
+    if Services::parse(&rec.services).is_ok_and(|s| s.tvs) {
+        let tvs_nodes = db
+            .nodes()
+            .await?
+            .iter()
+            .filter(|n| Services::parse(&n.services).is_ok_and(|s| s.tvs))
+            .count()
+            + 1;
+        let size = itl_size_with(model, tvs_nodes)?;
+        if size > MAX_ITL_BYTES {
+            return Err(ClusterError::ItlTooLarge {
+                node: new.name.to_string(),
+                size,
+                max: MAX_ITL_BYTES,
+            });
+        }
+    }
     if !db.insert_node(&rec).await? {
         return Err(ClusterError::Exists(new.name.to_string()));
     }
     Ok(rec)
+}
+
+/// The size of the largest ITL of a cluster with `tvs_nodes` nodes running TVS, each
+/// node's certificates the size of `model`'s: a subscriber running CAPF, listing the
+/// publisher's CAPF and ITLRecovery beside its own CAPF and every TVS.
+pub fn itl_size_with(model: &Identity, tvs_nodes: usize) -> Result<usize, ClusterError> {
+    let cert = |w: OwnCert| {
+        model
+            .get(w)
+            .map(|c| c.cert.clone())
+            .ok_or_else(|| ClusterError::Itl(format!("the identity has no {w} certificate")))
+    };
+    let peers = ClusterPeers {
+        tvs: vec![cert(OwnCert::Tvs)?; tvs_nodes.saturating_sub(1)],
+        publisher_capf: Some(cert(OwnCert::Capf)?),
+        publisher_recovery: None,
+        own_capf: true,
+    };
+    let records =
+        crate::trustlists::itl_records_in(model, false, &peers).map_err(ClusterError::Itl)?;
+    let p = phonetrust_proto::trustlist::TrustListParams::new(
+        "ITLFile.tlv",
+        phonetrust_proto::tlv::HashAlg::Sha1,
+        0,
+    );
+    let signer = model
+        .get(OwnCert::CallManager)
+        .ok_or_else(|| ClusterError::Itl("the identity has no CallManager certificate".into()))?;
+    phonetrust_proto::trustlist::build(&p, signer, &records)
+        .map(|f| f.len())
+        .map_err(|e| ClusterError::Itl(e.to_string()))
 }
 
 /// Make sure the node named `name` (at `host`) is defined: in an empty cluster it is

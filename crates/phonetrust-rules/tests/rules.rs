@@ -417,13 +417,15 @@ async fn a_cluster_is_defined_on_its_publisher() {
         host: "127.0.0.2",
         services: None,
     };
-    let rec = cluster::define_node(db, me, &sub, 1_000).await.unwrap();
+    let rec = cluster::define_node(db, me, &node.id, &sub, 1_000)
+        .await
+        .unwrap();
     assert_eq!(
         (rec.role.as_str(), rec.services.as_str()),
         ("subscriber", "tftp,tvs")
     );
     assert!(matches!(
-        cluster::define_node(db, me, &sub, 1_001).await,
+        cluster::define_node(db, me, &node.id, &sub, 1_001).await,
         Err(ClusterError::Exists(_))
     ));
     let bad = NewNode {
@@ -432,7 +434,7 @@ async fn a_cluster_is_defined_on_its_publisher() {
         services: None,
     };
     assert!(matches!(
-        cluster::define_node(db, me, &bad, 1_001).await,
+        cluster::define_node(db, me, &node.id, &bad, 1_001).await,
         Err(ClusterError::InvalidName(_))
     ));
     let capf_sub = NewNode {
@@ -440,7 +442,7 @@ async fn a_cluster_is_defined_on_its_publisher() {
         host: "127.0.0.3",
         services: Some(Services::parse("tftp,tvs,capf").unwrap()),
     };
-    cluster::define_node(db, me, &capf_sub, 1_002)
+    cluster::define_node(db, me, &node.id, &capf_sub, 1_002)
         .await
         .unwrap();
 
@@ -508,4 +510,141 @@ async fn a_cluster_is_defined_on_its_publisher() {
         cluster::remove_node(db, "sub1.example.test", &[]).await,
         Err(ClusterError::NotDefined(_))
     ));
+}
+
+#[tokio::test]
+async fn a_subscribers_itl_lists_every_tvs_and_the_publishers_capf() {
+    use phonetrust_pki::DistinguishedName;
+    use phonetrust_proto::rand::OsRandom;
+    use phonetrust_rules::cluster::{self, ClusterError, NewNode};
+    use phonetrust_rules::trustlists::{ClusterPeers, MAX_ITL_BYTES};
+    let pub_n = NodeIdentity::new("pub.example.test", DistinguishedName::default());
+    let node = phonetrust_testsupport::FreshNode::new("rules-sub-itl", &pub_n).await;
+    let db = &node.db;
+    let sub_dir = phonetrust_testsupport::tempdir("rules-sub-itl-sub");
+    let sub_n = NodeIdentity::new("sub1.example.test", DistinguishedName::default());
+    let sub_id = identity::create(
+        &DataDir::new(sub_dir.path()),
+        &sub_n,
+        phonetrust_testsupport::now() - 60,
+        &OsRandom,
+    )
+    .unwrap();
+    let single = trustlists::build_itl(&node.id, false, 1_000).unwrap();
+
+    let me = Some(("pub.example.test", "127.0.0.1"));
+    let sub = NewNode {
+        name: "sub1.example.test",
+        host: "127.0.0.2",
+        services: None,
+    };
+    cluster::define_node(db, me, &node.id, &sub, 1_000)
+        .await
+        .unwrap();
+    cluster::publish_identity(db, "pub.example.test", &node.id, 1_000)
+        .await
+        .unwrap();
+    // Not joined yet: the publisher's ITL is still its single-node ITL.
+    let peers = ClusterPeers::of(db, "pub.example.test").await.unwrap();
+    assert_eq!(
+        trustlists::build_itl_in(&node.id, false, &peers, 1_000).unwrap(),
+        single
+    );
+    cluster::join(db, "sub1.example.test", 1_100).await.unwrap();
+    cluster::publish_identity(db, "sub1.example.test", &sub_id, 1_100)
+        .await
+        .unwrap();
+
+    let der = |id: &Identity, w: OwnCert| id.get(w).unwrap().cert.to_der().unwrap();
+    let records = |f: &[u8]| -> Vec<(Role, Vec<u8>)> {
+        let list = trustlist::parse(f).unwrap();
+        list.verify(f).unwrap();
+        list.plain_records()
+            .map(|r| (r.role.unwrap(), r.certificate.clone().unwrap()))
+            .collect()
+    };
+    let peers = ClusterPeers::of(db, "sub1.example.test").await.unwrap();
+    let f = trustlists::build_itl_in(&sub_id, false, &peers, 1_200).unwrap();
+    assert_eq!(
+        trustlist::parse(&f)
+            .unwrap()
+            .signer_cert()
+            .unwrap()
+            .to_der()
+            .unwrap(),
+        der(&sub_id, OwnCert::CallManager),
+        "signed by the subscriber's own CallManager"
+    );
+    assert_eq!(
+        records(&f),
+        [
+            (Role::Sast, der(&sub_id, OwnCert::CallManager)),
+            (Role::Sast, der(&node.id, OwnCert::ItlRecovery)),
+            (Role::CcmTftp, der(&sub_id, OwnCert::CallManager)),
+            (Role::Capf, der(&node.id, OwnCert::Capf)),
+            (Role::Tvs, der(&sub_id, OwnCert::Tvs)),
+            (Role::Tvs, der(&node.id, OwnCert::Tvs)),
+            (Role::Tftp, der(&sub_id, OwnCert::CallManagerEcdsa)),
+        ]
+    );
+    // Recovery-signed on the subscriber: it has not the cluster's ITLRecovery key, so its
+    // CallManager signs and the publisher's ITLRecovery stays listed.
+    let r = trustlists::build_itl_in(&sub_id, true, &peers, 1_200).unwrap();
+    assert_eq!(records(&r), records(&f));
+    // The publisher lists the subscriber's TVS after its own, its own CAPF and ITLRecovery.
+    let peers = ClusterPeers::of(db, "pub.example.test").await.unwrap();
+    let p = trustlists::build_itl_in(&node.id, false, &peers, 1_200).unwrap();
+    assert_eq!(
+        records(&p),
+        [
+            (Role::Sast, der(&node.id, OwnCert::CallManager)),
+            (Role::Sast, der(&node.id, OwnCert::ItlRecovery)),
+            (Role::CcmTftp, der(&node.id, OwnCert::CallManager)),
+            (Role::Capf, der(&node.id, OwnCert::Capf)),
+            (Role::Tvs, der(&node.id, OwnCert::Tvs)),
+            (Role::Tvs, der(&sub_id, OwnCert::Tvs)),
+            (Role::Tftp, der(&node.id, OwnCert::CallManagerEcdsa)),
+        ]
+    );
+    // The fingerprint changes with a peer's certificate, so a served ITL is rebuilt.
+    assert_ne!(
+        trustlists::itl_source(&node.id, false).unwrap(),
+        trustlists::itl_source_in(&node.id, false, &peers).unwrap()
+    );
+
+    // The 64 KB limit: the smallest number of TVS nodes that passes it is refused.
+    let limit = (1..200)
+        .find(|&n| cluster::itl_size_with(&node.id, n).unwrap() > MAX_ITL_BYTES)
+        .unwrap();
+    assert!((25..=45).contains(&limit), "about 39 certificates: {limit}");
+    // pub and sub1 run TVS: sub{i} would be the (i+1)-th TVS node.
+    let mut refused = None;
+    for i in 2..=limit {
+        let name = format!("sub{i}.example.test");
+        let n = NewNode {
+            name: &name,
+            host: "127.0.0.9",
+            services: None,
+        };
+        match cluster::define_node(db, me, &node.id, &n, 2_000).await {
+            Ok(_) => {}
+            Err(ClusterError::ItlTooLarge { size, max, .. }) => {
+                assert!(size > max);
+                refused = Some(i);
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(refused, Some(limit - 1), "the node that passes the limit");
+    assert_eq!(db.nodes().await.unwrap().len(), limit - 1);
+    // A node without TVS adds nothing to the ITLs and is still accepted.
+    let tftp_only = NewNode {
+        name: "tftp9.example.test",
+        host: "127.0.0.9",
+        services: Some(cluster::Services::parse("tftp").unwrap()),
+    };
+    cluster::define_node(db, me, &node.id, &tftp_only, 2_000)
+        .await
+        .unwrap();
 }

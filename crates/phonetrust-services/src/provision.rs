@@ -121,6 +121,9 @@ struct Settings {
     capf_port: u16,
     tvs_port: u16,
     recovery_signed: bool,
+    /// The cluster's fingerprint (`Db::cluster_stamp`): another node's new certificate
+    /// changes this node's ITL.
+    cluster: u64,
 }
 
 /// A cached signed or encrypted config: valid while `key` matches.
@@ -637,6 +640,7 @@ async fn read_settings(db: &Db) -> Result<(Settings, HashMap<String, SecurityPro
         capf_port: ports.capf,
         tvs_port: ports.tvs,
         recovery_signed: p.get(params::ITL_SIGNER).copied().unwrap_or(0) == 1,
+        cluster: db.cluster_stamp().await.map_err(|e| e.to_string())?,
     };
     let profiles = db
         .profiles()

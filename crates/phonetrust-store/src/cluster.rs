@@ -207,4 +207,28 @@ impl Db {
             })
             .collect()
     }
+
+    /// A fingerprint of the cluster as files depend on it (nodes, roles, services, and
+    /// the serials of published certificates): equal while nothing a node's ITL or
+    /// configs list has changed. For change detection only (not a security check).
+    pub async fn cluster_stamp(&self) -> Result<u64, StoreError> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for n in self.nodes().await? {
+            (n.name, n.host, n.role, n.services).hash(&mut h);
+        }
+        let rows = sqlx::query("SELECT node, which, serial FROM node_cert ORDER BY node, which")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        for r in &rows {
+            let t: (String, String, String) = (
+                r.try_get(0).map_err(db_err)?,
+                r.try_get(1).map_err(db_err)?,
+                r.try_get(2).map_err(db_err)?,
+            );
+            t.hash(&mut h);
+        }
+        Ok(h.finish())
+    }
 }

@@ -81,6 +81,7 @@ pub(crate) async fn run(node: &Node, cmd: ClusterCmd) -> Result<ExitCode> {
             let rec = cluster::define_node(
                 &db,
                 me_ref,
+                &id,
                 &NewNode {
                     name: &name,
                     host: &host,
