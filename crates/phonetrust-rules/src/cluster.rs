@@ -182,7 +182,7 @@ pub enum ClusterError {
     },
     /// Another TVS node would make the ITLs larger than phones accept.
     #[error(
-        "node {node} was not added: with its TVS certificate each node's ITL would be about {size} bytes, more than the {max} bytes phones accept (about 39 certificates); add it with --services tftp or --services capf, or run TVS on fewer nodes"
+        "node {node} cannot run TVS (nothing was changed): with its TVS certificate each node's ITL would be about {size} bytes, more than the {max} bytes phones accept (about 39 certificates); add it with --services tftp or --services capf, or run TVS on fewer nodes"
     )]
     ItlTooLarge {
         /// The node refused.
@@ -349,7 +349,59 @@ pub async fn define_node(
     if !db.insert_node(&rec).await? {
         return Err(ClusterError::Exists(new.name.to_string()));
     }
+    crate::groups::join_default(db, &rec.name, now).await?;
     Ok(rec)
+}
+
+/// Change a node's host and/or services. A node that starts running TVS is refused when
+/// the ITLs would pass the phones' limit, as in [`define_node`].
+pub async fn set_node(
+    db: &Db,
+    model: &Identity,
+    name: &str,
+    host: Option<&str>,
+    services: Option<Services>,
+) -> Result<NodeRecord, ClusterError> {
+    let Some(n) = db.node(name).await? else {
+        return Err(ClusterError::NotDefined(name.to_string()));
+    };
+    let host = host.unwrap_or(&n.host).to_string();
+    check_host(&host)?;
+    if let Some(s) = services
+        && !(s.tftp || s.tvs || s.capf)
+    {
+        return Err(ClusterError::NoService);
+    }
+    let was_tvs = Services::parse(&n.services).is_ok_and(|s| s.tvs);
+    if let Some(s) = services
+        && s.tvs
+        && !was_tvs
+    {
+        let tvs_nodes = db
+            .nodes()
+            .await?
+            .iter()
+            .filter(|n| Services::parse(&n.services).is_ok_and(|s| s.tvs))
+            .count()
+            + 1;
+        let size = itl_size_with(model, tvs_nodes)?;
+        if size > MAX_ITL_BYTES {
+            return Err(ClusterError::ItlTooLarge {
+                node: name.to_string(),
+                size,
+                max: MAX_ITL_BYTES,
+            });
+        }
+    }
+    let services = services.map_or(n.services.clone(), |s| s.to_string());
+    if !db.update_node(name, &host, &services).await? {
+        return Err(ClusterError::NotDefined(name.to_string()));
+    }
+    Ok(NodeRecord {
+        host,
+        services,
+        ..n
+    })
 }
 
 /// The size of the largest ITL of a cluster with `tvs_nodes` nodes running TVS, each
@@ -409,6 +461,7 @@ pub async fn ensure_publisher(
         heartbeat_at: 0,
     };
     if db.insert_node(&rec).await? {
+        crate::groups::join_default(db, name, now).await?;
         Ok(rec)
     } else {
         // Another process defined a node at the same moment: ask again.
@@ -433,18 +486,14 @@ pub async fn join(db: &Db, name: &str, now: i64) -> Result<NodeRecord, ClusterEr
     })
 }
 
-/// Remove a subscriber that no call manager group names. `groups_naming` lists the
-/// groups that still name it (empty until groups exist).
-pub async fn remove_node(
-    db: &Db,
-    name: &str,
-    groups_naming: &[String],
-) -> Result<(), ClusterError> {
+/// Remove a subscriber that no call manager group names (the Default group included).
+pub async fn remove_node(db: &Db, name: &str) -> Result<(), ClusterError> {
     let Some(n) = db.node(name).await? else {
         return Err(ClusterError::NotDefined(name.to_string()));
     };
     let role = Role::parse(&n.role).unwrap_or(Role::Subscriber);
-    check_removal(name, role, groups_naming)?;
+    let groups_naming = crate::groups::groups_naming(db, name).await?;
+    check_removal(name, role, &groups_naming)?;
     if !db.delete_node(name).await? {
         return Err(ClusterError::NotDefined(name.to_string()));
     }

@@ -496,18 +496,27 @@ async fn a_cluster_is_defined_on_its_publisher() {
     assert!(!cluster::cluster_view(db, 1_300 + 60).await.unwrap()[0].alive);
 
     assert!(matches!(
-        cluster::remove_node(db, "pub.example.test", &[]).await,
+        cluster::remove_node(db, "pub.example.test").await,
         Err(ClusterError::RemovePublisher(_))
     ));
-    assert!(matches!(
-        cluster::remove_node(db, "sub1.example.test", &["Default".into()]).await,
-        Err(ClusterError::InGroups { .. })
-    ));
-    cluster::remove_node(db, "sub1.example.test", &[])
+    // Every node defined joined the Default group (three at most): sub1 is named by it.
+    let e = cluster::remove_node(db, "sub1.example.test")
         .await
-        .unwrap();
+        .unwrap_err();
+    assert!(
+        matches!(&e, ClusterError::InGroups { groups, .. } if groups == "Default"),
+        "{e}"
+    );
+    phonetrust_rules::groups::set_group(
+        db,
+        "Default",
+        &["pub.example.test".into(), "sub2.example.test".into()],
+    )
+    .await
+    .unwrap();
+    cluster::remove_node(db, "sub1.example.test").await.unwrap();
     assert!(matches!(
-        cluster::remove_node(db, "sub1.example.test", &[]).await,
+        cluster::remove_node(db, "sub1.example.test").await,
         Err(ClusterError::NotDefined(_))
     ));
 }
@@ -647,4 +656,169 @@ async fn a_subscribers_itl_lists_every_tvs_and_the_publishers_capf() {
     cluster::define_node(db, me, &node.id, &tftp_only, 2_000)
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn phones_are_told_their_groups_nodes_in_priority_order() {
+    use phonetrust_pki::DistinguishedName;
+    use phonetrust_rules::cluster::{self, NewNode, Services};
+    use phonetrust_rules::groups::{self, GroupError, Topology};
+    use phonetrust_store::groups::Placement;
+    let n = NodeIdentity::new("pub.example.test", DistinguishedName::default());
+    let node = phonetrust_testsupport::FreshNode::new("rules-groups", &n).await;
+    let db = &node.db;
+    let me = Some(("pub.example.test", "10.0.0.1"));
+    for (name, host, services) in [
+        ("sub1.example.test", "10.0.0.2", None),
+        ("sub2.example.test", "10.0.0.3", Some("tftp")),
+        ("sub3.example.test", "10.0.0.4", None),
+    ] {
+        let s = services.map(|s| Services::parse(s).unwrap());
+        let nn = NewNode {
+            name,
+            host,
+            services: s,
+        };
+        cluster::define_node(db, me, &node.id, &nn, 1_000)
+            .await
+            .unwrap();
+    }
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    // The Default group took the first three nodes, the publisher first.
+    let topo = Topology::load(db).await.unwrap();
+    let none = Placement::default();
+    let d = topo.nodes_for(&none);
+    assert_eq!(d.group, "Default");
+    assert_eq!(d.call_managers, s(&["10.0.0.1", "10.0.0.2", "10.0.0.3"]));
+    assert_eq!(d.tvs, s(&["10.0.0.1", "10.0.0.2"]), "sub2 runs no TVS");
+    assert_eq!(d.capf.as_deref(), Some("10.0.0.1"));
+
+    let four = s(&[
+        "sub3.example.test",
+        "sub1.example.test",
+        "pub.example.test",
+        "sub2.example.test",
+    ]);
+    assert!(matches!(
+        groups::define_group(db, "East", &four, 1).await,
+        Err(GroupError::TooMany { count: 4, .. })
+    ));
+    assert!(matches!(
+        groups::define_group(
+            db,
+            "East",
+            &s(&["sub1.example.test", "sub1.example.test"]),
+            1
+        )
+        .await,
+        Err(GroupError::Duplicate { .. })
+    ));
+    assert!(matches!(
+        groups::define_group(db, "East", &s(&["sub9.example.test"]), 1).await,
+        Err(GroupError::UnknownNode { .. })
+    ));
+    assert!(matches!(
+        groups::define_group(db, "East;drop", &four[..1], 1).await,
+        Err(GroupError::InvalidName(_))
+    ));
+    groups::define_group(db, "East", &four[..3], 1)
+        .await
+        .unwrap();
+    assert!(matches!(
+        groups::define_group(db, "East", &four[..1], 1).await,
+        Err(GroupError::Exists { .. })
+    ));
+    assert!(matches!(
+        groups::define_pool(db, "Branch", "West", 1).await,
+        Err(GroupError::NotDefined { .. })
+    ));
+    groups::define_pool(db, "Branch", "East", 1).await.unwrap();
+
+    db.add_devices(
+        &[
+            phonetrust_store::devices::NewDevice {
+                name: "SEP0011223344AA".into(),
+                model: "8845".into(),
+                protocol: phonetrust_store::model::Protocol::Sip,
+                profile: None,
+                description: String::new(),
+            },
+            phonetrust_store::devices::NewDevice {
+                name: "SEP0011223344BB".into(),
+                model: "8845".into(),
+                protocol: phonetrust_store::model::Protocol::Sip,
+                profile: None,
+                description: String::new(),
+            },
+        ],
+        1,
+    )
+    .await
+    .unwrap();
+    let in_pool = Placement {
+        pool: Some("Branch".into()),
+        group: None,
+    };
+    groups::place_phone(db, "SEP0011223344AA", &in_pool)
+        .await
+        .unwrap();
+    let direct = Placement {
+        pool: Some("Branch".into()),
+        group: Some("Default".into()),
+    };
+    groups::place_phone(db, "SEP0011223344BB", &direct)
+        .await
+        .unwrap();
+    assert!(
+        groups::place_phone(db, "SEP0011223344CC", &in_pool)
+            .await
+            .is_err(),
+        "an unknown phone"
+    );
+    let topo = Topology::load(db).await.unwrap();
+    let a = topo.nodes_for(&db.placement("SEP0011223344AA").await.unwrap());
+    assert_eq!(a.group, "East");
+    assert_eq!(
+        a.call_managers,
+        s(&["10.0.0.4", "10.0.0.2", "10.0.0.1"]),
+        "the pool's group, in its priority order"
+    );
+    assert_eq!(a.tvs, a.call_managers, "each of them runs TVS");
+    assert_eq!(
+        a.capf.as_deref(),
+        Some("10.0.0.1"),
+        "the only CAPF in the group"
+    );
+    let b = topo.nodes_for(&db.placement("SEP0011223344BB").await.unwrap());
+    assert_eq!(
+        b.group, "Default",
+        "a group given directly wins over the pool's"
+    );
+
+    // What may not be removed while it is used.
+    assert!(matches!(
+        groups::remove_group(db, "Default").await,
+        Err(GroupError::RemoveDefault)
+    ));
+    let e = groups::remove_group(db, "East").await.unwrap_err();
+    assert!(e.to_string().contains("device pool(s) Branch"), "{e}");
+    let e = groups::remove_pool(db, "Branch").await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("2 phones (SEP0011223344AA, SEP0011223344BB)"),
+        "{e}"
+    );
+    let e = cluster::remove_node(db, "sub3.example.test")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("call manager group(s) East"), "{e}");
+    groups::set_group(db, "East", &four[1..3]).await.unwrap();
+    cluster::remove_node(db, "sub3.example.test").await.unwrap();
+    for d in ["SEP0011223344AA", "SEP0011223344BB"] {
+        groups::place_phone(db, d, &Placement::default())
+            .await
+            .unwrap();
+    }
+    groups::remove_pool(db, "Branch").await.unwrap();
+    groups::remove_group(db, "East").await.unwrap();
 }

@@ -113,6 +113,8 @@ struct Snapshot {
     itl: Option<Arc<[u8]>>,
     /// The stored CTL (its SHA-256 and bytes), taken over on every refresh.
     ctl: Option<(String, Arc<[u8]>)>,
+    /// The cluster's nodes, groups and pools (read again when `settings.cluster` changes).
+    topology: Arc<Topology>,
 }
 
 /// The enterprise parameters the files depend on.
@@ -193,6 +195,7 @@ fn classify(name: &str) -> (Kind, Option<String>) {
     (Kind::Static, None)
 }
 
+use phonetrust_rules::groups::Topology;
 use phonetrust_rules::names::{MAX_NAME, RefusedName, static_path};
 use phonetrust_rules::trustlists::served_itl;
 
@@ -208,7 +211,9 @@ impl Provisioning {
         let (identity, host, fingerprint) = load_identity(&data)?;
         let (settings, profiles) = read_settings(&db).await?;
         let ctl = read_ctl(&db, None).await?.flatten();
+        let topology = Arc::new(Topology::load(&db).await.map_err(|e| e.to_string())?);
         let snap = Snapshot {
+            topology,
             generation: 0,
             identity,
             host,
@@ -263,6 +268,12 @@ impl Provisioning {
         }
         if identity.is_none() && settings == cur.settings {
             return Ok(false);
+        }
+        if settings.cluster != cur.settings.cluster {
+            drop(cur);
+            let t = Topology::load(&self.db).await.map_err(|e| e.to_string())?;
+            cur = self.snap.write().await;
+            cur.topology = Arc::new(t);
         }
         if let Some((id, host, fingerprint)) = identity {
             cur.identity = id;
@@ -445,7 +456,22 @@ impl Provisioning {
         device: &str,
     ) -> Result<(String, bool, Option<String>), NotServed> {
         let d = self.known(device).await?;
+        let placement = self
+            .db
+            .placement(&d.name)
+            .await
+            .map_err(|e| NotServed::Internal(device.into(), e.to_string()))?;
         let s = self.snap.read().await;
+        let nodes = s.topology.nodes_for(&placement);
+        let or_this = |hosts: Vec<String>| -> Vec<NodeRef> {
+            if hosts.is_empty() {
+                vec![NodeRef {
+                    host: s.host.clone(),
+                }]
+            } else {
+                hosts.into_iter().map(|host| NodeRef { host }).collect()
+            }
+        };
         let profile = s.profiles.get(&d.profile).ok_or_else(|| {
             NotServed::Internal(device.into(), format!("unknown profile {}", d.profile))
         })?;
@@ -466,13 +492,12 @@ impl Provisioning {
                 AuthMode::Lsc => 2,
                 AuthMode::Mic => 3,
             },
-            capf: (s.host.clone(), s.settings.capf_port),
-            call_managers: vec![NodeRef {
-                host: s.host.clone(),
-            }],
-            tvs: vec![NodeRef {
-                host: s.host.clone(),
-            }],
+            capf: (
+                nodes.capf.clone().unwrap_or_else(|| s.host.clone()),
+                s.settings.capf_port,
+            ),
+            call_managers: or_this(nodes.call_managers),
+            tvs: or_this(nodes.tvs),
             tvs_port: s.settings.tvs_port,
             cert_hash: d.md5hash.clone().unwrap_or_default(),
             encr_config: profile.encrypted_config,

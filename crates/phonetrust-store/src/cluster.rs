@@ -208,8 +208,8 @@ impl Db {
             .collect()
     }
 
-    /// A fingerprint of the cluster as files depend on it (nodes, roles, services, and
-    /// the serials of published certificates): equal while nothing a node's ITL or
+    /// A fingerprint of the cluster as files depend on it (nodes, roles, services, the
+    /// serials of published certificates, call manager groups and device pools): equal while nothing a node's ITL or
     /// configs list has changed. For change detection only (not a security check).
     pub async fn cluster_stamp(&self) -> Result<u64, StoreError> {
         use std::hash::{Hash, Hasher};
@@ -228,6 +228,12 @@ impl Db {
                 r.try_get(2).map_err(db_err)?,
             );
             t.hash(&mut h);
+        }
+        for g in self.groups().await? {
+            (g.name, g.members).hash(&mut h);
+        }
+        for p in self.pools().await? {
+            (p.name, p.group).hash(&mut h);
         }
         Ok(h.finish())
     }

@@ -698,11 +698,15 @@ impl Db {
     pub async fn delete_device(&self, name: &str) -> Result<(), StoreError> {
         let name = device_name(name)?;
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        sqlx::query("DELETE FROM devicecert WHERE device = $1")
+        for table in ["devicecert", "device_placement"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM {table} WHERE device = $1"
+            )))
             .bind(&name)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+        }
         let done = sqlx::query("DELETE FROM device WHERE name = $1")
             .bind(&name)
             .execute(&mut *tx)

@@ -21,6 +21,7 @@ pub mod cluster;
 pub mod ctlfile;
 pub mod db;
 pub mod devices;
+pub mod groups;
 pub mod identity;
 pub mod import;
 pub mod itlfile;

@@ -1,4 +1,4 @@
-//! `phonetrust cluster add-node|set-node|remove-node`, `show network cluster`, and the
+//! `phonetrust cluster add-node|set-node|remove-node|group|pool`, `show network cluster`, and the
 //! joining steps of `init --join` and `serve` (a shell over `phonetrust_rules::cluster`).
 
 use std::process::ExitCode;
@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Subcommand;
 use phonetrust_rules::cluster::{self, ClusterError, HEARTBEAT_SECS, NewNode, Services};
+use phonetrust_rules::groups;
 use phonetrust_store::Db;
 use phonetrust_store::identity::Identity;
 use phonetrust_store::model::format_time;
@@ -51,6 +52,75 @@ pub(crate) enum ClusterCmd {
         #[arg(short = 'y', long)]
         yes: bool,
     },
+    /// Call manager groups: ordered lists of at most three nodes that phones are told
+    /// (`callManager` members and TVS servers, in priority order).
+    #[command(subcommand)]
+    Group(GroupCmd),
+    /// Device pools: each gives its phones a call manager group.
+    #[command(subcommand)]
+    Pool(PoolCmd),
+}
+
+/// `phonetrust cluster group ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupCmd {
+    /// Define a group: `cluster group add East sub1.example.net pub.example.net`.
+    Add {
+        /// The group's name.
+        name: String,
+        /// Its nodes (one to three), the phones' primary first.
+        #[arg(required = true, num_args = 1..)]
+        nodes: Vec<String>,
+    },
+    /// Replace a group's nodes. Asks for confirmation: its phones are told other nodes.
+    Set {
+        /// The group's name.
+        name: String,
+        /// Its nodes (one to three), the phones' primary first.
+        #[arg(required = true, num_args = 1..)]
+        nodes: Vec<String>,
+        /// Do not ask for confirmation.
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
+    /// Remove a group (refused for Default and while pools or phones name it).
+    Remove {
+        /// The group's name.
+        name: String,
+    },
+    /// List the groups, their nodes and the phones given each directly.
+    List,
+}
+
+/// `phonetrust cluster pool ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum PoolCmd {
+    /// Define a device pool: `cluster pool add Branch --group East`.
+    Add {
+        /// The pool's name.
+        name: String,
+        /// Its call manager group.
+        #[arg(long)]
+        group: String,
+    },
+    /// Give a pool another group. Asks for confirmation: its phones are told other nodes.
+    Set {
+        /// The pool's name.
+        name: String,
+        /// Its call manager group.
+        #[arg(long)]
+        group: String,
+        /// Do not ask for confirmation.
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
+    /// Remove a pool (refused while phones are placed in it).
+    Remove {
+        /// The pool's name.
+        name: String,
+    },
+    /// List the pools, their groups and how many phones each holds.
+    List,
 }
 
 fn parse_services(s: &str) -> Result<Services, String> {
@@ -109,18 +179,11 @@ pub(crate) async fn run(node: &Node, cmd: ClusterCmd) -> Result<ExitCode> {
             host,
             services,
         } => {
-            let Some(n) = db.node(&name).await? else {
-                return Err(ClusterError::NotDefined(name).into());
-            };
-            let host = host.unwrap_or(n.host);
-            cluster::check_host(&host)?;
-            let services = services.map(|s| s.to_string()).unwrap_or(n.services);
-            if services == "none" {
-                return Err(ClusterError::NoService.into());
-            }
-            db.update_node(&name, &host, &services).await?;
-            outln!("Node {name}: host {host}, services {services}");
+            let n = cluster::set_node(&db, &id, &name, host.as_deref(), services).await?;
+            outln!("Node {name}: host {}, services {}", n.host, n.services);
         }
+        ClusterCmd::Group(cmd) => return group(&db, cmd).await,
+        ClusterCmd::Pool(cmd) => return pool(&db, cmd).await,
         ClusterCmd::RemoveNode { name, yes } => {
             if db.node(&name).await?.is_none() {
                 return Err(ClusterError::NotDefined(name).into());
@@ -134,8 +197,91 @@ pub(crate) async fn run(node: &Node, cmd: ClusterCmd) -> Result<ExitCode> {
             )? {
                 return Ok(ExitCode::FAILURE);
             }
-            cluster::remove_node(&db, &name, &[]).await?;
+            cluster::remove_node(&db, &name).await?;
             outln!("Node {name} removed from the cluster");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn group(db: &Db, cmd: GroupCmd) -> Result<ExitCode> {
+    match cmd {
+        GroupCmd::Add { name, nodes } => {
+            groups::define_group(db, &name, &nodes, now()).await?;
+            outln!("Call manager group {name}: {}", nodes.join(", "));
+        }
+        GroupCmd::Set { name, nodes, yes } => {
+            let (n, _) = db.phones_in_group(&name).await?;
+            if !crate::confirm::operation(
+                &format!(
+                    "changes the nodes of call manager group {name} to {}: its phones ({n} given it directly, and those of its device pools) are told these call managers and TVS servers from their next configuration download",
+                    nodes.join(", ")
+                ),
+                yes,
+                "the group is unchanged",
+            )? {
+                return Ok(ExitCode::FAILURE);
+            }
+            groups::set_group(db, &name, &nodes).await?;
+            outln!("Call manager group {name}: {}", nodes.join(", "));
+        }
+        GroupCmd::Remove { name } => {
+            groups::remove_group(db, &name).await?;
+            outln!("Call manager group {name} removed");
+        }
+        GroupCmd::List => {
+            let topo = groups::Topology::load(db).await?;
+            let mut t = crate::table::Table::new(&["Group", "Members (priority order)", "Phones"]);
+            let mut names: Vec<String> = db.groups().await?.into_iter().map(|g| g.name).collect();
+            if !names.iter().any(|n| n == groups::DEFAULT_GROUP) {
+                names.insert(0, groups::DEFAULT_GROUP.to_string());
+            }
+            for g in names {
+                let p = phonetrust_store::groups::Placement {
+                    pool: None,
+                    group: Some(g.clone()),
+                };
+                let members = topo.members_of(&p);
+                let (n, _) = db.phones_in_group(&g).await?;
+                t.row(vec![g, members.join(", "), n.to_string()]);
+            }
+            out!("{}", t.render());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn pool(db: &Db, cmd: PoolCmd) -> Result<ExitCode> {
+    match cmd {
+        PoolCmd::Add { name, group } => {
+            groups::define_pool(db, &name, &group, now()).await?;
+            outln!("Device pool {name}: call manager group {group}");
+        }
+        PoolCmd::Set { name, group, yes } => {
+            let (n, _) = db.phones_in_pool(&name).await?;
+            if !crate::confirm::operation(
+                &format!(
+                    "gives device pool {name} call manager group {group}: its {n} phone(s) are told that group's call managers and TVS servers from their next configuration download"
+                ),
+                yes,
+                "the pool is unchanged",
+            )? {
+                return Ok(ExitCode::FAILURE);
+            }
+            groups::set_pool(db, &name, &group).await?;
+            outln!("Device pool {name}: call manager group {group}");
+        }
+        PoolCmd::Remove { name } => {
+            groups::remove_pool(db, &name).await?;
+            outln!("Device pool {name} removed");
+        }
+        PoolCmd::List => {
+            let mut t = crate::table::Table::new(&["Device Pool", "Call Manager Group", "Phones"]);
+            for p in db.pools().await? {
+                let (n, _) = db.phones_in_pool(&p.name).await?;
+                t.row(vec![p.name, p.group, n.to_string()]);
+            }
+            out!("{}", t.render());
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -52,6 +52,18 @@ pub(crate) enum PhoneCmd {
         #[command(flatten)]
         conf: PhoneConf,
     },
+    /// Place a phone in a device pool and/or give it a call manager group directly (the
+    /// group wins); with neither, it takes the Default group.
+    Place {
+        /// The phone.
+        name: String,
+        /// Its device pool (`phonetrust cluster pool list`).
+        #[arg(long)]
+        pool: Option<String>,
+        /// A call manager group given directly (`phonetrust cluster group list`).
+        #[arg(long)]
+        group: Option<String>,
+    },
     /// Schedule a certificate operation (CAPF information).
     Capf(CapfArgs),
     /// Show a phone, its CAPF information and the certificates CAPF recorded.
@@ -299,6 +311,19 @@ pub(crate) async fn phone(node: &Node, cmd: PhoneCmd) -> Result<ExitCode> {
                 .await?;
             outln!("Updated {}", d.name);
         }
+        PhoneCmd::Place { name, pool, group } => {
+            let p = phonetrust_store::groups::Placement { pool, group };
+            phonetrust_rules::groups::place_phone(&db, &name, &p).await?;
+            let nodes = phonetrust_rules::groups::Topology::load(&db)
+                .await?
+                .nodes_for(&p);
+            outln!(
+                "{name}: call manager group {} ({}); TVS {}",
+                nodes.group,
+                nodes.call_managers.join(", "),
+                nodes.tvs.join(", ")
+            );
+        }
         PhoneCmd::Capf(a) => {
             let d = db
                 .set_capf(
@@ -337,6 +362,16 @@ pub(crate) async fn phone(node: &Node, cmd: PhoneCmd) -> Result<ExitCode> {
             let d = db.device(&name).await?;
             let p = db.profile(&d.profile).await.ok();
             print_device(&d, p.as_ref());
+            let place = db.placement(&d.name).await?;
+            let nodes = phonetrust_rules::groups::Topology::load(&db)
+                .await?
+                .nodes_for(&place);
+            outln!("Device Pool: {}", place.pool.as_deref().unwrap_or("-"));
+            outln!(
+                "Call Manager Group: {} ({})",
+                nodes.group,
+                nodes.call_managers.join(", ")
+            );
             for c in db.device_certs(&d.name).await? {
                 let k = c.kind.as_str();
                 outln!("{k} MD5: {}", c.md5);

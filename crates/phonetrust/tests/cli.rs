@@ -3142,6 +3142,91 @@ fn cluster_nodes_are_defined_on_the_publisher() {
         &pt(&d, &["cluster", "remove-node", "sub1.example.test"]),
         "repeat with -y",
     );
+    assert_one_line_error(
+        &pt(&d, &["cluster", "remove-node", "sub1.example.test", "-y"]),
+        "node sub1.example.test is still in call manager group(s) Default",
+    );
+
+    // Call manager groups and device pools.
+    let o = pt(&d, &["cluster", "group", "list"]);
+    assert!(
+        stdout(&o)
+            .lines()
+            .any(|l| l.contains("Default") && l.contains("pub.example.test, sub1.example.test")),
+        "{}",
+        stdout(&o)
+    );
+    assert_one_line_error(
+        &pt(
+            &d,
+            &[
+                "cluster",
+                "group",
+                "add",
+                "East",
+                "sub1.example.test",
+                "pub.example.test",
+                "sub1.example.test",
+            ],
+        ),
+        "lists node sub1.example.test twice",
+    );
+    let ok = |args: &[&str]| {
+        let o = pt(&d, args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        stdout(&o)
+    };
+    ok(&[
+        "cluster",
+        "group",
+        "add",
+        "East",
+        "sub1.example.test",
+        "pub.example.test",
+    ]);
+    ok(&["cluster", "pool", "add", "Branch", "--group", "East"]);
+    assert_one_line_error(
+        &pt(&d, &["cluster", "pool", "add", "Other", "--group", "West"]),
+        "call manager group West is not defined",
+    );
+    ok(&["phone", "add", "SEP001122334455"]);
+    let out = ok(&["phone", "place", "SEP001122334455", "--pool", "Branch"]);
+    assert!(
+        out.contains("call manager group East (127.0.0.2, pub.example.test)"),
+        "{out}"
+    );
+    let out = ok(&["phone", "show", "SEP001122334455"]);
+    assert!(out.contains("Device Pool: Branch"), "{out}");
+    assert!(
+        out.contains("Call Manager Group: East (127.0.0.2, pub.example.test)"),
+        "{out}"
+    );
+    assert!(
+        ok(&["cluster", "pool", "list"])
+            .lines()
+            .any(|l| l.contains("Branch") && l.contains("East") && l.trim_end().ends_with('1'))
+    );
+    assert_one_line_error(
+        &pt(&d, &["cluster", "pool", "remove", "Branch"]),
+        "device pool Branch is still used by 1 phone (SEP001122334455)",
+    );
+    assert_one_line_error(
+        &pt(&d, &["cluster", "group", "set", "East", "pub.example.test"]),
+        "repeat with -y",
+    );
+    ok(&[
+        "cluster",
+        "group",
+        "set",
+        "Default",
+        "pub.example.test",
+        "-y",
+    ]);
+    assert_one_line_error(
+        &pt(&d, &["cluster", "remove-node", "sub1.example.test", "-y"]),
+        "call manager group(s) East",
+    );
+    ok(&["cluster", "group", "set", "East", "pub.example.test", "-y"]);
     let o = pt(&d, &["cluster", "remove-node", "sub1.example.test", "-y"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(

@@ -640,3 +640,139 @@ async fn an_ec_certificate_gets_no_encrypted_config_and_the_cause_is_said() {
         other => panic!("expected a refusal naming the cause, got {other:?}"),
     }
 }
+
+/// The `processNodeName`s of a config's call manager group, in member order.
+fn call_managers(xml: &str) -> Vec<String> {
+    let Some(group) = xml
+        .split("<callManagerGroup>")
+        .nth(1)
+        .and_then(|g| g.split("</callManagerGroup>").next())
+    else {
+        return Vec::new();
+    };
+    group
+        .split("<processNodeName>")
+        .skip(1)
+        .filter_map(|p| p.split("</processNodeName>").next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configs_list_the_phones_call_manager_group_and_follow_its_changes() {
+    use phonetrust_rules::cluster::{self, NewNode};
+    use phonetrust_rules::groups;
+    use phonetrust_store::groups::Placement;
+    let n = node("groups").await;
+    add(&n.db, "SEP001122334455", "Standard Non-Secure Profile").await;
+    add(&n.db, "SEP0011223344AA", "Standard Non-Secure Profile").await;
+    let id = identity::load(&n.data).unwrap();
+    let me = Some(("pub.example.test", "pub.example.test"));
+    for (name, host) in [
+        ("sub1.example.test", "10.0.0.2"),
+        ("sub2.example.test", "10.0.0.3"),
+    ] {
+        let nn = NewNode {
+            name,
+            host,
+            services: None,
+        };
+        cluster::define_node(&n.db, me, &id, &nn, now())
+            .await
+            .unwrap();
+    }
+    let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    groups::define_group(
+        &n.db,
+        "East",
+        &names(&["sub2.example.test", "sub1.example.test"]),
+        now(),
+    )
+    .await
+    .unwrap();
+    groups::define_pool(&n.db, "Branch", "East", now())
+        .await
+        .unwrap();
+    groups::place_phone(
+        &n.db,
+        "SEP0011223344AA",
+        &Placement {
+            pool: Some("Branch".into()),
+            group: None,
+        },
+    )
+    .await
+    .unwrap();
+
+    let tvs = |xml: &[u8]| -> Vec<String> {
+        phonetrust_proto::devconfig::facts(xml)
+            .unwrap()
+            .tvs
+            .into_iter()
+            .map(|(h, p)| {
+                assert_eq!(p, 2445);
+                h
+            })
+            .collect()
+    };
+    // The refresh that follows a cluster change (200 ms here, 1 s in serve).
+    let settle = || tokio::time::sleep(Duration::from_millis(700));
+    settle().await;
+    for via in both(&n) {
+        let d = fetch(via, "SEP001122334455.cnf.xml").await.unwrap();
+        let dx = String::from_utf8(d.clone()).unwrap();
+        assert_eq!(
+            call_managers(&dx),
+            names(&["pub.example.test", "10.0.0.2", "10.0.0.3"]),
+            "the Default group: {via:?}"
+        );
+        assert_eq!(tvs(&d), call_managers(&dx), "the same nodes as TVS servers");
+        let a = fetch(via, "SEP0011223344AA.cnf.xml").await.unwrap();
+        let ax = String::from_utf8(a.clone()).unwrap();
+        assert_eq!(call_managers(&ax), names(&["10.0.0.3", "10.0.0.2"]));
+        assert_eq!(tvs(&a), names(&["10.0.0.3", "10.0.0.2"]));
+        assert_eq!(
+            phonetrust_proto::devconfig::facts(&a).unwrap().capf,
+            Some(("pub.example.test".into(), 3804)),
+            "no CAPF in the group: the publisher's"
+        );
+    }
+    // A group change reaches the configs without a restart; a node without TVS stays a
+    // call manager but is not a TVS server.
+    cluster::set_node(
+        &n.db,
+        &id,
+        "sub1.example.test",
+        None,
+        Some(cluster::Services::parse("tftp").unwrap()),
+    )
+    .await
+    .unwrap();
+    groups::set_group(
+        &n.db,
+        "East",
+        &names(&["sub1.example.test", "pub.example.test", "sub2.example.test"]),
+    )
+    .await
+    .unwrap();
+    settle().await;
+    let a = fetch(Transport::Http(n.http), "SEP0011223344AA.cnf.xml")
+        .await
+        .unwrap();
+    let ax = String::from_utf8(a.clone()).unwrap();
+    assert_eq!(
+        call_managers(&ax),
+        names(&["10.0.0.2", "pub.example.test", "10.0.0.3"])
+    );
+    assert_eq!(tvs(&a), names(&["pub.example.test", "10.0.0.3"]));
+    let sgn = fetch(Transport::Http(n.http), "SEP0011223344AA.cnf.xml.sgn")
+        .await
+        .unwrap();
+    assert_eq!(
+        phonetrust_proto::sgn::SignedFile::parse(&sgn)
+            .unwrap()
+            .body(),
+        a.as_slice(),
+        "the signed config follows too (not a stale cache)"
+    );
+}

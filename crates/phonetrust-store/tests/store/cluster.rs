@@ -111,3 +111,88 @@ async fn nodes_have_one_publisher_heartbeats_and_published_certificates() {
         .collect();
     assert_eq!(left, ["pub"], "its certificates go with it");
 }
+
+#[tokio::test]
+async fn groups_pools_and_placements_are_stored() {
+    use phonetrust_store::devices::NewDevice;
+    use phonetrust_store::groups::{GroupRecord, Placement, PoolRecord};
+    let (_d, db) = db("groups").await;
+    let g = |name: &str, m: &[&str]| GroupRecord {
+        name: name.into(),
+        members: m.iter().map(|s| s.to_string()).collect(),
+    };
+    assert!(
+        db.put_group(&g("Default", &["pub"]), false, 1)
+            .await
+            .unwrap()
+    );
+    assert!(!db.put_group(&g("Default", &["x"]), false, 1).await.unwrap());
+    assert!(!db.put_group(&g("Missing", &["x"]), true, 1).await.unwrap());
+    assert!(
+        db.put_group(&g("East", &["sub1", "pub"]), false, 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        db.put_group(&g("Default", &["pub", "sub1"]), true, 1)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        db.groups().await.unwrap(),
+        [g("Default", &["pub", "sub1"]), g("East", &["sub1", "pub"])],
+        "by name, members in priority order"
+    );
+    let pool = PoolRecord {
+        name: "Branch".into(),
+        group: "East".into(),
+    };
+    assert!(db.put_pool(&pool, false, 1).await.unwrap());
+    assert_eq!(db.pools().await.unwrap(), std::slice::from_ref(&pool));
+
+    db.add_devices(
+        &[NewDevice {
+            name: "SEP001122334455".into(),
+            model: "8845".into(),
+            protocol: phonetrust_store::model::Protocol::Sip,
+            profile: None,
+            description: String::new(),
+        }],
+        1,
+    )
+    .await
+    .unwrap();
+    let dev = "SEP001122334455";
+    assert_eq!(db.placement(dev).await.unwrap(), Placement::default());
+    let p = Placement {
+        pool: Some("Branch".into()),
+        group: None,
+    };
+    db.set_placement(dev, &p).await.unwrap();
+    assert_eq!(db.placement(dev).await.unwrap(), p);
+    assert_eq!(
+        db.phones_in_pool("Branch").await.unwrap(),
+        (1, vec![dev.to_string()])
+    );
+    assert_eq!(db.phones_in_group("East").await.unwrap().0, 0);
+    db.set_placement(dev, &Placement::default()).await.unwrap();
+    assert_eq!(db.phones_in_pool("Branch").await.unwrap().0, 0);
+    db.set_placement(
+        dev,
+        &Placement {
+            pool: None,
+            group: Some("East".into()),
+        },
+    )
+    .await
+    .unwrap();
+    db.delete_device(dev).await.unwrap();
+    assert_eq!(
+        db.phones_in_group("East").await.unwrap().0,
+        0,
+        "a deleted phone's placement goes with it"
+    );
+    assert!(db.delete_pool("Branch").await.unwrap());
+    assert!(db.delete_group("East").await.unwrap());
+    assert!(!db.delete_group("East").await.unwrap());
+}
