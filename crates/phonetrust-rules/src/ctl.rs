@@ -8,6 +8,10 @@
 //! - **hardware tokens**: signed by one security token's key (through PKCS#11), every
 //!   token certificate as a SAST record, then CCM+TFTP and CAPF.
 //!
+//! In a cluster the CTL lists every node's CallManager as CCM+TFTP with its DNS name and
+//! IP address, and the CAPF of every node running CAPF ([`CtlCluster`]); it is built on
+//! the publisher only.
+//!
 //! The file is kept in the database with Cluster Security Mode
 //! ([`phonetrust_store::ctlfile`]), where TFTP, HTTP and TVS pick it up within a second.
 
@@ -34,6 +38,96 @@ pub enum CtlError {
         "The Security Token you have inserted does not exist in the CTL File\nPlease remove any Security Tokens already inserted and insert another\nSecurity Token. (To move from a tokenless CTL to tokens, delete the CTL with `phonetrust file delete tftp CTLFile.tlv` first, after importing the token certificates into Phone-SAST-trust.)"
     )]
     TokenNotInCtl,
+    /// The cluster's nodes or their published certificates could not be read.
+    #[error("reading the cluster's nodes for the CTL: {0}")]
+    Cluster(String),
+    /// The CTL is built on the publisher only (it signs with the publisher's keys).
+    #[error(
+        "{node} is a subscriber: the cluster's CTL is built on the publisher ({publisher}); run the command there, every node serves the result within a second"
+    )]
+    NotPublisher {
+        /// This node.
+        node: String,
+        /// The publisher.
+        publisher: String,
+    },
+}
+
+/// Another node as the CTL lists it.
+#[derive(Clone, Debug)]
+pub struct CtlNode {
+    /// Its name (DNS_NAME of its records).
+    pub name: String,
+    /// The address phones reach it at (IP_ADDRESS when it is an IPv4 address).
+    pub host: String,
+    /// Its CallManager certificate (CCM+TFTP).
+    pub callmanager: X509,
+    /// Its CAPF certificate, when it runs CAPF.
+    pub capf: Option<X509>,
+}
+
+/// The cluster as the CTL lists it: this node's name and host, and every other node that
+/// has published its certificates. Empty for a single node (its CTL is unchanged).
+#[derive(Clone, Debug, Default)]
+pub struct CtlCluster {
+    /// This node's (name, host), when the cluster has other nodes.
+    pub this: Option<(String, String)>,
+    /// The other nodes, in cluster order.
+    pub others: Vec<CtlNode>,
+}
+
+impl CtlCluster {
+    /// The cluster as seen by `node`. Refused on a subscriber: the CTL is the publisher's.
+    pub async fn of(db: &phonetrust_store::Db, node: &str) -> Result<Self, CtlError> {
+        use crate::cluster::{Role, Services};
+        let err = |e: phonetrust_store::StoreError| CtlError::Cluster(e.to_string());
+        let nodes = db.nodes().await.map_err(err)?;
+        let Some(me) = nodes.iter().find(|n| n.name == node) else {
+            return Ok(Self::default());
+        };
+        if Role::parse(&me.role) == Some(Role::Subscriber) {
+            return Err(CtlError::NotPublisher {
+                node: node.to_string(),
+                publisher: nodes
+                    .iter()
+                    .find(|n| Role::parse(&n.role) == Some(Role::Publisher))
+                    .map_or_else(|| "none defined".to_string(), |n| n.name.clone()),
+            });
+        }
+        let certs = db.node_certs().await.map_err(err)?;
+        let cert = |n: &str, w: OwnCert| {
+            certs
+                .iter()
+                .find(|c| c.node == n && c.which == w.name())
+                .and_then(|c| X509::from_pem(c.pem.as_bytes()).ok())
+        };
+        let mut out = Self::default();
+        for n in nodes.iter().filter(|n| n.name != node) {
+            let Some(callmanager) = cert(&n.name, OwnCert::CallManager) else {
+                continue;
+            };
+            let capf = Services::parse(&n.services)
+                .is_ok_and(|s| s.capf)
+                .then(|| cert(&n.name, OwnCert::Capf))
+                .flatten();
+            out.others.push(CtlNode {
+                name: n.name.clone(),
+                host: n.host.clone(),
+                callmanager,
+                capf,
+            });
+        }
+        if !out.others.is_empty() {
+            out.this = Some((me.name.clone(), me.host.clone()));
+        }
+        Ok(out)
+    }
+}
+
+fn with_address(mut r: Record, name: &str, host: &str) -> Record {
+    r.dns_name = Some(name.to_string());
+    r.ip_address = host.parse().ok();
+    r
 }
 
 /// Who signs the CTL.
@@ -61,6 +155,17 @@ fn record(role: Role, cert: &X509) -> Result<Record, CtlError> {
 
 /// The records after the signer's own SAST record (which the builder puts first).
 pub fn ctl_records(id: &Identity, signer: &CtlSigner<'_>) -> Result<Vec<Record>, CtlError> {
+    ctl_records_in(id, signer, &CtlCluster::default())
+}
+
+/// [`ctl_records`] of a cluster: the CCM+TFTP record of every node with its DNS name and
+/// IP address (this node's first), then the CAPF of this node and of every other node
+/// running CAPF.
+pub fn ctl_records_in(
+    id: &Identity,
+    signer: &CtlSigner<'_>,
+    cluster: &CtlCluster,
+) -> Result<Vec<Record>, CtlError> {
     let mut out = Vec::new();
     if let CtlSigner::Token { signer, all } = signer {
         let der = signer
@@ -73,8 +178,24 @@ pub fn ctl_records(id: &Identity, signer: &CtlSigner<'_>) -> Result<Vec<Record>,
             }
         }
     }
-    out.push(record(Role::CcmTftp, own(id, OwnCert::CallManager)?)?);
+    let cm = record(Role::CcmTftp, own(id, OwnCert::CallManager)?)?;
+    out.push(match &cluster.this {
+        Some((name, host)) => with_address(cm, name, host),
+        None => cm,
+    });
+    for n in &cluster.others {
+        out.push(with_address(
+            record(Role::CcmTftp, &n.callmanager)?,
+            &n.name,
+            &n.host,
+        ));
+    }
     out.push(record(Role::Capf, own(id, OwnCert::Capf)?)?);
+    for n in &cluster.others {
+        if let Some(c) = &n.capf {
+            out.push(record(Role::Capf, c)?);
+        }
+    }
     Ok(out)
 }
 
@@ -84,7 +205,17 @@ pub fn build_ctl(
     signer: &CtlSigner<'_>,
     timestamp: u32,
 ) -> Result<Vec<u8>, CtlError> {
-    let records = ctl_records(id, signer)?;
+    build_ctl_in(id, signer, &CtlCluster::default(), timestamp)
+}
+
+/// Build and sign the cluster's CTL ([`ctl_records_in`]).
+pub fn build_ctl_in(
+    id: &Identity,
+    signer: &CtlSigner<'_>,
+    cluster: &CtlCluster,
+    timestamp: u32,
+) -> Result<Vec<u8>, CtlError> {
+    let records = ctl_records_in(id, signer, cluster)?;
     let p = TrustListParams::new(CTL_NAME, HashAlg::Sha1, timestamp);
     let key: &dyn FileSigner = match signer {
         CtlSigner::CallManager => id

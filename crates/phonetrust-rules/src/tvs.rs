@@ -1,6 +1,7 @@
 //! What TVS trusts, and for which roles: this node's own certificates (CallManager as
 //! SAST + CCM+TFTP, CallManager-ECDSA as TFTP, CAPF, TVS, ITLRecovery as SAST), every
-//! record of the CTL, CallManager-trust (CCM) and Phone-SAST-trust (SAST); and the answer
+//! record of the CTL, CallManager-trust (CCM) and Phone-SAST-trust (SAST), and in a
+//! cluster every other node's published certificates for the same roles; and the answer
 //! to a phone's question about one certificate.
 
 use std::collections::{BTreeSet, HashMap};
@@ -66,6 +67,20 @@ pub struct Sources {
     pub callmanager_trust: Vec<X509>,
     /// Phone-SAST-trust.
     pub phone_sast_trust: Vec<X509>,
+    /// The other nodes' published certificates (node name, which, certificate), trusted
+    /// for the same roles as this node's own.
+    pub peers: Vec<(String, OwnCert, X509)>,
+}
+
+fn own_roles(which: OwnCert) -> &'static [Role] {
+    match which {
+        OwnCert::CallManager => &[Role::Sast, Role::CcmTftp],
+        OwnCert::CallManagerEcdsa => &[Role::Tftp],
+        OwnCert::Capf => &[Role::Capf],
+        OwnCert::Tvs => &[Role::Tvs],
+        OwnCert::ItlRecovery => &[Role::Sast],
+        _ => &[],
+    }
 }
 
 /// Build the index (pure: the same sources give the same index).
@@ -73,16 +88,15 @@ pub fn build_index(src: &Sources) -> TrustIndex {
     let mut ix = TrustIndex::default();
     for (which, cert) in &src.own {
         let Ok(der) = cert.to_der() else { continue };
-        let roles: &[Role] = match which {
-            OwnCert::CallManager => &[Role::Sast, Role::CcmTftp],
-            OwnCert::CallManagerEcdsa => &[Role::Tftp],
-            OwnCert::Capf => &[Role::Capf],
-            OwnCert::Tvs => &[Role::Tvs],
-            OwnCert::ItlRecovery => &[Role::Sast],
-            _ => &[],
-        };
-        for r in roles {
+        for r in own_roles(*which) {
             ix.add(&der, *r, "own");
+        }
+    }
+    for (node, which, cert) in &src.peers {
+        let Ok(der) = cert.to_der() else { continue };
+        let source = format!("node {node}");
+        for r in own_roles(*which) {
+            ix.add(&der, *r, &source);
         }
     }
     if let Some(ctl) = &src.ctl {

@@ -308,6 +308,7 @@ fn what_tvs_trusts_and_answers() {
         ctl: Some(vectors::bytes("files/CTLFile.tlv")),
         callmanager_trust: vec![lsc.cert.clone()],
         phone_sast_trust: vec![mfg.clone()],
+        peers: Vec::new(),
     };
     let ix = build_index(&src);
     assert!(ix.problems.is_empty());
@@ -821,4 +822,134 @@ async fn phones_are_told_their_groups_nodes_in_priority_order() {
     }
     groups::remove_pool(db, "Branch").await.unwrap();
     groups::remove_group(db, "East").await.unwrap();
+}
+
+/// A publisher (its own database) and a joined subscriber at 10.0.0.2, both published.
+async fn publisher_and_subscriber(
+    tag: &str,
+) -> (
+    phonetrust_testsupport::FreshNode,
+    phonetrust_testsupport::TestDir,
+    Identity,
+) {
+    use phonetrust_pki::DistinguishedName;
+    use phonetrust_proto::rand::OsRandom;
+    use phonetrust_rules::cluster::{self, NewNode};
+    let pub_n = NodeIdentity::new("pub.example.test", DistinguishedName::default());
+    let node = phonetrust_testsupport::FreshNode::new(tag, &pub_n).await;
+    let sub_dir = phonetrust_testsupport::tempdir(&format!("{tag}-sub"));
+    let sub_n = NodeIdentity::new("sub1.example.test", DistinguishedName::default());
+    let sub_id = identity::create(
+        &DataDir::new(sub_dir.path()),
+        &sub_n,
+        phonetrust_testsupport::now() - 60,
+        &OsRandom,
+    )
+    .unwrap();
+    let me = Some(("pub.example.test", "10.0.0.1"));
+    let sub = NewNode {
+        name: "sub1.example.test",
+        host: "10.0.0.2",
+        services: None,
+    };
+    let db = &node.db;
+    cluster::define_node(db, me, &node.id, &sub, 1_000)
+        .await
+        .unwrap();
+    cluster::publish_identity(db, "pub.example.test", &node.id, 1_000)
+        .await
+        .unwrap();
+    cluster::join(db, "sub1.example.test", 1_100).await.unwrap();
+    cluster::publish_identity(db, "sub1.example.test", &sub_id, 1_100)
+        .await
+        .unwrap();
+    (node, sub_dir, sub_id)
+}
+
+#[tokio::test]
+async fn the_clusters_ctl_lists_every_node_and_tvs_trusts_every_node() {
+    use phonetrust_rules::ctl::{CtlCluster, CtlError, CtlSigner};
+    use phonetrust_rules::tvs::{Sources, build_index};
+    let (node, _sub_dir, sub_id) = publisher_and_subscriber("rules-cluster-ctl").await;
+    let db = &node.db;
+    let der = |id: &Identity, w: OwnCert| id.get(w).unwrap().cert.to_der().unwrap();
+
+    let cluster = CtlCluster::of(db, "pub.example.test").await.unwrap();
+    let f = ctl::build_ctl_in(&node.id, &CtlSigner::CallManager, &cluster, 1_800_000_000).unwrap();
+    let list = trustlist::parse(&f).unwrap();
+    list.verify(&f).unwrap();
+    let recs: Vec<_> = list
+        .plain_records()
+        .map(|r| {
+            (
+                r.role.unwrap(),
+                r.certificate.clone().unwrap(),
+                r.dns_name.clone(),
+                r.ip_address.map(|a| a.to_string()),
+            )
+        })
+        .collect();
+    let at = |n: &str, ip: &str| (Some(n.to_string()), Some(ip.to_string()));
+    assert_eq!(
+        recs.iter()
+            .map(|(r, c, d, i)| (*r, c.clone(), (d.clone(), i.clone())))
+            .collect::<Vec<_>>(),
+        [
+            (
+                Role::Sast,
+                der(&node.id, OwnCert::CallManager),
+                (None, None)
+            ),
+            (
+                Role::CcmTftp,
+                der(&node.id, OwnCert::CallManager),
+                at("pub.example.test", "10.0.0.1")
+            ),
+            (
+                Role::CcmTftp,
+                der(&sub_id, OwnCert::CallManager),
+                at("sub1.example.test", "10.0.0.2")
+            ),
+            (Role::Capf, der(&node.id, OwnCert::Capf), (None, None)),
+        ]
+    );
+    // The same bytes for the same cluster and time: every node serves the stored file.
+    assert_eq!(
+        ctl::build_ctl_in(&node.id, &CtlSigner::CallManager, &cluster, 1_800_000_000).unwrap(),
+        f
+    );
+    // Built on the publisher only.
+    let e = CtlCluster::of(db, "sub1.example.test").await.unwrap_err();
+    assert!(
+        matches!(&e, CtlError::NotPublisher { publisher, .. } if publisher == "pub.example.test"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("run the command there"), "{e}");
+
+    // TVS on the publisher trusts the subscriber's certificates for their roles.
+    let peers = db
+        .node_certs()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.node != "pub.example.test")
+        .map(|c| {
+            (
+                c.node.clone(),
+                c.which.parse::<OwnCert>().unwrap(),
+                openssl::x509::X509::from_pem(c.pem.as_bytes()).unwrap(),
+            )
+        })
+        .collect();
+    let ix = build_index(&Sources {
+        own: node.id.all().map(|(w, c)| (w, c.cert.clone())).collect(),
+        peers,
+        ..Sources::default()
+    });
+    let e = ix.lookup(&der(&sub_id, OwnCert::Tvs)).unwrap();
+    assert!(e.roles.contains(&Role::Tvs.code()));
+    assert!(e.sources.contains("node sub1.example.test"));
+    let e = ix.lookup(&der(&sub_id, OwnCert::CallManager)).unwrap();
+    assert!(e.roles.contains(&Role::CcmTftp.code()) && e.roles.contains(&Role::Sast.code()));
+    assert!(ix.lookup(&der(&node.id, OwnCert::Tvs)).is_some());
 }

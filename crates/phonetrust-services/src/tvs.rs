@@ -153,6 +153,8 @@ struct Stamp {
     identity: u64,
     ctl: Option<(String, i64)>,
     trust: Vec<(TrustStore, String)>,
+    /// The cluster's stamp: another node's new certificate is trusted at once.
+    cluster: u64,
 }
 
 /// A running TVS server.
@@ -187,6 +189,7 @@ async fn stamp(db: &Db, data: &DataDir) -> Result<(Stamp, Vec<TrustCert>), Strin
             .iter()
             .map(|c| (c.store, c.fingerprint.clone()))
             .collect(),
+        cluster: db.cluster_stamp().await.map_err(|e| e.to_string())?,
     };
     Ok((stamp, rows))
 }
@@ -209,6 +212,18 @@ async fn load(
         ctl,
         ..Sources::default()
     };
+    let me = id.node().map(|n| n.host);
+    for c in db.node_certs().await.map_err(|e| e.to_string())? {
+        if Some(&c.node) == me.as_ref() {
+            continue;
+        }
+        let (Ok(which), Ok(cert)) = (c.which.parse::<OwnCert>(), X509::from_pem(c.pem.as_bytes()))
+        else {
+            tracing::warn!(node = %c.node, which = %c.which, "TVS: a published node certificate does not parse; it is not trusted");
+            continue;
+        };
+        src.peers.push((c.node, which, cert));
+    }
     for row in rows {
         let cert = X509::from_pem(row.pem.as_bytes())
             .map_err(|e| format!("{} {}: {e}", row.store, row.name))?;

@@ -119,6 +119,7 @@ pub(crate) async fn ctl_client(node: &Node, a: CtlClientArgs) -> Result<ExitCode
     use phonetrust_store::model::TrustStore;
     let db = node.db().await?;
     let id = identity::load(&node.data)?;
+    let cluster = ctl_cluster(&db, &id).await?;
     let module = Module::load(&a.module)?;
     let mut tokens = Vec::new();
     for label in &a.tokens {
@@ -175,12 +176,13 @@ pub(crate) async fn ctl_client(node: &Node, a: CtlClientArgs) -> Result<ExitCode
         return Ok(ExitCode::FAILURE);
     }
     let certs: Vec<openssl::x509::X509> = tokens.iter().map(|t| t.cert().clone()).collect();
-    let bytes = ctl::build_ctl(
+    let bytes = ctl::build_ctl_in(
         &id,
         &CtlSigner::Token {
             signer,
             all: &certs,
         },
+        &cluster,
         timestamp(),
     )?;
     // The CTL and the mode in one transaction.
@@ -209,19 +211,33 @@ fn timestamp() -> u32 {
     u32::try_from(phonetrust_proto::clock::unix_now()).unwrap_or(u32::MAX)
 }
 
-/// Build the tokenless (or recovery-signed) CTL.
-fn own_ctl(node: &Node, recovery: bool) -> Result<Vec<u8>> {
+/// The cluster as this node's CTL lists it (refused on a subscriber).
+async fn ctl_cluster(
+    db: &phonetrust_store::Db,
+    id: &identity::Identity,
+) -> Result<ctl::CtlCluster> {
+    let Some(me) = id.node() else {
+        return Ok(ctl::CtlCluster::default());
+    };
+    Ok(ctl::CtlCluster::of(db, &me.host).await?)
+}
+
+/// Build the tokenless (or recovery-signed) CTL of the cluster.
+async fn own_ctl(node: &Node, db: &phonetrust_store::Db, recovery: bool) -> Result<Vec<u8>> {
     let id = identity::load(&node.data)?;
     let signer = if recovery {
         CtlSigner::ItlRecovery
     } else {
         CtlSigner::CallManager
     };
-    Ok(ctl::build_ctl(&id, &signer, timestamp())?)
+    let cluster = ctl_cluster(db, &id).await?;
+    Ok(ctl::build_ctl_in(&id, &signer, &cluster, timestamp())?)
 }
 
 async fn run_ctl(node: &Node, cmd: CtlCmd) -> Result<ExitCode> {
     let db = node.db().await?;
+    // Refused on a subscriber before anything is asked: the CTL is the publisher's.
+    ctl_cluster(&db, &identity::load(&node.data)?).await?;
     let now = phonetrust_proto::clock::unix_now();
     let mixed = db.security_mode().await? == ClusterSecurityMode::Mixed;
     match cmd {
@@ -244,7 +260,7 @@ async fn run_ctl(node: &Node, cmd: CtlCmd) -> Result<ExitCode> {
             }
             outln!("Moving Cluster to Mixed Mode");
             // The CTL and the mode in one transaction: on a failure neither changes.
-            let bytes = own_ctl(node, false)?;
+            let bytes = own_ctl(node, &db, false).await?;
             db.set_cluster_security(
                 CtlChange::Write(&bytes),
                 Some(ClusterSecurityMode::Mixed),
@@ -288,7 +304,7 @@ async fn run_ctl(node: &Node, cmd: CtlCmd) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             outln!("Updating CTL file");
-            let bytes = own_ctl(node, false)?;
+            let bytes = own_ctl(node, &db, false).await?;
             db.set_cluster_security(CtlChange::Write(&bytes), None, now)
                 .await?;
             outln!("CTL file Updated");
@@ -308,7 +324,7 @@ async fn run_ctl(node: &Node, cmd: CtlCmd) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             outln!("Updating CTL file");
-            let bytes = own_ctl(node, true)?;
+            let bytes = own_ctl(node, &db, true).await?;
             db.set_cluster_security(CtlChange::Write(&bytes), None, now)
                 .await?;
             outln!("CTL file Updated: signed with the ITLRecovery certificate.");

@@ -3373,6 +3373,38 @@ fn a_subscriber_joins_the_cluster_database() {
         "its certificates are published: {on_pub}"
     );
 
+    // One CTL for the cluster, built on the publisher, the same on every node, listing
+    // every node's CallManager with its DNS name and address.
+    assert_one_line_error(
+        &pt_db(
+            &sub,
+            &url,
+            &["utils", "ctl", "set-cluster", "mixed-mode", "-y"],
+        ),
+        "sub1.example.test is a subscriber: the cluster's CTL is built on the publisher (pub.example.test)",
+    );
+    let o = pt_db(
+        &publ,
+        &url,
+        &["utils", "ctl", "set-cluster", "mixed-mode", "-y"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ctl_pub = stdout(&pt_db(&publ, &url, &["show", "ctl"]));
+    let ctl_sub = stdout(&pt_db(&sub, &url, &["show", "ctl"]));
+    assert_eq!(
+        ctl_pub, ctl_sub,
+        "the same CTL (bytes, checksums) on every node"
+    );
+    assert!(
+        ctl_pub.contains("sub1.example.test") && ctl_pub.contains("127.0.0.2"),
+        "{ctl_pub}"
+    );
+    assert_eq!(
+        ctl_pub.matches("CCM+TFTP").count(),
+        2,
+        "a CCM+TFTP record per node: {ctl_pub}"
+    );
+
     // The subscriber runs (on reserved ports of 127.0.0.1) and shows up on the publisher.
     let _server = Server::start(&sub_with_db(&sub, &url), free_port());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);

@@ -468,3 +468,62 @@ async fn a_full_handshake_cap_makes_room_for_another_address() {
     }
     assert_eq!(closed, 1);
 }
+
+/// In a cluster TVS trusts every node's published certificates for their roles, and a
+/// node's regenerated certificate replaces the old one at the next refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_nodes_published_certificates_are_trusted() {
+    use phonetrust_pki::profiles::OwnCert;
+    use phonetrust_rules::cluster::{self, NewNode};
+    use phonetrust_store::identity;
+    use phonetrust_store::layout::DataDir;
+    let n = node("peers").await;
+    let peer = |tag: &str| {
+        let d = phonetrust_testsupport::tempdir(tag);
+        let id = identity::create(
+            &DataDir::new(d.path()),
+            &NodeIdentity::new("sub1.example.test", DistinguishedName::default()),
+            now() - 60,
+            &phonetrust_proto::rand::OsRandom,
+        )
+        .unwrap();
+        (d, id)
+    };
+    let (_d1, first) = peer("tvs-peer-1");
+    let me = identity::load(&DataDir::new(n._tmp.path())).unwrap();
+    let sub = NewNode {
+        name: "sub1.example.test",
+        host: "127.0.0.2",
+        services: None,
+    };
+    cluster::define_node(
+        &n.db,
+        Some(("pub.example.test", "127.0.0.1")),
+        &me,
+        &sub,
+        now(),
+    )
+    .await
+    .unwrap();
+    cluster::publish_identity(&n.db, "sub1.example.test", &first, now())
+        .await
+        .unwrap();
+    assert!(n.tvs.refresh_now().await.unwrap());
+    let der = |id: &identity::Identity, w: OwnCert| id.get(w).unwrap().cert.to_der().unwrap();
+    assert_eq!(
+        ask(&n, &der(&first, OwnCert::Tvs)).await,
+        (true, vec![Role::Tvs], Some(86_400))
+    );
+    assert_eq!(
+        ask(&n, &der(&first, OwnCert::CallManager)).await.1,
+        vec![Role::Sast, Role::CcmTftp]
+    );
+    // The subscriber regenerates: its new CallManager is vouched for, the old one not.
+    let (_d2, second) = peer("tvs-peer-2");
+    cluster::publish_identity(&n.db, "sub1.example.test", &second, now())
+        .await
+        .unwrap();
+    assert!(n.tvs.refresh_now().await.unwrap());
+    assert!(ask(&n, &der(&second, OwnCert::CallManager)).await.0);
+    assert!(!ask(&n, &der(&first, OwnCert::CallManager)).await.0);
+}
