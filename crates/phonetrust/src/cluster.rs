@@ -408,6 +408,15 @@ pub(crate) async fn take_place(db: &Db, id: &Identity) -> Result<String> {
     Ok(name)
 }
 
+/// The services the node `name` runs (every service for a node not found: a single node).
+pub(crate) async fn services_of(db: &Db, name: &str) -> Result<Services> {
+    Ok(db
+        .node(name)
+        .await?
+        .and_then(|n| Services::parse(&n.services).ok())
+        .unwrap_or(Services::PUBLISHER))
+}
+
 /// Record this node's heartbeat every few seconds while `serve` runs; a failure is
 /// logged once when it starts and once when it ends.
 pub(crate) async fn heartbeat(db: Db, name: String) {

@@ -85,6 +85,9 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
     // one); its heartbeat tells the other nodes it is alive.
     let node_name = crate::cluster::take_place(&db, &id).await?;
     tokio::spawn(crate::cluster::heartbeat(db.clone(), node_name.clone()));
+    // The services this node runs (`cluster add-node|set-node --services`), read at start.
+    let services = crate::cluster::services_of(&db, &node_name).await?;
+    outln!("phonetrust: node {node_name} runs {services}");
     let capf = id
         .get(OwnCert::Capf)
         .context("the identity has no CAPF certificate")?
@@ -189,88 +192,108 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
     .await
     .map_err(anyhow::Error::msg)?;
     let tvs_param = ports.tvs;
-    let tvs = TvsServer::bind(
-        db.clone(),
-        node.data.clone(),
-        TvsConfig {
-            listen: SocketAddr::new(bind, first(&[a.tvs_port, file.tvs.port], tvs_param)),
-            min_tls: cfg.min_tls,
-            ttl: file.tvs.ttl.unwrap_or(tvs_defaults.ttl),
-            max_connections: budget.caps.tvs_connections,
-            max_sessions: tvs_defaults.max_sessions.min(budget.caps.tvs_connections),
-            max_per_address: file
-                .tvs
-                .max_connections_per_address
-                .unwrap_or(tvs_defaults.max_per_address),
-            max_handshakes: file
-                .tvs
-                .max_handshakes
-                .unwrap_or(tvs_defaults.max_handshakes),
-            max_handshakes_per_address: file
-                .tvs
-                .max_handshakes_per_address
-                .unwrap_or(tvs_defaults.max_handshakes_per_address),
-            ..tvs_defaults
-        },
-    )
-    .await?;
-    let tvs_addr = tvs.local_addr();
-    outln!("phonetrust: TVS listening on {tvs_addr}");
-    tokio::spawn(tvs.clone().watch());
-    tokio::spawn(tvs.run());
-    tokio::spawn(prov.clone().watch());
-    tokio::spawn(prov.clone().warm());
-    let tftp = TftpServer::start(
-        prov.clone(),
-        TftpConfig {
-            listen: SocketAddr::new(bind, tftp_port),
-            max_transfers: file
-                .tftp
-                .max_transfers
-                .unwrap_or(tftp_defaults.max_transfers),
-            max_per_address: file
-                .tftp
-                .max_transfers_per_address
-                .unwrap_or(tftp_defaults.max_per_address),
-            ..tftp_defaults
-        },
-    )?;
-    let tftp_addr = tftp.local_addr();
-    outln!(
-        "phonetrust: TFTP listening on {} (static files: {})",
-        tftp_addr,
-        static_dir.display()
-    );
-    let http = HttpServer::bind_with(
-        prov.clone(),
-        HttpConfig {
-            listen: SocketAddr::new(bind, http_port),
-            max_connections: budget.caps.http_connections,
-            max_per_address: file
-                .http
-                .max_connections_per_address
-                .unwrap_or(http_defaults.max_per_address),
-            ..http_defaults
-        },
-    )
-    .await?;
-    let http_addr = http.local_addr()?;
-    outln!("phonetrust: HTTP listening on {http_addr}");
-    let server = CapfServer::bind(db, capf, cfg.clone()).await?;
-    let addr = server.local_addr()?;
-    // A regenerated or imported CAPF certificate is taken over within a second.
-    tokio::spawn(server.follow_identity(node.data.clone(), std::time::Duration::from_secs(1)));
-    outln!(
-        "phonetrust: CAPF listening on {addr} ({}+)",
-        tls_name(cfg.min_tls)
-    );
-    tracing::info!(%addr, "CAPF listening");
-    // The parameters say what phones are told; the options only moved where we listen.
+    let tvs_addr = if services.tvs {
+        let tvs = TvsServer::bind(
+            db.clone(),
+            node.data.clone(),
+            TvsConfig {
+                listen: SocketAddr::new(bind, first(&[a.tvs_port, file.tvs.port], tvs_param)),
+                min_tls: cfg.min_tls,
+                ttl: file.tvs.ttl.unwrap_or(tvs_defaults.ttl),
+                max_connections: budget.caps.tvs_connections,
+                max_sessions: tvs_defaults.max_sessions.min(budget.caps.tvs_connections),
+                max_per_address: file
+                    .tvs
+                    .max_connections_per_address
+                    .unwrap_or(tvs_defaults.max_per_address),
+                max_handshakes: file
+                    .tvs
+                    .max_handshakes
+                    .unwrap_or(tvs_defaults.max_handshakes),
+                max_handshakes_per_address: file
+                    .tvs
+                    .max_handshakes_per_address
+                    .unwrap_or(tvs_defaults.max_handshakes_per_address),
+                ..tvs_defaults
+            },
+        )
+        .await?;
+        let tvs_addr = tvs.local_addr();
+        outln!("phonetrust: TVS listening on {tvs_addr}");
+        tokio::spawn(tvs.clone().watch());
+        tokio::spawn(tvs.run());
+        Some(tvs_addr)
+    } else {
+        None
+    };
+    let mut http_run = None;
+    let web = if services.tftp {
+        tokio::spawn(prov.clone().watch());
+        tokio::spawn(prov.clone().warm());
+        let tftp = TftpServer::start(
+            prov.clone(),
+            TftpConfig {
+                listen: SocketAddr::new(bind, tftp_port),
+                max_transfers: file
+                    .tftp
+                    .max_transfers
+                    .unwrap_or(tftp_defaults.max_transfers),
+                max_per_address: file
+                    .tftp
+                    .max_transfers_per_address
+                    .unwrap_or(tftp_defaults.max_per_address),
+                ..tftp_defaults
+            },
+        )?;
+        let tftp_addr = tftp.local_addr();
+        outln!(
+            "phonetrust: TFTP listening on {} (static files: {})",
+            tftp_addr,
+            static_dir.display()
+        );
+        let http = HttpServer::bind_with(
+            prov.clone(),
+            HttpConfig {
+                listen: SocketAddr::new(bind, http_port),
+                max_connections: budget.caps.http_connections,
+                max_per_address: file
+                    .http
+                    .max_connections_per_address
+                    .unwrap_or(http_defaults.max_per_address),
+                ..http_defaults
+            },
+        )
+        .await?;
+        let http_addr = http.local_addr()?;
+        outln!("phonetrust: HTTP listening on {http_addr}");
+        http_run = Some(http);
+        Some((tftp_addr, http_addr))
+    } else {
+        None
+    };
+    let mut capf_run = None;
+    let capf_addr = if services.capf {
+        let server = CapfServer::bind(db, capf, cfg.clone()).await?;
+        let addr = server.local_addr()?;
+        // A regenerated or imported CAPF certificate is taken over within a second.
+        tokio::spawn(server.follow_identity(node.data.clone(), std::time::Duration::from_secs(1)));
+        outln!(
+            "phonetrust: CAPF listening on {addr} ({}+)",
+            tls_name(cfg.min_tls)
+        );
+        tracing::info!(%addr, "CAPF listening");
+        capf_run = Some(server);
+        Some(addr)
+    } else {
+        None
+    };
+    // The parameters say what phones are told; the options only moved where we listen
+    // (a service this node does not run is not compared).
     let listening = phonetrust_store::params::PhonePorts {
-        capf: addr.port(),
-        tvs: tvs_addr.port(),
-        tftp: tftp_addr.port(),
-        http: http_addr.port(),
+        capf: capf_addr.map_or(ports.capf, |a| a.port()),
+        tvs: tvs_addr.map_or(ports.tvs, |a| a.port()),
+        tftp: web.map_or(ports.tftp, |w| w.0.port()),
+        http: web.map_or(ports.http, |w| w.1.port()),
     };
     for m in phonetrust_rules::ports::mismatches(&ports, &listening) {
         outln!("phonetrust: warning: {m}");
@@ -281,9 +304,21 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
             "{m}"
         );
     }
+    let capf_task = async move {
+        match capf_run {
+            Some(s) => s.run().await,
+            None => std::future::pending().await,
+        }
+    };
+    let http_task = async move {
+        match http_run {
+            Some(h) => h.run().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
-        () = server.run() => {}
-        () = http.run() => {}
+        () = capf_task => {}
+        () = http_task => {}
         r = shutdown_signal() => {
             r?;
             outln!("phonetrust: stopping");

@@ -1031,6 +1031,31 @@ impl Server {
     }
 
     fn spawn(d: &Path, capf_port: u16, extra: &[&str], verbose: bool) -> Self {
+        Self::spawn_ready(d, capf_port, extra, verbose, capf_port, "CAPF")
+    }
+
+    /// `serve` of a node that runs no CAPF: ready when it listens on `http_port`.
+    fn start_without_capf(d: &Path, http_port: u16) -> Self {
+        let http = http_port.to_string();
+        Self::spawn_ready(
+            d,
+            free_port(),
+            &["--tvs-port", "0", "--tftp-port", "0", "--http-port", &http],
+            true,
+            http_port,
+            "HTTP",
+        )
+    }
+
+    /// `serve`, ready when it listens on TCP port `ready` (`what` names it in failures).
+    fn spawn_ready(
+        d: &Path,
+        capf_port: u16,
+        extra: &[&str],
+        verbose: bool,
+        ready: u16,
+        what: &str,
+    ) -> Self {
         let mut args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
         for i in 1..args.len() {
             if args[i] == "0" && args[i - 1].ends_with("-port") {
@@ -1056,17 +1081,17 @@ impl Server {
             .unwrap();
         let start = std::time::Instant::now();
         let log = || std::fs::read_to_string(d.join("serve.log")).unwrap_or_default();
-        while std::net::TcpStream::connect(("127.0.0.1", capf_port)).is_err() {
+        while std::net::TcpStream::connect(("127.0.0.1", ready)).is_err() {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!(
-                    "serve {args:?} exited ({status}) before listening on CAPF port {capf_port}; its log:\n{}",
+                    "serve {args:?} exited ({status}) before listening on {what} port {ready}; its log:\n{}",
                     log()
                 );
             }
             if start.elapsed() > std::time::Duration::from_secs(30) {
                 let _ = child.kill();
                 panic!(
-                    "serve {args:?} did not listen on CAPF port {capf_port} within 30 s; its log:\n{}",
+                    "serve {args:?} did not listen on {what} port {ready} within 30 s; its log:\n{}",
                     log()
                 );
             }
@@ -3405,8 +3430,23 @@ fn a_subscriber_joins_the_cluster_database() {
         "a CCM+TFTP record per node: {ctl_pub}"
     );
 
-    // The subscriber runs (on reserved ports of 127.0.0.1) and shows up on the publisher.
-    let _server = Server::start(&sub_with_db(&sub, &url), free_port());
+    // The subscriber runs (on reserved ports of 127.0.0.1), only the services it was
+    // defined with (tftp,tvs: no CAPF), and shows up on the publisher.
+    let sub_dir = sub_with_db(&sub, &url);
+    let _server = Server::start_without_capf(&sub_dir, free_port());
+    let out = std::fs::read_to_string(sub_dir.join("serve.out")).unwrap();
+    assert!(
+        out.contains("node sub1.example.test runs tftp,tvs"),
+        "{out}"
+    );
+    assert!(
+        out.contains("TVS listening") && out.contains("HTTP listening"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("CAPF listening"),
+        "CAPF runs on the publisher: {out}"
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let out = stdout(&pt_db(&publ, &url, &["show", "network", "cluster"]));
