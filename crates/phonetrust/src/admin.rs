@@ -608,6 +608,7 @@ pub(crate) async fn set(node: &Node, cmd: SetCmd) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             let r = own::regenerate(dir, &db, name, true, now(), &OsRandom).await?;
+            crate::cluster::republish(&db, dir).await?;
             outln!("Successfully Regenerated Certificate for {name}.");
             print_reset(&r);
         }
@@ -622,6 +623,7 @@ pub(crate) async fn set(node: &Node, cmd: SetCmd) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             let r = own::import_signed(dir, &db, name, &bytes, now()).await?;
+            crate::cluster::republish(&db, dir).await?;
             outln!("Successfully imported the CA-signed certificate for {name}.");
             print_reset(&r);
         }

@@ -40,6 +40,9 @@ pub(crate) enum BenchCmd {
     /// Hostile clients at full scale against a node with default limits, a phone served
     /// beside each attack: descriptors, memory, guesses per minute, amplification.
     Probe(crate::bench_probe::ProbeBench),
+    /// Cluster propagation: how long a change made on the publisher takes to reach what a
+    /// subscriber serves (two nodes on one PostgreSQL database).
+    Cluster(crate::bench_cluster::ClusterBench),
 }
 
 /// Run a benchmark.
@@ -60,6 +63,10 @@ pub(crate) fn run(cmd: BenchCmd) -> Result<ExitCode> {
             .enable_all()
             .build()?
             .block_on(crate::bench_probe::run(b)),
+        BenchCmd::Cluster(b) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(crate::bench_cluster::run(b)),
         BenchCmd::Capf(b) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?

@@ -33,6 +33,10 @@ pub(crate) struct CapfBench {
     /// legacy (TLS 1.0, AES128-SHA, as old firmware).
     #[arg(long, value_enum, default_value_t = TlsArg::Modern)]
     tls: TlsArg,
+    /// Run the node on this database instead of its own SQLite file: an empty PostgreSQL
+    /// database (`postgres://user@host/db`), as a cluster's.
+    #[arg(long)]
+    database: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -51,7 +55,10 @@ pub(crate) async fn run(b: CapfBench) -> Result<ExitCode> {
             b.rsa_bits
         ));
     }
-    let node = BenchNode::new("capf", &csv)?;
+    let node = match &b.database {
+        Some(url) => BenchNode::on_database("capf", &csv, url)?,
+        None => BenchNode::new("capf", &csv)?,
+    };
     let capf = X509::from_pem(&node.run(&["show", "cert", "own", "CAPF", "--pem"])?)?;
     let port = free_tcp()?;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
@@ -119,11 +126,16 @@ pub(crate) async fn run(b: CapfBench) -> Result<ExitCode> {
     lat.sort();
     let ok = lat.len();
     outln!(
-        "CAPF enrolment: {} phones, concurrency {}, RSA-{} keys (pre-generated), TLS {:?}, server and phones on this machine",
+        "CAPF enrolment: {} phones, concurrency {}, RSA-{} keys (pre-generated), TLS {:?}, {}, server and phones on this machine",
         b.phones,
         b.concurrency,
         b.rsa_bits,
-        b.tls
+        b.tls,
+        if b.database.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
     );
     outln!(
         "  (server idle {:.1} s after start: configs signed ahead before the clock starts)",

@@ -16,6 +16,8 @@ const BENCH_CONFIG: &str = "\n[tftp]\nmax_transfers_per_address = 100000\n\n[htt
 pub(crate) struct BenchNode {
     exe: PathBuf,
     dir: PathBuf,
+    /// The database URL every command is given (`None`: the node's own SQLite file).
+    database: Option<String>,
     _tmp: tempfile::TempDir,
 }
 
@@ -29,15 +31,48 @@ impl BenchNode {
     /// [`BenchNode::new`]; `default_caps` keeps the per-address caps a real network has
     /// (for `bench probe`, which measures them).
     pub(crate) fn with_caps(tag: &str, csv: &str, default_caps: bool) -> Result<Self> {
+        Self::build(
+            tag,
+            csv,
+            default_caps,
+            None,
+            &["init", "--host", "bench.example.test"],
+        )
+    }
+
+    /// [`BenchNode::new`] on the database `url` (PostgreSQL: the cluster's database).
+    pub(crate) fn on_database(tag: &str, csv: &str, url: &str) -> Result<Self> {
+        Self::build(
+            tag,
+            csv,
+            false,
+            Some(url),
+            &["init", "--host", "bench.example.test"],
+        )
+    }
+
+    /// A subscriber joining the cluster on `url` as `name` (defined on the publisher).
+    pub(crate) fn joining(tag: &str, url: &str, name: &str) -> Result<Self> {
+        Self::build(tag, "", false, Some(url), &["init", "--join", name])
+    }
+
+    fn build(
+        tag: &str,
+        csv: &str,
+        default_caps: bool,
+        database: Option<&str>,
+        init: &[&str],
+    ) -> Result<Self> {
         let tmp = tempfile::Builder::new()
             .prefix(&format!("phonetrust-bench-{tag}-"))
             .tempdir()?;
         let n = Self {
             exe: std::env::current_exe()?,
             dir: tmp.path().to_path_buf(),
+            database: database.map(str::to_string),
             _tmp: tmp,
         };
-        n.run(&["init", "--host", "bench.example.test"])?;
+        n.run(init)?;
         // All the load comes from one loopback address: the per-address caps, meant for
         // a network of phones, are lifted (the global ones stay).
         if !default_caps {
@@ -46,15 +81,20 @@ impl BenchNode {
             text.push_str(BENCH_CONFIG);
             std::fs::write(&cfg, text)?;
         }
-        let path = n.dir.join("phones.csv");
-        std::fs::write(&path, csv)?;
-        n.run(&["phone", "import", &path.to_string_lossy()])?;
+        if !csv.is_empty() {
+            let path = n.dir.join("phones.csv");
+            std::fs::write(&path, csv)?;
+            n.run(&["phone", "import", &path.to_string_lossy()])?;
+        }
         Ok(n)
     }
 
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.exe);
         c.args(args).env("PHONETRUST_DATA", self.dir.join("data"));
+        if let Some(url) = &self.database {
+            c.env("PHONETRUST_DATABASE", url);
+        }
         c
     }
 

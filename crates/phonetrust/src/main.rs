@@ -12,6 +12,7 @@ mod output;
 mod admin;
 mod bench;
 mod bench_capf;
+mod bench_cluster;
 mod bench_node;
 mod bench_probe;
 mod bench_tftp;

@@ -3433,7 +3433,8 @@ fn a_subscriber_joins_the_cluster_database() {
     // The subscriber runs (on reserved ports of 127.0.0.1), only the services it was
     // defined with (tftp,tvs: no CAPF), and shows up on the publisher.
     let sub_dir = sub_with_db(&sub, &url);
-    let _server = Server::start_without_capf(&sub_dir, free_port());
+    let sub_http = free_port();
+    let _server = Server::start_without_capf(&sub_dir, sub_http);
     let out = std::fs::read_to_string(sub_dir.join("serve.out")).unwrap();
     assert!(
         out.contains("node sub1.example.test runs tftp,tvs"),
@@ -3461,6 +3462,57 @@ fn a_subscriber_joins_the_cluster_database() {
             "never shown up: {out}"
         );
         std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    // The subscriber's ITL lists the publisher's TVS; regenerated on the publisher, the
+    // new certificate is published and the subscriber's ITL follows without a restart.
+    let pub_tvs = || {
+        let o = pt_db(&publ, &url, &["show", "cert", "own", "TVS", "--pem"]);
+        openssl::x509::X509::from_pem(&o.stdout)
+            .unwrap()
+            .to_der()
+            .unwrap()
+    };
+    let itl_lists = |der: &[u8]| {
+        let itl = http_get(sub_http, "/ITLFile.tlv");
+        itl.windows(der.len()).any(|w| w == der)
+    };
+    let before = pub_tvs();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !itl_lists(&before) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the publisher's TVS never listed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let o = pt_db(&publ, &url, &["set", "cert", "regen", "TVS", "-y"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let after = pub_tvs();
+    assert_ne!(before, after);
+    while !itl_lists(&after) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the regenerated TVS never reached the subscriber's ITL"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!itl_lists(&before), "the old TVS certificate is gone");
+}
+
+/// The body of `GET path` from the HTTP server on loopback `port`.
+fn http_get(port: u16, path: &str) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    c.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut all = Vec::new();
+    c.read_to_end(&mut all).unwrap();
+    match all.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(i) => all.split_off(i + 4),
+        None => Vec::new(),
     }
 }
 
