@@ -37,6 +37,13 @@ impl Transport {
             Transport::Http(_) => "HTTP",
         }
     }
+
+    /// The server's address.
+    pub fn server(&self) -> SocketAddr {
+        match self {
+            Transport::Tftp(a, _) | Transport::Http(a) => *a,
+        }
+    }
 }
 
 /// Why a download did not give a file.
@@ -430,6 +437,59 @@ impl SimPhone {
             Ok(r) => r,
             Err(e) => BootResult::Failed(e),
         }
+    }
+
+    /// Boot from the first server of `servers` that answers, as a phone walks the TFTP
+    /// servers DHCP option 150 gave it: a server that does not answer its first request
+    /// (down, unreachable, timed out) is passed over with a status line, and so is one
+    /// that stops answering during the boot. A server that answers (a file, or "File not
+    /// found") is the one the phone boots from. Returns the result and the index of the
+    /// server that answered last.
+    pub async fn boot_from(
+        &mut self,
+        servers: &[Transport],
+        o: BootOptions<'_>,
+    ) -> (BootResult, Option<usize>) {
+        let mut last = (BootResult::Failed("no TFTP server given".into()), None);
+        for (i, via) in servers.iter().enumerate() {
+            let more = i + 1 < servers.len();
+            // The phone's first request, as in a boot (the CTL, then the ITL).
+            if let Err(Fetch::Failed(e)) = fetch(*via, "CTLFile.tlv").await {
+                self.status(format!(
+                    "{} Timeout : CTLFile.tlv ({} {e}){}",
+                    via.tag(),
+                    via.server(),
+                    if more { "; trying the next server" } else { "" }
+                ));
+                last = (
+                    BootResult::Failed(format!("{} did not answer: {e}", via.server())),
+                    None,
+                );
+                continue;
+            }
+            let r = self
+                .boot(BootOptions {
+                    via: *via,
+                    capf_addr: o.capf_addr,
+                    keys: o.keys,
+                    tvs_addr: o.tvs_addr,
+                })
+                .await;
+            if matches!(r, BootResult::Failed(_))
+                && more
+                && matches!(fetch(*via, "CTLFile.tlv").await, Err(Fetch::Failed(_)))
+            {
+                self.status(format!(
+                    "{} server {} stopped answering; trying the next server",
+                    via.tag(),
+                    via.server()
+                ));
+                last = (r, Some(i));
+                continue;
+            }
+            return (r, Some(i));
+        }
+        last
     }
 
     async fn boot_inner(&mut self, o: BootOptions<'_>) -> Result<BootResult, String> {

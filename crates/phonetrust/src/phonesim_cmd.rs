@@ -129,12 +129,14 @@ pub(crate) struct BootArgs {
     /// Phones booting at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
-    /// TFTP server (host:port) to boot from.
+    /// TFTP server (host:port) to boot from; give it again for more servers, tried in
+    /// order as phones try the servers of DHCP option 150 (the next when one does not
+    /// answer).
     #[arg(long, conflicts_with = "http")]
-    tftp: Option<String>,
-    /// HTTP server (host:port, usually port 6970) to boot from.
+    tftp: Vec<String>,
+    /// HTTP server (host:port, usually port 6970) to boot from; may be repeated as --tftp.
     #[arg(long)]
-    http: Option<String>,
+    http: Vec<String>,
     /// TFTP block size asked for.
     #[arg(long, default_value_t = 1428)]
     blksize: u16,
@@ -177,18 +179,24 @@ async fn resolve(s: &str) -> Result<SocketAddr> {
 async fn boot(a: BootArgs) -> Result<ExitCode> {
     use phonetrust_phonesim::boot::{BootOptions, BootResult, Transport};
     let first = first_mac(&a.mac, a.count)?;
-    let via = match (&a.tftp, &a.http) {
-        (Some(t), _) => Transport::Tftp(
+    let mut vias = Vec::new();
+    for t in &a.tftp {
+        vias.push(Transport::Tftp(
             resolve(t).await?,
             phonetrust_proto::tftp::ClientOptions {
                 blksize: Some(a.blksize),
                 windowsize: (a.windowsize > 1).then_some(a.windowsize),
                 ..Default::default()
             },
-        ),
-        (None, Some(h)) => Transport::Http(resolve(h).await?),
-        (None, None) => bail!("give --tftp HOST:PORT or --http HOST:PORT"),
+        ));
+    }
+    for h in &a.http {
+        vias.push(Transport::Http(resolve(h).await?));
+    }
+    let Some(&first_via) = vias.first() else {
+        bail!("give --tftp HOST:PORT or --http HOST:PORT");
     };
+    let vias = Arc::new(vias);
     let capf = match &a.capf {
         Some(c) => Some(resolve(c).await?),
         None => None,
@@ -205,7 +213,7 @@ async fn boot(a: BootArgs) -> Result<ExitCode> {
     let sem = Arc::new(tokio::sync::Semaphore::new(a.concurrency.max(1)));
     let mut tasks = Vec::new();
     for i in 0..u64::from(a.count) {
-        let (a, factory, sem) = (a.clone(), factory.clone(), sem.clone());
+        let (a, factory, sem, vias) = (a.clone(), factory.clone(), sem.clone(), vias.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await.ok();
             let mac = format!("{:012X}", first + i);
@@ -214,13 +222,16 @@ async fn boot(a: BootArgs) -> Result<ExitCode> {
             phone.auth_string = a.auth_string.clone();
             phone.supports_tvs = !a.no_tvs;
             let before = phone.status_messages.len();
-            let r = phone
-                .boot(BootOptions {
-                    via,
-                    capf_addr: capf,
-                    keys: &Generate { ec: true },
-                    tvs_addr: tvs,
-                })
+            let (r, _) = phone
+                .boot_from(
+                    &vias,
+                    BootOptions {
+                        via: first_via,
+                        capf_addr: capf,
+                        keys: &Generate { ec: true },
+                        tvs_addr: tvs,
+                    },
+                )
                 .await;
             phone.save(&a.dir.dir)?;
             let new = phone

@@ -1410,8 +1410,30 @@ fn ctl_layout(bytes: &[u8]) -> (Vec<u16>, Vec<u8>) {
 #[test]
 fn scenario_non_secure_to_mixed_mode_tokenless() {
     let c = Cluster::start("mixed");
-    let (ok, out) = c.boot("001122334455", &[]);
-    assert!(ok, "{out}");
+    // Given a server that is down first (as DHCP option 150 may), the phone moves on.
+    let dead = format!("127.0.0.1:{}", free_port());
+    let o = pt(
+        &c.d,
+        &[
+            "phone-sim",
+            "boot",
+            "--mac",
+            "001122334455",
+            "--http",
+            &dead,
+            "--http",
+            &c.http,
+            "--tvs",
+            &c.tvs,
+        ],
+    );
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains(&format!("HTTP Timeout : CTLFile.tlv ({dead}"))
+            && out.contains("trying the next server"),
+        "{out}"
+    );
     assert!(out.contains("File not found : CTLFile.tlv"), "{out}");
     let o = pt(&c.d, &["show", "ctl"]);
     assert!(!o.status.success());

@@ -776,3 +776,68 @@ async fn configs_list_the_phones_call_manager_group_and_follow_its_changes() {
         "the signed config follows too (not a stale cache)"
     );
 }
+
+/// A phone given several TFTP servers (DHCP option 150) passes over one that does not
+/// answer and boots from the next, over TFTP and over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_fails_over_to_the_next_tftp_server() {
+    let n = node("failover").await;
+    add(&n.db, "SEP001122334455", "Standard Non-Secure Profile").await;
+    // Nothing listens on these (a node that is down).
+    let dead_tcp = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let dead_udp = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let opts = ClientOptions::default();
+    for servers in [
+        vec![Transport::Http(dead_tcp), Transport::Http(n.http)],
+        vec![
+            Transport::Tftp(dead_udp, opts),
+            Transport::Tftp(n.tftp, opts),
+        ],
+    ] {
+        let mut phone = SimPhone::new("001122334455", "8845");
+        let (r, used) = phone
+            .boot_from(
+                &servers,
+                BootOptions {
+                    via: servers[0],
+                    capf_addr: None,
+                    keys: &Generate { ec: false },
+                    tvs_addr: None,
+                },
+            )
+            .await;
+        assert!(matches!(r, BootResult::Configured { .. }), "{r:?}");
+        assert_eq!(used, Some(1), "booted from the second server");
+        assert!(
+            phone.status_messages.iter().any(
+                |m| m.contains("Timeout : CTLFile.tlv") && m.contains("trying the next server")
+            ),
+            "{:?}",
+            phone.status_messages
+        );
+    }
+    // With every server down the boot fails, naming the last one.
+    let mut phone = SimPhone::new("001122334455", "8845");
+    let (r, used) = phone
+        .boot_from(
+            &[Transport::Http(dead_tcp)],
+            BootOptions {
+                via: Transport::Http(dead_tcp),
+                capf_addr: None,
+                keys: &Generate { ec: false },
+                tvs_addr: None,
+            },
+        )
+        .await;
+    assert!(
+        matches!(&r, BootResult::Failed(e) if e.contains("did not answer")),
+        "{r:?}"
+    );
+    assert_eq!(used, None);
+}
