@@ -330,21 +330,7 @@ pub async fn define_node(
         heartbeat_at: 0,
     };
     if Services::parse(&rec.services).is_ok_and(|s| s.tvs) {
-        let tvs_nodes = db
-            .nodes()
-            .await?
-            .iter()
-            .filter(|n| Services::parse(&n.services).is_ok_and(|s| s.tvs))
-            .count()
-            + 1;
-        let size = itl_size_with(model, tvs_nodes)?;
-        if size > MAX_ITL_BYTES {
-            return Err(ClusterError::ItlTooLarge {
-                node: new.name.to_string(),
-                size,
-                max: MAX_ITL_BYTES,
-            });
-        }
+        check_itl_room(db, model, new.name).await?;
     }
     if !db.insert_node(&rec).await? {
         return Err(ClusterError::Exists(new.name.to_string()));
@@ -377,21 +363,7 @@ pub async fn set_node(
         && s.tvs
         && !was_tvs
     {
-        let tvs_nodes = db
-            .nodes()
-            .await?
-            .iter()
-            .filter(|n| Services::parse(&n.services).is_ok_and(|s| s.tvs))
-            .count()
-            + 1;
-        let size = itl_size_with(model, tvs_nodes)?;
-        if size > MAX_ITL_BYTES {
-            return Err(ClusterError::ItlTooLarge {
-                node: name.to_string(),
-                size,
-                max: MAX_ITL_BYTES,
-            });
-        }
+        check_itl_room(db, model, name).await?;
     }
     let services = services.map_or(n.services.clone(), |s| s.to_string());
     if !db.update_node(name, &host, &services).await? {
@@ -402,6 +374,26 @@ pub async fn set_node(
         services,
         ..n
     })
+}
+
+/// Refuse `node` as one more TVS node when the ITLs would pass [`MAX_ITL_BYTES`].
+async fn check_itl_room(db: &Db, model: &Identity, node: &str) -> Result<(), ClusterError> {
+    let tvs_nodes = db
+        .nodes()
+        .await?
+        .iter()
+        .filter(|n| Services::parse(&n.services).is_ok_and(|s| s.tvs))
+        .count()
+        + 1;
+    let size = itl_size_with(model, tvs_nodes)?;
+    if size > MAX_ITL_BYTES {
+        return Err(ClusterError::ItlTooLarge {
+            node: node.to_string(),
+            size,
+            max: MAX_ITL_BYTES,
+        });
+    }
+    Ok(())
 }
 
 /// The size of the largest ITL of a cluster with `tvs_nodes` nodes running TVS, each
