@@ -376,6 +376,59 @@ pub async fn set_node(
     })
 }
 
+/// The nodes' published certificates, parsed once: what the ITL, the CTL and TVS of
+/// every node read of the other nodes.
+#[derive(Clone, Debug, Default)]
+pub struct Published {
+    certs: Vec<(String, OwnCert, Result<openssl::x509::X509, String>)>,
+}
+
+impl Published {
+    /// Read and parse every published certificate (a row that does not parse is kept as
+    /// its error; a certificate name this version does not know is left out).
+    pub async fn load(db: &Db) -> Result<Self, StoreError> {
+        let certs = db
+            .node_certs()
+            .await?
+            .into_iter()
+            .filter_map(|c| {
+                let which = c.which.parse::<OwnCert>().ok()?;
+                let cert = openssl::x509::X509::from_pem(c.pem.as_bytes())
+                    .map_err(|e| format!("the published {which} certificate of {}: {e}", c.node));
+                Some((c.node, which, cert))
+            })
+            .collect();
+        Ok(Self { certs })
+    }
+
+    /// `node`'s `which` certificate: `Ok(None)` when not published, an error when it does
+    /// not parse.
+    pub fn get(&self, node: &str, which: OwnCert) -> Result<Option<&openssl::x509::X509>, String> {
+        self.certs
+            .iter()
+            .find(|(n, w, _)| n == node && *w == which)
+            .map(|(_, _, c)| c.as_ref().map_err(Clone::clone))
+            .transpose()
+    }
+
+    /// Every published certificate of the nodes other than `me`, with its parse result.
+    pub fn others<'a>(
+        &'a self,
+        me: Option<&'a str>,
+    ) -> impl Iterator<
+        Item = (
+            &'a str,
+            OwnCert,
+            Result<&'a openssl::x509::X509, &'a String>,
+        ),
+    > {
+        self.certs
+            .iter()
+            .filter(move |(n, _, _)| Some(n.as_str()) != me)
+            .map(|(n, w, c)| (n.as_str(), *w, c.as_ref()))
+    }
+}
+
 /// Refuse `node` as one more TVS node when the ITLs would pass [`MAX_ITL_BYTES`].
 async fn check_itl_room(db: &Db, model: &Identity, node: &str) -> Result<(), ClusterError> {
     let tvs_nodes = db

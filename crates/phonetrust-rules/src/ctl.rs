@@ -94,13 +94,8 @@ impl CtlCluster {
                     .map_or_else(|| "none defined".to_string(), |n| n.name.clone()),
             });
         }
-        let certs = db.node_certs().await.map_err(err)?;
-        let cert = |n: &str, w: OwnCert| {
-            certs
-                .iter()
-                .find(|c| c.node == n && c.which == w.name())
-                .and_then(|c| X509::from_pem(c.pem.as_bytes()).ok())
-        };
+        let published = crate::cluster::Published::load(db).await.map_err(err)?;
+        let cert = |n: &str, w: OwnCert| published.get(n, w).ok().flatten().cloned();
         let mut out = Self::default();
         for n in nodes.iter().filter(|n| n.name != node) {
             let Some(callmanager) = cert(&n.name, OwnCert::CallManager) else {

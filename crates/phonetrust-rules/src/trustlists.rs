@@ -37,16 +37,11 @@ impl ClusterPeers {
         let Some(me) = nodes.iter().find(|n| n.name == node) else {
             return Ok(Self::default());
         };
-        let certs = db.node_certs().await.map_err(|e| e.to_string())?;
+        let published = crate::cluster::Published::load(db)
+            .await
+            .map_err(|e| e.to_string())?;
         let cert_of = |n: &str, which: OwnCert| -> Result<Option<X509>, String> {
-            certs
-                .iter()
-                .find(|c| c.node == n && c.which == which.name())
-                .map(|c| {
-                    X509::from_pem(c.pem.as_bytes())
-                        .map_err(|e| format!("the published {which} certificate of {n}: {e}"))
-                })
-                .transpose()
+            Ok(published.get(n, which)?.cloned())
         };
         let mut out = Self::default();
         for n in nodes.iter().filter(|n| n.name != node) {

@@ -259,8 +259,18 @@ impl Provisioning {
         } else {
             None
         };
-        let known = self.snap.read().await.ctl.as_ref().map(|c| c.0.clone());
+        let (known, cluster_seen) = {
+            let s = self.snap.read().await;
+            (s.ctl.as_ref().map(|c| c.0.clone()), s.settings.cluster)
+        };
         let ctl = read_ctl(&self.db, known.as_deref()).await?;
+        let topology = if settings.cluster == cluster_seen {
+            None
+        } else {
+            Some(Arc::new(
+                Topology::load(&self.db).await.map_err(|e| e.to_string())?,
+            ))
+        };
         let mut cur = self.snap.write().await;
         cur.profiles = profiles;
         if let Some(ctl) = ctl {
@@ -269,11 +279,8 @@ impl Provisioning {
         if identity.is_none() && settings == cur.settings {
             return Ok(false);
         }
-        if settings.cluster != cur.settings.cluster {
-            drop(cur);
-            let t = Topology::load(&self.db).await.map_err(|e| e.to_string())?;
-            cur = self.snap.write().await;
-            cur.topology = Arc::new(t);
+        if let Some(t) = topology {
+            cur.topology = t;
         }
         if let Some((id, host, fingerprint)) = identity {
             cur.identity = id;

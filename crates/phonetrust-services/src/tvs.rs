@@ -213,16 +213,16 @@ async fn load(
         ..Sources::default()
     };
     let me = id.node().map(|n| n.host);
-    for c in db.node_certs().await.map_err(|e| e.to_string())? {
-        if Some(&c.node) == me.as_ref() {
-            continue;
+    let published = phonetrust_rules::cluster::Published::load(db)
+        .await
+        .map_err(|e| e.to_string())?;
+    for (node, which, cert) in published.others(me.as_deref()) {
+        match cert {
+            Ok(c) => src.peers.push((node.to_string(), which, c.clone())),
+            Err(e) => {
+                tracing::warn!(node, %which, error = %e, "TVS: a published node certificate does not parse; it is not trusted")
+            }
         }
-        let (Ok(which), Ok(cert)) = (c.which.parse::<OwnCert>(), X509::from_pem(c.pem.as_bytes()))
-        else {
-            tracing::warn!(node = %c.node, which = %c.which, "TVS: a published node certificate does not parse; it is not trusted");
-            continue;
-        };
-        src.peers.push((c.node, which, cert));
     }
     for row in rows {
         let cert = X509::from_pem(row.pem.as_bytes())
