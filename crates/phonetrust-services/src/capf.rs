@@ -143,7 +143,10 @@ struct Shared {
     /// Failed handshakes (scans, floods): summarised.
     handshake_log: Throttle,
     next_sid: AtomicU32,
-    settings: RwLock<(Instant, Settings)>,
+    /// When the settings were read, the change feed's generation then, the settings.
+    settings: RwLock<(Instant, u64, Settings)>,
+    /// Announces cluster changes (CAPF-trust imported on another node).
+    changes: phonetrust_store::changes::ChangeFeed,
     /// Authentication failures per phone and per address (phonetrust_rules::authguard).
     failures: std::sync::Mutex<HashMap<Key, authguard::Record>>,
     guard: authguard::Policy,
@@ -152,7 +155,27 @@ struct Shared {
     lookups: mpsc::Sender<(String, LookupReply)>,
 }
 
-type LookupReply = oneshot::Sender<Result<Option<phonetrust_store::model::Device>, String>>;
+type LookupReply = oneshot::Sender<Result<Option<phonetrust_store::model::Device>, LookupError>>;
+
+/// Why a phone's record could not be looked up.
+#[derive(Debug)]
+enum LookupError {
+    /// The name the phone sent is not a device name: the phone is told the operation
+    /// failed.
+    BadName(String),
+    /// The store cannot be read now (the database is down or restarting): the phone is
+    /// told RETRY_LATER and nothing is recorded.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for LookupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::BadName(m) => f.write_str(m),
+            Self::Unavailable(m) => write!(f, "the database cannot be read ({m})"),
+        }
+    }
+}
 
 /// Batched lookups: the phones of concurrent sessions are read in one query (one trip
 /// to the database worker instead of one each). Always the current rows: a batch holds
@@ -168,7 +191,7 @@ async fn looker(db: Db, mut rx: mpsc::Receiver<(String, LookupReply)>, linger: L
                     waiting.push((n, reply));
                 }
                 Err(e) => {
-                    let _ = reply.send(Err(e.to_string()));
+                    let _ = reply.send(Err(LookupError::BadName(e.to_string())));
                 }
             }
         }
@@ -181,8 +204,9 @@ async fn looker(db: Db, mut rx: mpsc::Receiver<(String, LookupReply)>, linger: L
                 }
             }
             Err(e) => {
+                let m = e.to_string();
                 for (_, reply) in waiting {
-                    let _ = reply.send(Err(e.to_string()));
+                    let _ = reply.send(Err(LookupError::Unavailable(m.clone())));
                 }
             }
         }
@@ -301,6 +325,7 @@ impl CapfServer {
             })
             .collect();
         let db_for_recorder = db.clone();
+        let db_changes = db.changes();
         let sessions = Arc::new(Semaphore::new(cfg.max_sessions));
         let linger = Linger {
             delay: cfg.batch_delay,
@@ -318,8 +343,10 @@ impl CapfServer {
             handshake_log: Throttle::new(Duration::from_secs(5)),
             cfg,
             next_sid: AtomicU32::new(u32::from_be_bytes(first) | 1),
+            changes: db_changes,
             settings: RwLock::new((
                 Instant::now() - SETTINGS_TTL * 2,
+                0,
                 Settings {
                     anchors: Vec::new(),
                     lsc_days: 1826,
@@ -546,36 +573,37 @@ impl Shared {
     }
 
     /// CAPF-trust and the LSC validity, read from the store at most every
-    /// [`SETTINGS_TTL`], so a session costs no extra queries for them.
+    /// [`SETTINGS_TTL`] and after a cluster change was announced, so a session costs no
+    /// extra queries for them. While the store cannot be read, the last ones stay.
     async fn settings(&self) -> Settings {
+        let generation = self.changes.generation();
         {
             let c = self.settings.read().await;
-            if c.0.elapsed() < SETTINGS_TTL {
-                return c.1.clone();
+            if c.0.elapsed() < SETTINGS_TTL && c.1 == generation {
+                return c.2.clone();
             }
         }
-        let anchors = self
-            .db
-            .trust_certs(TrustStore::Capf)
-            .await
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "reading CAPF-trust");
-                Vec::new()
-            });
-        let lsc_days = match self
-            .db
-            .param(phonetrust_store::params::LSC_VALIDITY_DAYS)
-            .await
-        {
-            Ok(d) => u32::try_from(d).unwrap_or(1826),
-            Err(e) => {
-                tracing::warn!(error = %e, "reading LscValidityDays");
-                1826
-            }
+        let read = async {
+            let anchors = self.db.trust_certs(TrustStore::Capf).await?;
+            let days = self
+                .db
+                .param(phonetrust_store::params::LSC_VALIDITY_DAYS)
+                .await?;
+            Ok::<_, phonetrust_store::StoreError>(Settings {
+                anchors,
+                lsc_days: u32::try_from(days).unwrap_or(1826),
+            })
         };
-        let fresh = Settings { anchors, lsc_days };
-        *self.settings.write().await = (Instant::now(), fresh.clone());
-        fresh
+        match read.await {
+            Ok(fresh) => {
+                *self.settings.write().await = (Instant::now(), generation, fresh.clone());
+                fresh
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "CAPF: reading CAPF-trust and LscValidityDays failed; the last ones read stay");
+                self.settings.read().await.2.clone()
+            }
+        }
     }
 
     async fn plan(
@@ -583,16 +611,14 @@ impl Shared {
         capf: &CertAndKey,
         device: &str,
         now: i64,
-    ) -> Result<Option<Plan>, String> {
+    ) -> Result<Option<Plan>, LookupError> {
+        let stopped = || LookupError::Unavailable("the lookup task has stopped".into());
         let (tx, rx) = oneshot::channel();
         self.lookups
             .send((device.to_string(), tx))
             .await
-            .map_err(|_| "the lookup task has stopped".to_string())?;
-        let d = match rx
-            .await
-            .map_err(|_| "the lookup task has stopped".to_string())??
-        {
+            .map_err(|_| stopped())?;
+        let d = match rx.await.map_err(|_| stopped())?? {
             Some(d) => d,
             None => return Ok(None),
         };
@@ -775,7 +801,17 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, hands
                     }
                     let plan = match shared.plan(capf, &device, unix_now()).await {
                         Ok(p) => p,
-                        Err(e) => {
+                        Err(e @ LookupError::Unavailable(_)) => {
+                            // Nothing started for this phone: it comes back later, when
+                            // the database is back.
+                            let d = shared.cfg.retry_delay;
+                            tracing::error!(%peer, device, delay = d, error = %e, "CAPF: RETRY_LATER, the phone's record cannot be read");
+                            if let Ok(m) = Message::retry_later(sid, d).encode() {
+                                let _ = send(&mut tls, &m).await;
+                            }
+                            break 'session;
+                        }
+                        Err(e @ LookupError::BadName(_)) => {
                             tracing::error!(%peer, device, error = %e, "CAPF: store lookup failed");
                             let _ = send(&mut tls, &s.failure_end()).await;
                             break 'session;

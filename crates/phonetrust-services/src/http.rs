@@ -26,6 +26,7 @@ use crate::tftp::FileSource;
 
 /// "File not found" lines: at most one a second, each with the count it stands for.
 static NOT_FOUND_LOG: Throttle = Throttle::new(Duration::from_secs(1));
+static UNAVAILABLE_LOG: Throttle = Throttle::new(Duration::from_secs(1));
 
 /// Chunk size of streamed files.
 const CHUNK: usize = 64 * 1024;
@@ -97,6 +98,19 @@ async fn get<S: FileSource>(
                 tracing::info!(%peer, file = name, reason = why, count = k, "HTTP: File not found");
             }
             not_found()
+        }
+        Err(e @ NotServed::Unavailable(..)) => {
+            if let Some(k) = UNAVAILABLE_LOG.hit(Instant::now()) {
+                tracing::warn!(%peer, file = name, error = %e, count = k, "HTTP: 503, database unavailable");
+            }
+            let mut r = (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service unavailable; try again later\n",
+            )
+                .into_response();
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+            r
         }
         Err(e) => {
             tracing::error!(%peer, file = name, error = %e, "HTTP: cannot serve");

@@ -36,6 +36,9 @@ use tokio::sync::RwLock;
 
 /// Biggest static file served.
 pub const MAX_STATIC_FILE: u64 = 256 * 1024 * 1024;
+/// Stale configs served while the database is down, logged once a second.
+static STALE_LOG: crate::limits::Throttle = crate::limits::Throttle::new(Duration::from_secs(1));
+
 /// Most signed configs kept in the cache.
 const MAX_CACHED_CONFIGS: usize = 50_000;
 
@@ -50,6 +53,13 @@ pub enum NotServed {
     /// Generating the file failed (logged as an error; the phone gets "File not found").
     #[error("cannot generate {0}: {1}")]
     Internal(String, String),
+    /// The database cannot be read now and nothing served earlier can stand in: the
+    /// phone is told to try again (TFTP "Server busy", HTTP 503), so it moves on to its
+    /// next server.
+    #[error(
+        "cannot serve {0}: the database cannot be read ({1}); it is served again when the database is back"
+    )]
+    Unavailable(String, String),
 }
 
 /// What a name is served as: bytes generated and held in memory (trust lists, configs),
@@ -232,11 +242,17 @@ impl Provisioning {
         }))
     }
 
-    /// Look for changes every `refresh` until the task is dropped; after a change, sign
-    /// everything ahead again ([`Provisioning::warm`]).
+    /// Look for changes every `refresh`, and at once when the cluster announces one
+    /// (PostgreSQL `NOTIFY`), until the task is dropped; after a change, sign everything
+    /// ahead again ([`Provisioning::warm`]). While the database cannot be read, what was
+    /// read last is served.
     pub async fn watch(self: Arc<Self>) {
+        let mut feed = self.db.changes();
         loop {
-            tokio::time::sleep(self.cfg.refresh).await;
+            tokio::select! {
+                _ = tokio::time::sleep(self.cfg.refresh) => {}
+                _ = feed.changed() => {}
+            }
             match self.refresh(false).await {
                 Ok(true) => {
                     tokio::spawn(self.clone().warm());
@@ -357,13 +373,13 @@ impl Provisioning {
         match (kind, device) {
             (Kind::Itl, dev) => {
                 if let Some(d) = &dev {
-                    self.known(d).await?;
+                    self.known_unless_down(d).await?;
                 }
                 self.itl().await.map(Content::Bytes)
             }
             (Kind::Ctl, dev) => {
                 if let Some(d) = &dev {
-                    self.known(d).await?;
+                    self.known_unless_down(d).await?;
                 }
                 let ctl = self.snap.read().await.ctl.as_ref().map(|c| c.1.clone());
                 ctl.map(Content::Bytes).ok_or_else(|| {
@@ -376,7 +392,15 @@ impl Provisioning {
                 let rel = static_path(name)?;
                 self.open_static(&rel).await
             }
-            (kind, Some(device)) => self.config(kind, &device).await.map(Content::Bytes),
+            (kind, Some(device)) => match self.config(kind, &device).await {
+                Err(NotServed::Unavailable(what, cause)) => {
+                    // The database is down: what this node served last stands in.
+                    self.served_last(name)
+                        .map(Content::Bytes)
+                        .ok_or(NotServed::Unavailable(what, cause))
+                }
+                other => other.map(Content::Bytes),
+            },
             (_, None) => Err(NotServed::NotFound(name.into())),
         }
     }
@@ -387,8 +411,31 @@ impl Provisioning {
             Err(phonetrust_store::StoreError::NotFound(_)) => Err(NotServed::NotFound(format!(
                 "unknown phone {device} (auto-registration is off: `phonetrust phone add {device}`)"
             ))),
-            Err(e) => Err(NotServed::Internal(device.into(), e.to_string())),
+            Err(e) => Err(NotServed::Unavailable(device.into(), e.to_string())),
         }
+    }
+
+    /// [`known`](Self::known), except that while the database cannot be read any name is
+    /// let through: the trust lists are public and the same for every phone.
+    async fn known_unless_down(&self, device: &str) -> Result<(), NotServed> {
+        match self.known(device).await {
+            Ok(_) | Err(NotServed::Unavailable(..)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The bytes last served as `name`, if this node still holds them.
+    fn served_last(&self, name: &str) -> Option<Arc<[u8]>> {
+        let c = self.configs.lock().unwrap_or_else(|p| p.into_inner());
+        let hit = c.get(name)?.bytes.clone();
+        if let Some(k) = STALE_LOG.hit(std::time::Instant::now()) {
+            tracing::warn!(
+                file = name,
+                count = k,
+                "provisioning: the database cannot be read; serving the copy served last"
+            );
+        }
+        Some(hit)
     }
 
     /// Open a static file. The path is resolved (symbolic links followed) and must still
@@ -467,7 +514,7 @@ impl Provisioning {
             .db
             .placement(&d.name)
             .await
-            .map_err(|e| NotServed::Internal(device.into(), e.to_string()))?;
+            .map_err(|e| NotServed::Unavailable(device.into(), e.to_string()))?;
         let s = self.snap.read().await;
         let nodes = s.topology.nodes_for(&placement);
         let or_this = |hosts: Vec<String>| -> Vec<NodeRef> {
@@ -527,7 +574,11 @@ impl Provisioning {
             Kind::Config if encrypted => Err(NotServed::NotFound(format!(
                 "{plain_name}: the phone's profile encrypts its config (ask for .cnf.xml.sgn)"
             ))),
-            Kind::Config => Ok(Arc::from(xml.into_bytes())),
+            Kind::Config => {
+                // Kept, as the signed ones, to stand in while the database is down.
+                let key = cache_key(&[xml.as_bytes()]);
+                self.cached(plain_name, key, || Ok(xml.into_bytes()))
+            }
             Kind::SignedConfig => {
                 let body = if encrypted {
                     let mut p = PartialConfig::from_full_config(xml.as_bytes(), None)
@@ -597,7 +648,7 @@ impl Provisioning {
             .db
             .device_certs(device)
             .await
-            .map_err(|e| NotServed::Internal(device.into(), e.to_string()))?;
+            .map_err(|e| NotServed::Unavailable(device.into(), e.to_string()))?;
         let pick = certs
             .iter()
             .find(|c| c.kind == DeviceCertKind::Lsc)

@@ -221,6 +221,13 @@ async fn transfer<S: FileSource>(
             }
             Err((tftp_server::code::FILE_NOT_FOUND, "File not found"))
         }
+        Ok(Err(e @ NotServed::Unavailable(..))) => {
+            // The phone tries its next TFTP server, or this one again later.
+            if let Some(k) = shared.failed_log.hit(Instant::now()) {
+                tracing::warn!(%peer, file = name, error = %e, count = k, "TFTP: Server busy (database unavailable)");
+            }
+            Err((tftp_server::code::UNDEFINED, "Server busy; try again later"))
+        }
         Ok(Err(e)) => {
             tracing::error!(%peer, file = name, error = %e, "TFTP: cannot serve");
             Err((tftp_server::code::FILE_NOT_FOUND, "File not found"))

@@ -327,10 +327,16 @@ impl TvsServer {
         Ok(true)
     }
 
-    /// Follow changes of the sources until the task is dropped.
+    /// Follow changes of the sources until the task is dropped: every `refresh`, and at
+    /// once when the cluster announces one (PostgreSQL `NOTIFY`). While the database
+    /// cannot be read, the index read last answers.
     pub async fn watch(self: Arc<Self>) {
+        let mut feed = self.db.changes();
         loop {
-            tokio::time::sleep(self.cfg.refresh).await;
+            tokio::select! {
+                _ = tokio::time::sleep(self.cfg.refresh) => {}
+                _ = feed.changed() => {}
+            }
             if let Err(e) = self.refresh_now().await {
                 tracing::warn!(error = %e, "TVS: refreshing the certificate cache failed; the old one stays");
             }

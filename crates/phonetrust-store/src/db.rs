@@ -120,6 +120,9 @@ pub struct Db {
     pub(crate) pool: AnyPool,
     pub(crate) backend: Backend,
     pub(crate) url: String,
+    /// The change feed's sender, once [`Db::changes`] started it.
+    pub(crate) feed:
+        std::sync::Arc<std::sync::OnceLock<std::sync::Arc<tokio::sync::watch::Sender<u64>>>>,
 }
 
 /// SQLite result codes that mean the disk is full: SQLITE_FULL, and
@@ -194,11 +197,19 @@ impl Db {
             sqlx::migrate::MigrateError::Execute(inner) => open_err(url, "migrating", inner),
             other => StoreError::Db(format!("migrating {url}: {other}")),
         })?;
-        Ok(Self {
+        let db = Self {
             pool,
             backend,
             url: url.to_string(),
-        })
+            feed: Default::default(),
+        };
+        crate::changes::install(&db).await?;
+        Ok(db)
+    }
+
+    /// The URL the database was opened with.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// The backend.

@@ -11,12 +11,14 @@
 //!   phones and security profiles, [`import`] CSV bulk import, [`sql`] read-only queries.
 //! - [`ctlfile`]: the cluster's CTL and Cluster Security Mode, changed together.
 //! - [`cluster`]: the cluster's nodes and their published certificates.
+//! - [`changes`]: change notification between nodes (PostgreSQL `LISTEN/NOTIFY`).
 //! - [`authfail`]: CAPF authentication failures, kept across restarts.
 //! - [`model`]: the records, as plain data.
 
 #![forbid(unsafe_code)]
 
 pub mod authfail;
+pub mod changes;
 pub mod cluster;
 pub mod ctlfile;
 pub mod db;

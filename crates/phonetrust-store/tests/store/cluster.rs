@@ -196,3 +196,44 @@ async fn groups_pools_and_placements_are_stored() {
     assert!(db.delete_group("East").await.unwrap());
     assert!(!db.delete_group("East").await.unwrap());
 }
+
+/// A change committed by another node (another connection pool) wakes this node's
+/// change feed at once on PostgreSQL (`LISTEN/NOTIFY`), a heartbeat does not; SQLite's
+/// feed never fires (its services poll).
+#[tokio::test]
+async fn changes_made_elsewhere_are_announced_on_postgresql() {
+    use phonetrust_store::db::Backend;
+    let (_d, db) = db("changes").await;
+    let mut feed = db.changes();
+    let other = phonetrust_store::Db::open(db.url()).await.unwrap();
+    assert!(other.insert_node(&node("pub", "publisher")).await.unwrap());
+    let wait = |feed: &mut phonetrust_store::changes::ChangeFeed, secs| {
+        let mut f = feed.clone();
+        async move {
+            tokio::time::timeout(std::time::Duration::from_secs(secs), f.changed())
+                .await
+                .is_ok()
+        }
+    };
+    if db.backend() != Backend::Postgres {
+        assert!(!wait(&mut feed, 1).await, "SQLite announces nothing");
+        assert_eq!(feed.generation(), 0);
+        return;
+    }
+    assert!(wait(&mut feed, 20).await, "a new node is announced");
+    // Settle what the insert announced, then a heartbeat: nothing.
+    feed.changed().await;
+    let seen = feed.generation();
+    assert!(other.heartbeat("pub", 1_000).await.unwrap());
+    assert!(
+        !wait(&mut feed, 1).await,
+        "a heartbeat is not a configuration change"
+    );
+    assert_eq!(feed.generation(), seen);
+    other
+        .set_param("LscValidityDays", "400", 2_000)
+        .await
+        .unwrap();
+    assert!(wait(&mut feed, 20).await, "a parameter change is announced");
+    assert!(feed.generation() > seen);
+}
