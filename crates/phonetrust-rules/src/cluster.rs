@@ -340,14 +340,24 @@ pub async fn define_node(
 }
 
 /// Change a node's host and/or services. A node that starts running TVS is refused when
-/// the ITLs would pass the phones' limit, as in [`define_node`].
+/// the ITLs would pass the phones' limit, as in [`define_node`]. `this_node` (name, host):
+/// the node running the command; a single node not recorded yet (never served) is
+/// recorded as the publisher first, so its host can be set before it first starts.
 pub async fn set_node(
     db: &Db,
+    this_node: Option<(&str, &str)>,
     model: &Identity,
     name: &str,
     host: Option<&str>,
     services: Option<Services>,
+    now: i64,
 ) -> Result<NodeRecord, ClusterError> {
+    if let Some((me, my_host)) = this_node
+        && me == name
+        && db.nodes().await?.is_empty()
+    {
+        ensure_publisher(db, me, my_host, now).await?;
+    }
     let Some(n) = db.node(name).await? else {
         return Err(ClusterError::NotDefined(name.to_string()));
     };

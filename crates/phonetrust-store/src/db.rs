@@ -180,6 +180,10 @@ impl Db {
                 Backend::Sqlite => 4,
                 Backend::Postgres => 16,
             })
+            // A database that is down is known within seconds, not the default 30: the
+            // services then serve what they hold, or tell phones to try again, before
+            // the phones give up on the request.
+            .acquire_timeout(std::time::Duration::from_secs(3))
             .connect_with(opts)
             .await
             .map_err(|e| open_err(url, "cannot open the database", e))?;

@@ -46,9 +46,18 @@ impl Drop for Port {
     }
 }
 
+/// Free for TCP and UDP on 127.0.0.1, and on 127.0.0.2 and .3 where the system has them
+/// (Linux: all of 127/8), which cluster tests give their other nodes.
 fn bindable(port: u16) -> bool {
-    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-        && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+    let free = |ip: &str| {
+        std::net::TcpListener::bind((ip, port)).is_ok()
+            && std::net::UdpSocket::bind((ip, port)).is_ok()
+    };
+    let absent = |ip: &str| std::net::UdpSocket::bind((ip, 0)).is_err();
+    free("127.0.0.1")
+        && ["127.0.0.2", "127.0.0.3"]
+            .iter()
+            .all(|ip| absent(ip) || free(ip))
 }
 
 /// Reserve one free port.

@@ -179,7 +179,9 @@ pub(crate) async fn run(node: &Node, cmd: ClusterCmd) -> Result<ExitCode> {
             host,
             services,
         } => {
-            let n = cluster::set_node(&db, &id, &name, host.as_deref(), services).await?;
+            let me_ref = me.as_ref().map(|(n, h)| (n.as_str(), h.as_str()));
+            let n = cluster::set_node(&db, me_ref, &id, &name, host.as_deref(), services, now())
+                .await?;
             outln!("Node {name}: host {}, services {}", n.host, n.services);
         }
         ClusterCmd::Group(cmd) => return group(&db, cmd).await,

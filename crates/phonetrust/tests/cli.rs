@@ -3548,3 +3548,573 @@ fn sub_with_db(sub: &TestDir, url: &str) -> PathBuf {
     .unwrap();
     sub.path().to_path_buf()
 }
+
+/// A `serve` process of one cluster node, bound to its own loopback address with the
+/// cluster's ports (the enterprise parameters, the same on every node); killed on drop.
+struct NodeProc {
+    child: std::process::Child,
+    dir: PathBuf,
+}
+
+impl NodeProc {
+    /// Start the node of `dir` on `ip` (database `url`); ready when `ip:ready` accepts.
+    fn start(dir: &Path, url: &str, ip: &str, ready: u16) -> Self {
+        let log = std::fs::File::create(dir.join("serve.log")).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+            .args(["serve", "--bind", ip, "-v"])
+            .current_dir(dir)
+            .env("PHONETRUST_DATA", dir.join("data"))
+            .env("PHONETRUST_DATABASE", url)
+            .stdout(std::fs::File::create(dir.join("serve.out")).unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect((ip, ready)).is_err() {
+            let log = || std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("node on {ip} exited ({status}); its log:\n{}", log());
+            }
+            if start.elapsed() > std::time::Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!(
+                    "node on {ip} not listening on {ready} within 30 s:\n{}",
+                    log()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Self {
+            child,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("serve.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// GET `path` from `ip:port`: (status code, body); None when nothing answers.
+fn http_fetch(ip: &str, port: u16, path: &str) -> Option<(u16, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect((ip, port)).ok()?;
+    c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
+    c.write_all(format!("GET {path} HTTP/1.0\r\nHost: {ip}\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut all = Vec::new();
+    c.read_to_end(&mut all).ok()?;
+    let i = all.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&all[..i]).to_string();
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, all.split_off(i + 4)))
+}
+
+/// Wait (at most 30 s) until `f` holds.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !f() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The cluster scenario: a publisher and two subscribers, three `serve`
+/// processes on 127.0.0.1–127.0.0.3 (each on the same ports), one throw-away PostgreSQL.
+/// A phone boots from a subscriber and gets an ITL signed by that subscriber listing
+/// every node's TVS; it enrols through the publisher's CAPF and another through the
+/// second subscriber's, each known on every node; a subscriber's TVS vouches for the
+/// publisher's regenerated CallManager certificate; mixed mode gives one CTL, the same
+/// bytes on every node. The database stopped: every node keeps serving ITL, CTL, configs
+/// and TVS answers, CAPF says RETRY_LATER; back, everything resumes by itself. A node
+/// killed during a boot storm: phones move to the next node, none fails. PostgreSQL
+/// restarted during CAPF load: no phone is told success without its record, and no LSC
+/// is recorded that the phone does not hold.
+#[test]
+fn three_nodes_on_loopback_fail_over_and_ride_out_the_database() {
+    let Some(pg) = phonetrust_testsupport::postgres::PgServer::start("three") else {
+        return;
+    };
+    let url = pg.create_db("three");
+    let (capf, tftp, http, tvs) = (free_port(), free_port(), free_port(), free_port());
+    let ok = |o: Output| -> Output {
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+        o
+    };
+    let publ = tmp("three-pub");
+    let s1 = tmp("three-sub1");
+    let s2 = tmp("three-sub2");
+    let phones = tmp("three-phones");
+    ok(pt_db(
+        &publ,
+        &url,
+        &["init", "--host", "pub.example.test", "--rsa-bits", "1024"],
+    ));
+    std::fs::write(
+        publ.path().join("data").join("phonetrust.toml"),
+        "[capf]\nretry_delay = 1\n",
+    )
+    .unwrap();
+    for (p, v) in [
+        ("CapfPhonePort", capf),
+        ("TftpPort", tftp),
+        ("HttpPort", http),
+        ("TvsPort", tvs),
+    ] {
+        ok(pt_db(&publ, &url, &["set", "param", p, &v.to_string()]));
+    }
+    ok(pt_db(
+        &publ,
+        &url,
+        &[
+            "cluster",
+            "set-node",
+            "pub.example.test",
+            "--host",
+            "127.0.0.1",
+        ],
+    ));
+    for (name, ip, services) in [
+        ("sub1.example.test", "127.0.0.2", "tftp,tvs"),
+        ("sub2.example.test", "127.0.0.3", "tftp,tvs,capf"),
+    ] {
+        ok(pt_db(
+            &publ,
+            &url,
+            &[
+                "cluster",
+                "add-node",
+                name,
+                "--host",
+                ip,
+                "--services",
+                services,
+            ],
+        ));
+    }
+    for (d, name) in [(&s1, "sub1.example.test"), (&s2, "sub2.example.test")] {
+        ok(pt_db(
+            d,
+            &url,
+            &["init", "--join", name, "--rsa-bits", "1024"],
+        ));
+    }
+    std::fs::write(
+        s2.path().join("data").join("phonetrust.toml"),
+        "[capf]\nretry_delay = 1\n",
+    )
+    .unwrap();
+    let mut csv = String::from("name,model,protocol,operation\n");
+    for i in 0..4 {
+        csv.push_str(&format!("SEP0011223344A{i},8845,SIP,install\n"));
+    }
+    for i in 0..24 {
+        csv.push_str(&format!("SEP00112233C0{i:02X},8845,SIP,install\n"));
+    }
+    for i in 0..48 {
+        csv.push_str(&format!("SEP00112233B{i:03X},8845,SIP,none\n"));
+    }
+    std::fs::write(publ.path().join("phones.csv"), csv).unwrap();
+    ok(pt_db(&publ, &url, &["phone", "import", "phones.csv"]));
+
+    let _pub = NodeProc::start(publ.path(), &url, "127.0.0.1", capf);
+    let mut sub1 = NodeProc::start(s1.path(), &url, "127.0.0.2", http);
+    let _sub2 = NodeProc::start(s2.path(), &url, "127.0.0.3", capf);
+    let capf_pem = phones.path().join("capf.pem");
+    std::fs::write(
+        &capf_pem,
+        ok(pt_db(
+            &publ,
+            &url,
+            &["show", "cert", "own", "CAPF", "--pem"],
+        ))
+        .stdout,
+    )
+    .unwrap();
+    let own_der = |d: &TestDir, which: &str| {
+        ok(pt_db(d, &url, &["show", "cert", "own", which, "--der"])).stdout
+    };
+    let sim = |args: &[&str]| {
+        let mut all = vec!["phone-sim"];
+        all.extend_from_slice(args);
+        pt(phones.path(), &all)
+    };
+    let tftp_of = |ip: &str| format!("{ip}:{tftp}");
+
+    // Booted from sub1: its ITL, signed by sub1's CallManager, lists the three TVS.
+    let o = ok(sim(&[
+        "boot",
+        "--mac",
+        "0011223344A0",
+        "--tftp",
+        &tftp_of("127.0.0.2"),
+    ]));
+    assert!(stdout(&o).contains("configured"), "{}", stdout(&o));
+    let itl = std::fs::read(
+        phones
+            .path()
+            .join("phonetrust-phones/SEP0011223344A0/ITLFile.tlv"),
+    )
+    .unwrap();
+    let list = phonetrust_proto::trustlist::parse(&itl).unwrap();
+    list.verify(&itl).unwrap();
+    assert_eq!(
+        list.signer_cert().unwrap().to_der().unwrap(),
+        own_der(&s1, "CallManager"),
+        "signed by the node it came from"
+    );
+    let tvs_in_itl: Vec<Vec<u8>> = list
+        .plain_records()
+        .filter(|r| r.role == Some(phonetrust_proto::trustlist::Role::Tvs))
+        .filter_map(|r| r.x509()?.to_der().ok())
+        .collect();
+    for d in [&publ, &s1, &s2] {
+        assert!(
+            tvs_in_itl.contains(&own_der(d, "TVS")),
+            "every node's TVS is listed"
+        );
+    }
+    let cfg = std::fs::read_to_string(phones.path().join("phonetrust-phones/SEP0011223344A0/tvs"))
+        .unwrap();
+    assert!(
+        cfg.contains("127.0.0.1") && cfg.contains("127.0.0.2") && cfg.contains("127.0.0.3"),
+        "the default group's nodes are the phone's TVS servers: {cfg}"
+    );
+
+    // Enrolled through the publisher's CAPF, and another phone through sub2's: both
+    // known on every node.
+    let capf_args = |mac: &'static str, ip: &str| -> Vec<String> {
+        [
+            "capf",
+            "--mac",
+            mac,
+            "--server",
+            &format!("{ip}:{capf}"),
+            "--capf-cert",
+            capf_pem.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run_capf = |mac: &'static str, ip: &str, extra: &[&str]| {
+        let mut a = capf_args(mac, ip);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        sim(&refs)
+    };
+    // sub2's CAPF presents its own certificate.
+    std::fs::write(phones.path().join("capf2.pem"), {
+        ok(pt_db(&s2, &url, &["show", "cert", "own", "CAPF", "--pem"])).stdout
+    })
+    .unwrap();
+    let o = ok(run_capf("0011223344A0", "127.0.0.1", &[]));
+    assert!(stdout(&o).contains("LSC: Installed"), "{}", stdout(&o));
+    let o = ok(sim(&[
+        "capf",
+        "--mac",
+        "0011223344A1",
+        "--server",
+        &format!("127.0.0.3:{capf}"),
+        "--capf-cert",
+        phones.path().join("capf2.pem").to_str().unwrap(),
+    ]));
+    assert!(stdout(&o).contains("LSC: Installed"), "{}", stdout(&o));
+    for d in [&publ, &s1, &s2] {
+        for dev in ["SEP0011223344A0", "SEP0011223344A1"] {
+            let shown = stdout(&ok(pt_db(d, &url, &["phone", "show", dev])));
+            assert!(
+                shown.contains("Certificate Operation Status: Upgrade Success"),
+                "{shown}"
+            );
+        }
+    }
+
+    // The publisher's CallManager regenerated: a phone holding sub1's ITL boots from the
+    // publisher, whose new signer its ITL does not list; sub1's TVS vouches for it.
+    ok(pt_db(
+        &publ,
+        &url,
+        &["set", "cert", "regen", "CallManager", "-y"],
+    ));
+    let new_cm = own_der(&publ, "CallManager");
+    eventually(
+        "the publisher signs its ITL with the new CallManager",
+        || {
+            http_fetch("127.0.0.1", http, "/ITLFile.tlv").is_some_and(|(_, b)| {
+                phonetrust_proto::trustlist::parse(&b)
+                    .ok()
+                    .and_then(|l| l.signer_cert())
+                    .and_then(|c| c.to_der().ok())
+                    == Some(new_cm.clone())
+            })
+        },
+    );
+    let o = ok(sim(&[
+        "boot",
+        "--mac",
+        "0011223344A0",
+        "--tftp",
+        &tftp_of("127.0.0.1"),
+        "--tvs",
+        &format!("127.0.0.2:{tvs}"),
+    ]));
+    let out = stdout(&o);
+    assert!(out.contains("configured"), "{out}");
+    assert!(
+        out.contains("TVS: signer of the new ITL verified"),
+        "the TVS vouched: {out}"
+    );
+    assert!(
+        sub1.log().contains("tvsHandleQueryCertReq"),
+        "sub1's TVS was the one asked: {}",
+        sub1.log()
+    );
+
+    // Mixed mode on the publisher: one CTL, the same bytes on every node.
+    ok(pt_db(
+        &publ,
+        &url,
+        &["utils", "ctl", "set-cluster", "mixed-mode", "-y"],
+    ));
+    let mut ctls = Vec::new();
+    for ip in ["127.0.0.1", "127.0.0.2", "127.0.0.3"] {
+        let mut got = None;
+        eventually(&format!("{ip} serves the CTL"), || {
+            got = http_fetch(ip, http, "/CTLFile.tlv").filter(|(c, _)| *c == 200);
+            got.is_some()
+        });
+        ctls.push(got.unwrap().1);
+    }
+    assert!(
+        ctls[0] == ctls[1] && ctls[1] == ctls[2],
+        "one CTL for the cluster"
+    );
+    let shown: Vec<String> = [&publ, &s1, &s2]
+        .iter()
+        .map(|d| stdout(&ok(pt_db(d, &url, &["show", "ctl"]))))
+        .collect();
+    assert!(shown[0] == shown[1] && shown[1] == shown[2], "{shown:?}");
+    let cfg_name = "/SEP0011223344A0.cnf.xml.sgn";
+    let served: Vec<_> = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
+        .iter()
+        .map(|ip| {
+            let mut got = None;
+            eventually(&format!("{ip} serves the phone's config"), || {
+                got = http_fetch(ip, http, cfg_name).filter(|(c, _)| *c == 200);
+                got.is_some()
+            });
+            (
+                http_fetch(ip, http, "/ITLFile.tlv").unwrap().1,
+                got.unwrap().1,
+            )
+        })
+        .collect();
+    // Settled: the phone boots once more with the CTL before the database goes.
+    ok(sim(&[
+        "boot",
+        "--mac",
+        "0011223344A0",
+        "--tftp",
+        &tftp_of("127.0.0.2"),
+    ]));
+
+    // The database stopped: trust lists, configs and TVS answers go on; CAPF says
+    // RETRY_LATER and records nothing.
+    ok(pt_db(
+        &publ,
+        &url,
+        &[
+            "phone",
+            "capf",
+            "SEP0011223344A2",
+            "--operation",
+            "install",
+            "--auth",
+            "null-string",
+        ],
+    ));
+    pg.stop();
+    for (i, ip) in ["127.0.0.1", "127.0.0.2", "127.0.0.3"].iter().enumerate() {
+        let same = |path: &str, want: &[u8]| {
+            let got = http_fetch(ip, http, path);
+            assert!(
+                got.as_ref().is_some_and(|(c, b)| *c == 200 && b == want),
+                "{ip} serves {path} as before: {:?}",
+                got.map(|(c, b)| (c, b.len()))
+            );
+        };
+        same("/ITLFile.tlv", &served[i].0);
+        same("/CTLFile.tlv", &ctls[0]);
+        same(cfg_name, &served[i].1);
+    }
+    // Every known phone's config was signed ahead; a name the node holds nothing for
+    // cannot be looked up: try again later, not "File not found".
+    let (code, _) = http_fetch("127.0.0.2", http, "/SEP0011223344FE.cnf.xml.sgn").unwrap();
+    assert_eq!(code, 503, "nothing held: try again later");
+    let o = ok(sim(&[
+        "boot",
+        "--mac",
+        "0011223344A0",
+        "--tftp",
+        &tftp_of("127.0.0.2"),
+    ]));
+    assert!(stdout(&o).contains("configured"), "{}", stdout(&o));
+    let o = run_capf("0011223344A2", "127.0.0.1", &["--retries", "0"]);
+    assert!(!o.status.success());
+    assert!(stdout(&o).contains("server busy"), "{}", stdout(&o));
+    pg.restart();
+    eventually("CAPF works again once the database is back", || {
+        stdout(&run_capf("0011223344A2", "127.0.0.1", &["--retries", "0"]))
+            .contains("LSC: Installed")
+    });
+    eventually("an unknown phone is told File not found again", || {
+        http_fetch("127.0.0.2", http, "/SEP0011223344FE.cnf.xml.sgn").is_some_and(|(c, _)| c == 404)
+    });
+
+    // A node killed during a boot storm: the phones move to the next TFTP server.
+    let storm = Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+        .args([
+            "phone-sim",
+            "boot",
+            "--mac",
+            "00112233B000",
+            "--count",
+            "48",
+            "--concurrency",
+            "24",
+            "--tftp",
+            &tftp_of("127.0.0.2"),
+            "--tftp",
+            &tftp_of("127.0.0.3"),
+        ])
+        .current_dir(phones.path())
+        .env("PHONETRUST_DATA", phones.path().join("data"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    eventually("the storm has begun", || {
+        std::fs::read_dir(phones.path().join("phonetrust-phones"))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().starts_with("SEP00112233B"))
+            })
+            .unwrap_or(false)
+    });
+    sub1.kill();
+    let o = storm.wait_with_output().unwrap();
+    let out = stdout(&o);
+    assert!(
+        o.status.success(),
+        "no phone failed for good:\n{out}{}",
+        stderr(&o)
+    );
+    assert_eq!(out.matches(": configured").count(), 48, "{out}");
+    let moved = (0..48)
+        .filter(|i| {
+            std::fs::read_to_string(
+                phones
+                    .path()
+                    .join(format!("phonetrust-phones/SEP00112233B{i:03X}/status.log")),
+            )
+            .unwrap_or_default()
+            .contains("trying the next server")
+        })
+        .count();
+    assert!(moved > 0, "phones after the kill moved to sub2");
+
+    // PostgreSQL restarted during CAPF load.
+    let load = Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+        .args([
+            "phone-sim",
+            "capf",
+            "--mac",
+            "00112233C000",
+            "--count",
+            "24",
+            "--concurrency",
+            "8",
+            "--retries",
+            "20",
+            "--server",
+            &format!("127.0.0.1:{capf}"),
+            "--capf-cert",
+            capf_pem.to_str().unwrap(),
+        ])
+        .current_dir(phones.path())
+        .env("PHONETRUST_DATA", phones.path().join("data"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    pg.stop();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    pg.restart();
+    let o = load.wait_with_output().unwrap();
+    let out = stdout(&o);
+    let check = |out: &str| {
+        for i in 0..24 {
+            let dev = format!("SEP00112233C0{i:02X}");
+            let told_ok = out
+                .lines()
+                .any(|l| l.starts_with(&format!("{dev}: ")) && l.contains("LSC: Installed"));
+            let shown = stdout(&ok(pt_db(&publ, &url, &["phone", "show", &dev])));
+            let recorded = shown
+                .lines()
+                .find_map(|l| l.strip_prefix("LSC MD5: "))
+                .map(|m| m.trim().to_string())
+                .filter(|m| !m.is_empty() && m != "-");
+            let on_phone = stdout(&sim(&["show", &dev]));
+            if told_ok {
+                let md5 = recorded
+                    .clone()
+                    .unwrap_or_else(|| panic!("{dev} told success, no record: {shown}"));
+                assert!(on_phone.contains(&format!("MD5 {md5})")), "{on_phone}");
+            }
+            if let Some(md5) = recorded {
+                assert!(
+                    on_phone.contains(&format!("MD5 {md5})")),
+                    "{dev}: recorded LSC {md5} the phone does not hold: {on_phone}"
+                );
+            }
+        }
+    };
+    check(&out);
+    // Whatever the restart interrupted is done on the next try.
+    let o = Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+        .args([
+            "phone-sim",
+            "capf",
+            "--mac",
+            "00112233C000",
+            "--count",
+            "24",
+            "--retries",
+            "5",
+            "--server",
+            &format!("127.0.0.1:{capf}"),
+            "--capf-cert",
+            capf_pem.to_str().unwrap(),
+        ])
+        .current_dir(phones.path())
+        .env("PHONETRUST_DATA", phones.path().join("data"))
+        .output()
+        .unwrap();
+    let again = stdout(&o);
+    assert!(o.status.success(), "{out}\n---\n{again}");
+    check(&again);
+}

@@ -741,10 +741,12 @@ async fn configs_list_the_phones_call_manager_group_and_follow_its_changes() {
     // call manager but is not a TVS server.
     cluster::set_node(
         &n.db,
+        None,
         &id,
         "sub1.example.test",
         None,
         Some(cluster::Services::parse("tftp").unwrap()),
+        0,
     )
     .await
     .unwrap();
