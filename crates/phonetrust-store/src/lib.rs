@@ -13,6 +13,7 @@
 //! - [`cluster`]: the cluster's nodes and their published certificates.
 //! - [`changes`]: change notification between nodes (PostgreSQL `LISTEN/NOTIFY`).
 //! - [`authfail`]: CAPF authentication failures, kept across restarts.
+//! - [`transfer`]: a whole store copied into another database, with counts and digests.
 //! - [`model`]: the records, as plain data.
 
 #![forbid(unsafe_code)]
@@ -32,6 +33,7 @@ pub mod model;
 pub mod own;
 pub mod params;
 pub mod sql;
+pub mod transfer;
 pub mod trust;
 
 pub use db::Db;

@@ -1,4 +1,4 @@
-//! `phonetrust cluster add-node|set-node|remove-node|group|pool`, `show network cluster`, and the
+//! `phonetrust cluster add-node|set-node|remove-node|migrate|group|pool`, `show network cluster`, and the
 //! joining steps of `init --join` and `serve` (a shell over `phonetrust_rules::cluster`).
 
 use std::process::ExitCode;
@@ -48,6 +48,19 @@ pub(crate) enum ClusterCmd {
     RemoveNode {
         /// The node's name.
         name: String,
+        /// Do not ask for confirmation.
+        #[arg(short = 'y', long)]
+        yes: bool,
+    },
+    /// Grow this single node into a cluster: copy its store (parameters, profiles, trust
+    /// stores, phones, their LSC records, the CTL, groups) into a new, empty PostgreSQL
+    /// database, prove the copy (rows and a digest per table), make this node the
+    /// cluster's publisher and point it at that database (`[server] database` in its
+    /// config file). Stop `serve` first. The SQLite file is left as it was.
+    Migrate {
+        /// The cluster database (postgres://USER@HOST/DB), created empty beforehand.
+        #[arg(long, value_name = "URL")]
+        to: String,
         /// Do not ask for confirmation.
         #[arg(short = 'y', long)]
         yes: bool,
@@ -184,6 +197,7 @@ pub(crate) async fn run(node: &Node, cmd: ClusterCmd) -> Result<ExitCode> {
                 .await?;
             outln!("Node {name}: host {}, services {}", n.host, n.services);
         }
+        ClusterCmd::Migrate { to, yes } => return migrate(node, &db, &id, &to, yes).await,
         ClusterCmd::Group(cmd) => return group(&db, cmd).await,
         ClusterCmd::Pool(cmd) => return pool(&db, cmd).await,
         ClusterCmd::RemoveNode { name, yes } => {
@@ -202,6 +216,98 @@ pub(crate) async fn run(node: &Node, cmd: ClusterCmd) -> Result<ExitCode> {
             cluster::remove_node(&db, &name).await?;
             outln!("Node {name} removed from the cluster");
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `phonetrust cluster migrate --to postgres://…`.
+async fn migrate(node: &Node, db: &Db, id: &Identity, to: &str, yes: bool) -> Result<ExitCode> {
+    use phonetrust_store::db::Backend;
+    use phonetrust_store::transfer;
+    if db.backend() != Backend::Sqlite {
+        anyhow::bail!(
+            "this node's database is PostgreSQL already: `cluster migrate` grows a single node's SQLite store into a cluster (add nodes with `phonetrust cluster add-node`)"
+        );
+    }
+    if Backend::of(to)? != Backend::Postgres {
+        anyhow::bail!(
+            "--to {to}: give the cluster's PostgreSQL database (postgres://USER@HOST/DB), created empty beforehand (`createdb`)"
+        );
+    }
+    // No serve on this node while its store is copied: nothing may change in between.
+    let _lock = node.data.lock_serve().map_err(|e| {
+        anyhow::anyhow!("{e} (stop `phonetrust serve` on this node before migrating)")
+    })?;
+    let phones = db.device_count().await?;
+    if !crate::confirm::operation(
+        &format!(
+            "copies this node's store ({phones} phones, their LSC records, parameters, trust stores) into {to} and makes this node the publisher of a cluster on it; this node then uses that database"
+        ),
+        yes,
+        "nothing was copied",
+    )? {
+        return Ok(ExitCode::FAILURE);
+    }
+    let target = Db::open(to).await?;
+    outln!("Copying {} into {to} ...", db.url());
+    let cmp = transfer::copy_store(db, &target).await?;
+    outln!("{:<18} {:>9} {:>9}  digest", "table", "source", "target");
+    for (a, b) in cmp.source.iter().zip(&cmp.target) {
+        outln!(
+            "{:<18} {:>9} {:>9}  {}",
+            a.table,
+            a.rows,
+            b.rows,
+            if a == b {
+                format!("{} (same)", a.digest.get(..16).unwrap_or(&a.digest))
+            } else {
+                "DIFFERENT".to_string()
+            }
+        );
+    }
+    if !cmp.identical() {
+        anyhow::bail!(
+            "the copy differs from the source (tables marked DIFFERENT): this node still uses its SQLite database; drop {to}, create it empty again and retry"
+        );
+    }
+    // This node is the publisher: recorded as such (when it never served) and its
+    // certificates published, so a subscriber's ITL, the CTL and TVS find them.
+    take_place(&target, id).await?;
+    let path = node
+        .settings
+        .config_path
+        .clone()
+        .unwrap_or_else(|| node.data.root().join("phonetrust.toml"));
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => anyhow::bail!("{}: {e}", path.display()),
+    };
+    match crate::config::with_database(&text, to) {
+        Some(new) => {
+            // The URL may hold a password: the file is private.
+            crate::fsutil::write_atomic(&path, new.as_bytes(), true)?;
+            outln!(
+                "Copy verified: every table has the same rows on both sides. This node is now the publisher of the cluster on {to} ({} set in {}).",
+                "[server] database",
+                path.display()
+            );
+        }
+        None => {
+            outln!(
+                "Copy verified: every table has the same rows on both sides. This node is the publisher of the cluster on {to}; set `[server] database = \"{to}\"` in {} (its layout was not changed automatically).",
+                path.display()
+            );
+        }
+    }
+    outln!(
+        "Its identity is unchanged: phones keep their LSCs and trust its ITL. Start it again (`phonetrust serve`), then define subscribers with `phonetrust cluster add-node`. The SQLite file {} is left as it was (a backup; this node no longer uses it).",
+        db.url().trim_start_matches("sqlite://")
+    );
+    if std::env::var_os("PHONETRUST_DATABASE").is_some() {
+        outln!(
+            "Note: PHONETRUST_DATABASE is set in this environment and overrides the config file: set it to {to} too."
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

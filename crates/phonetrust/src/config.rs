@@ -244,6 +244,50 @@ pub(crate) fn parse_file(path: &Path, text: &str) -> Result<ConfigFile> {
     })
 }
 
+/// `text` (a config file, possibly empty) with `[server] database` set to `url`, the rest
+/// kept as written (comments included): the key's line replaced, else a line added under
+/// `[server]`, else a `[server]` section appended. None when the result would not read
+/// back as that URL (a layout this line-based edit does not handle): the administrator
+/// is then told to set it.
+pub(crate) fn with_database(text: &str, url: &str) -> Option<String> {
+    let value = toml::Value::String(url.to_string()).to_string();
+    let line = format!("database = {value}");
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let header = |l: &str| l.trim().starts_with('[');
+    let server = lines.iter().position(|l| l.trim() == "[server]");
+    match server {
+        Some(h) => {
+            let end = lines
+                .iter()
+                .skip(h + 1)
+                .position(|l| header(l))
+                .map_or(lines.len(), |i| h + 1 + i);
+            let existing = (h + 1..end).find(|&i| {
+                lines.get(i).is_some_and(|l| {
+                    l.trim_start()
+                        .strip_prefix("database")
+                        .is_some_and(|r| r.trim_start().starts_with('='))
+                })
+            });
+            match existing.and_then(|i| lines.get_mut(i)) {
+                Some(l) => *l = line,
+                None => lines.insert(h + 1, line),
+            }
+        }
+        None => {
+            if lines.last().is_some_and(|l| !l.trim().is_empty()) {
+                lines.push(String::new());
+            }
+            lines.push("[server]".into());
+            lines.push(line);
+        }
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    let back = parse_file(Path::new("-"), &out).ok()?;
+    (back.server.database.as_deref() == Some(url)).then_some(out)
+}
+
 /// A TLS version as the config file and `--min-tls` spell it.
 pub(crate) fn tls_version(s: &str) -> Result<SslVersion> {
     Ok(match s {
@@ -288,6 +332,40 @@ pub(crate) fn first<T: Copy>(layers: &[Option<T>], default: T) -> T {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    /// `cluster migrate` points the node at the new database: the line replaced, added
+    /// under `[server]` or in a new section, the rest (comments) kept; a URL that needs
+    /// quoting stays one string; an unreadable result is not written.
+    #[test]
+    fn the_database_url_is_set_in_place() {
+        let url = "postgres://pt:se\"cret@db/cluster";
+        assert_eq!(
+            with_database("", url).unwrap(),
+            "[server]\ndatabase = 'postgres://pt:se\"cret@db/cluster'\n"
+        );
+        let t = "# node A\n[server]\nbind = \"0.0.0.0\"\ndatabase = \"sqlite:///x.db\" # old\n\n[capf]\nport = 3804\n";
+        let out = with_database(t, "postgres://db/c").unwrap();
+        assert_eq!(
+            out,
+            "# node A\n[server]\nbind = \"0.0.0.0\"\ndatabase = \"postgres://db/c\"\n\n[capf]\nport = 3804\n"
+        );
+        let t = "[capf]\nport = 3804\n[server]\nbind = \"0.0.0.0\"\n";
+        let out = with_database(t, "postgres://db/c").unwrap();
+        assert!(
+            out.starts_with("[capf]\nport = 3804\n[server]\ndatabase = \"postgres://db/c\"\nbind"),
+            "{out}"
+        );
+        let t = "[capf]\nretry_delay = 1\n";
+        assert_eq!(
+            with_database(t, "postgres://db/c").unwrap(),
+            "[capf]\nretry_delay = 1\n\n[server]\ndatabase = \"postgres://db/c\"\n"
+        );
+        // A dotted key elsewhere (`server.database = ...`) is not edited line by line.
+        assert_eq!(
+            with_database("server.database = \"a\"\n", "postgres://db/c"),
+            None
+        );
+    }
     use clap::Parser;
 
     #[derive(Parser)]

@@ -4118,3 +4118,160 @@ fn three_nodes_on_loopback_fail_over_and_ride_out_the_database() {
     assert!(o.status.success(), "{out}\n---\n{again}");
     check(&again);
 }
+
+/// `cluster migrate --to postgres://…`: a single node on SQLite (a phone enrolled, more
+/// imported) grows into a cluster. Refused while `serve` runs and without confirmation;
+/// then every table is copied and shown the same on both sides, the node is the
+/// publisher and uses the new database (config file, 0600); the phone keeps its LSC
+/// record and, booting again from the node on PostgreSQL, trusts its ITL; a second
+/// migrate is refused.
+#[test]
+fn a_single_node_grows_into_a_cluster_on_postgresql() {
+    let Some(pg) = phonetrust_testsupport::postgres::PgServer::start("migrate") else {
+        return;
+    };
+    let url = pg.create_db("grown");
+    let d = tmp("migrate");
+    init_node(&d);
+    let mut csv = String::from("name,model,protocol,operation\n");
+    for i in 0..300 {
+        csv.push_str(&format!("SEP00AA00{i:06X},8845,SIP,none\n"));
+    }
+    std::fs::write(d.join("phones.csv"), csv).unwrap();
+    assert!(pt(&d, &["phone", "import", "phones.csv"]).status.success());
+    assert!(
+        pt(&d, &["phone", "add", "SEP001122334455", "--model", "8845"])
+            .status
+            .success()
+    );
+    schedule_install(&d, "SEP001122334455", "null-string");
+    let port = free_port();
+    let lsc_md5 = |d: &Path| {
+        stdout(&pt(d, &["phone", "show", "SEP001122334455"]))
+            .lines()
+            .find_map(|l| l.strip_prefix("LSC MD5: ").map(|m| m.trim().to_string()))
+    };
+    let (http, md5) = {
+        let http = free_port();
+        let _s = Server::start_with(
+            &d,
+            port,
+            &[
+                "--tvs-port",
+                "0",
+                "--tftp-port",
+                "0",
+                "--http-port",
+                &http.to_string(),
+            ],
+        );
+        let o = pt(
+            &d,
+            &[
+                "phone-sim",
+                "capf",
+                "--mac",
+                "001122334455",
+                "--server",
+                &format!("127.0.0.1:{port}"),
+            ],
+        );
+        assert!(stdout(&o).contains("LSC: Installed"), "{}", stdout(&o));
+        let o = pt(
+            &d,
+            &[
+                "phone-sim",
+                "boot",
+                "--mac",
+                "001122334455",
+                "--http",
+                &format!("127.0.0.1:{http}"),
+            ],
+        );
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+        let o = pt(&d, &["cluster", "migrate", "--to", &url, "-y"]);
+        assert_one_line_error(&o, "stop `phonetrust serve` on this node before migrating");
+        (http, lsc_md5(&d).expect("an LSC recorded"))
+    };
+    let o = pt(&d, &["cluster", "migrate", "--to", &url]);
+    assert!(!o.status.success(), "not without confirmation");
+    let o = pt(
+        &d,
+        &["cluster", "migrate", "--to", "sqlite:///tmp/x.db", "-y"],
+    );
+    assert_one_line_error(&o, "give the cluster's PostgreSQL database");
+
+    let o = pt(&d, &["cluster", "migrate", "--to", &url, "-y"]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    for table in [
+        "device",
+        "devicecert",
+        "processconfig",
+        "trustcert",
+        "cluster_node",
+    ] {
+        let row = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{table} ")))
+            .unwrap_or_else(|| panic!("{table} reported: {out}"));
+        assert!(row.ends_with("(same)"), "{row}");
+    }
+    let device_row: Vec<&str> = out
+        .lines()
+        .find(|l| l.starts_with("device "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(&device_row[1..3], ["301", "301"], "{out}");
+    assert!(out.contains("Copy verified"), "{out}");
+    let cfg = d.join("data").join("phonetrust.toml");
+    assert!(
+        std::fs::read_to_string(&cfg).unwrap().contains(&url),
+        "the node uses the cluster database"
+    );
+    assert_eq!(mode_of(&cfg) & 0o077, 0, "the URL may hold a password");
+
+    // Now on PostgreSQL: the same LSC record, this node the publisher.
+    assert_eq!(lsc_md5(&d).as_deref(), Some(md5.as_str()));
+    let shown = stdout(&pt(&d, &["show", "network", "cluster"]));
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("pub.example.test") && l.contains("publisher")),
+        "{shown}"
+    );
+    let o = pt(&d, &["run", "sql", "select count(*) as n from device"]);
+    assert!(stdout(&o).contains("301"), "{}", stdout(&o));
+    let _s = Server::start_with(
+        &d,
+        port,
+        &[
+            "--tvs-port",
+            "0",
+            "--tftp-port",
+            "0",
+            "--http-port",
+            &http.to_string(),
+        ],
+    );
+    let o = pt(
+        &d,
+        &[
+            "phone-sim",
+            "boot",
+            "--mac",
+            "001122334455",
+            "--http",
+            &format!("127.0.0.1:{http}"),
+        ],
+    );
+    assert!(
+        o.status.success() && stdout(&o).contains("configured"),
+        "the phone trusts the node's ITL: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let o = pt(&d, &["cluster", "migrate", "--to", &url, "-y"]);
+    assert_one_line_error(&o, "this node's database is PostgreSQL already");
+}

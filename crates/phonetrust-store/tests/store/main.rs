@@ -12,6 +12,7 @@ mod certops;
 mod cluster;
 mod database;
 mod identity;
+mod transfer;
 
 use phonetrust_testsupport::TestDir;
 
