@@ -43,6 +43,12 @@ pub(crate) enum BenchCmd {
     /// Cluster propagation: how long a change made on the publisher takes to reach what a
     /// subscriber serves (two nodes on one PostgreSQL database).
     Cluster(crate::bench_cluster::ClusterBench),
+    /// Scale of one cluster: 100,000 phones in the database; a node's start-up time and
+    /// memory, `phone list` with a filter.
+    Scale(crate::bench_scale::ScaleBench),
+    /// Cluster boot storm: phones over three nodes on one PostgreSQL database, failing
+    /// over when a node is killed.
+    Storm(crate::bench_storm::StormBench),
 }
 
 /// Run a benchmark.
@@ -67,6 +73,14 @@ pub(crate) fn run(cmd: BenchCmd) -> Result<ExitCode> {
             .enable_all()
             .build()?
             .block_on(crate::bench_cluster::run(b)),
+        BenchCmd::Storm(b) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(crate::bench_storm::run(b)),
+        BenchCmd::Scale(b) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(crate::bench_scale::run(b)),
         BenchCmd::Capf(b) => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?

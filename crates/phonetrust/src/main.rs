@@ -13,6 +13,8 @@ mod admin;
 mod bench;
 mod bench_capf;
 mod bench_cluster;
+mod bench_scale;
+mod bench_storm;
 mod bench_node;
 mod bench_probe;
 mod bench_tftp;
