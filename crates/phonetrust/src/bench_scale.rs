@@ -45,7 +45,10 @@ pub(crate) async fn run(b: ScaleBench) -> Result<ExitCode> {
     let mut csv = String::from("name,model,protocol,operation\n");
     for i in 0..n {
         let op = if i % 100 == 0 { "install" } else { "none" };
-        csv.push_str(&format!("SEP{:012X},8845,SIP,{op}\n", 0xA0_0000_0000u64 + u64::from(i)));
+        csv.push_str(&format!(
+            "SEP{:012X},8845,SIP,{op}\n",
+            0xA0_0000_0000u64 + u64::from(i)
+        ));
     }
     let t = Instant::now();
     let node = BenchNode::on_database("scale", &csv, &b.database)?;
@@ -71,9 +74,18 @@ pub(crate) async fn run(b: ScaleBench) -> Result<ExitCode> {
     let (peak, rss) = (server.peak_kib(), server.rss_kib());
     let mut lists = Vec::new();
     for (what, args) in [
-        ("--status pending", vec!["phone", "list", "--status", "pending"]),
-        ("--status failed", vec!["phone", "list", "--status", "failed"]),
-        ("--lsc installed", vec!["phone", "list", "--lsc", "installed"]),
+        (
+            "--status pending",
+            vec!["phone", "list", "--status", "pending"],
+        ),
+        (
+            "--status failed",
+            vec!["phone", "list", "--status", "failed"],
+        ),
+        (
+            "--lsc installed",
+            vec!["phone", "list", "--lsc", "installed"],
+        ),
     ] {
         let mut best = Duration::MAX;
         let mut rows = 0;
@@ -81,14 +93,26 @@ pub(crate) async fn run(b: ScaleBench) -> Result<ExitCode> {
             let t = Instant::now();
             let out = node.run(&args)?;
             best = best.min(t.elapsed());
-            rows = String::from_utf8_lossy(&out).lines().count().saturating_sub(2);
+            rows = String::from_utf8_lossy(&out)
+                .lines()
+                .count()
+                .saturating_sub(2);
         }
         lists.push((what, best, rows));
     }
     drop(server);
-    outln!("Scale: {n} phones in {}", b.database.split('@').next_back().unwrap_or_default());
-    outln!("  import (phone import, one CSV)        {:.1} s", imported.as_secs_f64());
-    outln!("  serve listening                       {:.2} s", listening.as_secs_f64());
+    outln!(
+        "Scale: {n} phones in {}",
+        b.database.split('@').next_back().unwrap_or_default()
+    );
+    outln!(
+        "  import (phone import, one CSV)        {:.1} s",
+        imported.as_secs_f64()
+    );
+    outln!(
+        "  serve listening                       {:.2} s",
+        listening.as_secs_f64()
+    );
     outln!(
         "  ITL and every config signed ahead     {:.1} s after start ({cpu:.1} s CPU)",
         prepared.as_secs_f64()

@@ -182,7 +182,12 @@ pub(crate) async fn run(b: StormBench) -> Result<ExitCode> {
         .collect();
     let killed = storm(&transports, &macs, b.concurrency, servers.get_mut(1)).await;
     report("sub1 killed at a third", &killed);
-    outln!("  node memory (peak, VmHWM): publisher {}, sub1 {}, sub2 {}", mem[0], mem[1], mem[2]);
+    outln!(
+        "  node memory (peak, VmHWM): publisher {}, sub1 {}, sub2 {}",
+        mem[0],
+        mem[1],
+        mem[2]
+    );
     Ok(if all.failed + killed.failed == 0 {
         ExitCode::SUCCESS
     } else {

@@ -3639,7 +3639,8 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 /// publisher's regenerated CallManager certificate; mixed mode gives one CTL, the same
 /// bytes on every node. The database stopped: every node keeps serving ITL, CTL, configs
 /// and TVS answers, CAPF says RETRY_LATER; back, everything resumes by itself. A node
-/// killed during a boot storm: phones move to the next node, none fails. PostgreSQL
+/// killed during a boot storm: phones move to the next node, none fails; restarted, it
+/// rejoins by itself. PostgreSQL
 /// restarted during CAPF load: no phone is told success without its record, and no LSC
 /// is recorded that the phone does not hold.
 #[test]
@@ -4035,6 +4036,23 @@ fn three_nodes_on_loopback_fail_over_and_ride_out_the_database() {
         })
         .count();
     assert!(moved > 0, "phones after the kill moved to sub2");
+    // Restarted, the node rejoins by itself: up again, serving its ITL.
+    drop(sub1);
+    eventually("sub1 is shown down (no heartbeat for 15 s)", || {
+        stdout(&pt_db(&publ, &url, &["show", "network", "cluster"]))
+            .lines()
+            .any(|l| l.starts_with("sub1.example.test") && l.contains(" down "))
+    });
+    let _sub1 = NodeProc::start(s1.path(), &url, "127.0.0.2", http);
+    eventually("sub1 is up again", || {
+        stdout(&pt_db(&publ, &url, &["show", "network", "cluster"]))
+            .lines()
+            .any(|l| l.starts_with("sub1.example.test") && l.contains(" up "))
+    });
+    assert!(
+        http_fetch("127.0.0.2", http, "/ITLFile.tlv").is_some_and(|(c, _)| c == 200),
+        "sub1 serves again"
+    );
 
     // PostgreSQL restarted during CAPF load.
     let load = Command::new(env!("CARGO_BIN_EXE_phonetrust"))
