@@ -180,10 +180,15 @@ impl Server {
     /// start-up work — the ITL built and every phone's config signed ahead — must not be
     /// counted as the benchmark's. Returns how long that took.
     pub(crate) async fn settle(&self) -> Duration {
+        self.settle_within(Duration::from_secs(30)).await
+    }
+
+    /// [`Server::settle`], waiting at most `max` (a node with many phones to sign).
+    pub(crate) async fn settle_within(&self, max: Duration) -> Duration {
         let pid = self.pid().to_string();
         let start = Instant::now();
         let mut last = cpu_secs(&pid).unwrap_or(0.0);
-        while start.elapsed() < Duration::from_secs(30) {
+        while start.elapsed() < max {
             tokio::time::sleep(Duration::from_millis(250)).await;
             let now = cpu_secs(&pid).unwrap_or(0.0);
             if now - last <= 0.010 {

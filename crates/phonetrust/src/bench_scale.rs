@@ -22,22 +22,6 @@ pub(crate) struct ScaleBench {
     phones: u32,
 }
 
-/// Wait (at most 20 minutes) until `pid` is idle: under 20 ms of CPU in 500 ms.
-async fn idle(pid: u32) -> Duration {
-    let pid = pid.to_string();
-    let start = Instant::now();
-    let mut last = cpu_secs(&pid).unwrap_or(0.0);
-    while start.elapsed() < Duration::from_secs(1200) {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let now = cpu_secs(&pid).unwrap_or(0.0);
-        if now - last <= 0.020 {
-            break;
-        }
-        last = now;
-    }
-    start.elapsed()
-}
-
 /// Run the benchmark.
 pub(crate) async fn run(b: ScaleBench) -> Result<ExitCode> {
     let n = b.phones.min(100_000);
@@ -69,7 +53,7 @@ pub(crate) async fn run(b: ScaleBench) -> Result<ExitCode> {
         .await?;
     let listening = t.elapsed();
     let cpu0 = cpu_secs(&server.pid().to_string()).unwrap_or(0.0);
-    let prepared = listening + idle(server.pid()).await;
+    let prepared = listening + server.settle_within(Duration::from_secs(1200)).await;
     let cpu = cpu_secs(&server.pid().to_string()).unwrap_or(0.0) - cpu0;
     let (peak, rss) = (server.peak_kib(), server.rss_kib());
     let mut lists = Vec::new();

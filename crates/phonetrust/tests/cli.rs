@@ -4055,29 +4055,34 @@ fn three_nodes_on_loopback_fail_over_and_ride_out_the_database() {
     );
 
     // PostgreSQL restarted during CAPF load.
-    let load = Command::new(env!("CARGO_BIN_EXE_phonetrust"))
-        .args([
-            "phone-sim",
-            "capf",
-            "--mac",
-            "00112233C000",
-            "--count",
-            "24",
-            "--concurrency",
-            "8",
-            "--retries",
-            "20",
-            "--server",
-            &format!("127.0.0.1:{capf}"),
-            "--capf-cert",
-            capf_pem.to_str().unwrap(),
-        ])
-        .current_dir(phones.path())
-        .env("PHONETRUST_DATA", phones.path().join("data"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    // The 24 phones' CAPF sessions, 8 at once, each trying `retries` times more after a
+    // RETRY_LATER.
+    let capf_load = |retries: &str| {
+        Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+            .args([
+                "phone-sim",
+                "capf",
+                "--mac",
+                "00112233C000",
+                "--count",
+                "24",
+                "--concurrency",
+                "8",
+                "--retries",
+                retries,
+                "--server",
+                &format!("127.0.0.1:{capf}"),
+                "--capf-cert",
+                capf_pem.to_str().unwrap(),
+            ])
+            .current_dir(phones.path())
+            .env("PHONETRUST_DATA", phones.path().join("data"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let load = capf_load("20");
     std::thread::sleep(std::time::Duration::from_millis(150));
     pg.stop();
     std::thread::sleep(std::time::Duration::from_millis(1500));
@@ -4113,25 +4118,7 @@ fn three_nodes_on_loopback_fail_over_and_ride_out_the_database() {
     };
     check(&out);
     // Whatever the restart interrupted is done on the next try.
-    let o = Command::new(env!("CARGO_BIN_EXE_phonetrust"))
-        .args([
-            "phone-sim",
-            "capf",
-            "--mac",
-            "00112233C000",
-            "--count",
-            "24",
-            "--retries",
-            "5",
-            "--server",
-            &format!("127.0.0.1:{capf}"),
-            "--capf-cert",
-            capf_pem.to_str().unwrap(),
-        ])
-        .current_dir(phones.path())
-        .env("PHONETRUST_DATA", phones.path().join("data"))
-        .output()
-        .unwrap();
+    let o = capf_load("5").wait_with_output().unwrap();
     let again = stdout(&o);
     assert!(o.status.success(), "{out}\n---\n{again}");
     check(&again);
@@ -4169,20 +4156,24 @@ fn a_single_node_grows_into_a_cluster_on_postgresql() {
             .lines()
             .find_map(|l| l.strip_prefix("LSC MD5: ").map(|m| m.trim().to_string()))
     };
-    let (http, md5) = {
-        let http = free_port();
-        let _s = Server::start_with(
+    let start = |http: u16| {
+        let http = http.to_string();
+        Server::start_with(
             &d,
             port,
-            &[
-                "--tvs-port",
-                "0",
-                "--tftp-port",
-                "0",
-                "--http-port",
-                &http.to_string(),
-            ],
-        );
+            &["--tvs-port", "0", "--tftp-port", "0", "--http-port", &http],
+        )
+    };
+    let boot = |http: u16| {
+        let via = format!("127.0.0.1:{http}");
+        pt(
+            &d,
+            &["phone-sim", "boot", "--mac", "001122334455", "--http", &via],
+        )
+    };
+    let (http, md5) = {
+        let http = free_port();
+        let _s = start(http);
         let o = pt(
             &d,
             &[
@@ -4195,17 +4186,7 @@ fn a_single_node_grows_into_a_cluster_on_postgresql() {
             ],
         );
         assert!(stdout(&o).contains("LSC: Installed"), "{}", stdout(&o));
-        let o = pt(
-            &d,
-            &[
-                "phone-sim",
-                "boot",
-                "--mac",
-                "001122334455",
-                "--http",
-                &format!("127.0.0.1:{http}"),
-            ],
-        );
+        let o = boot(http);
         assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
         let o = pt(&d, &["cluster", "migrate", "--to", &url, "-y"]);
         assert_one_line_error(&o, "stop `phonetrust serve` on this node before migrating");
@@ -4261,29 +4242,8 @@ fn a_single_node_grows_into_a_cluster_on_postgresql() {
     );
     let o = pt(&d, &["run", "sql", "select count(*) as n from device"]);
     assert!(stdout(&o).contains("301"), "{}", stdout(&o));
-    let _s = Server::start_with(
-        &d,
-        port,
-        &[
-            "--tvs-port",
-            "0",
-            "--tftp-port",
-            "0",
-            "--http-port",
-            &http.to_string(),
-        ],
-    );
-    let o = pt(
-        &d,
-        &[
-            "phone-sim",
-            "boot",
-            "--mac",
-            "001122334455",
-            "--http",
-            &format!("127.0.0.1:{http}"),
-        ],
-    );
+    let _s = start(http);
+    let o = boot(http);
     assert!(
         o.status.success() && stdout(&o).contains("configured"),
         "the phone trusts the node's ITL: {}{}",
