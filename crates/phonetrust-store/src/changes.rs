@@ -6,7 +6,9 @@
 //! `LISTEN`s and wakes its services' refresh at once instead of at their next poll. A
 //! node's heartbeat does not notify. The triggers are PostgreSQL's own SQL, so they are
 //! installed by [`Db::open`](crate::Db::open) on that engine only (under an advisory
-//! lock: nodes starting together do not race), not by a migration shared with SQLite.
+//! lock: nodes starting together do not race; skipped when they are all there), not by a
+//! migration shared with SQLite. A later change of their SQL gives the function a new
+//! name, so that databases with the old triggers get the new ones.
 //!
 //! SQLite is one node: its feed never fires and the services' polling (every second)
 //! sees changes made by other processes (the CLI).
@@ -64,9 +66,24 @@ fn trigger_sql() -> String {
     s
 }
 
-/// Install the triggers (PostgreSQL only), one node at a time.
+/// Triggers [`trigger_sql`] creates: one per watched table, two on `cluster_node`.
+const TRIGGERS: i64 = WATCHED.len() as i64 + 1;
+
+/// Install the triggers (PostgreSQL only), one node at a time; nothing to do when they
+/// are there already (replacing a trigger locks its table against writes, which a
+/// command run beside busy nodes must not do).
 pub(crate) async fn install(db: &Db) -> Result<(), StoreError> {
     if db.backend != Backend::Postgres {
+        return Ok(());
+    }
+    let present: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid \
+         WHERE p.proname = 'phonetrust_notify' AND NOT t.tgisinternal",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .map_err(db_err)?;
+    if present == TRIGGERS {
         return Ok(());
     }
     let mut tx = db.pool.begin().await.map_err(db_err)?;
