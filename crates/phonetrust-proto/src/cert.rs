@@ -241,6 +241,40 @@ pub fn verify_chain(
     anchors: &[X509],
     now: i64,
 ) -> Result<(), String> {
+    // Anchors that share a subject (the generations of one CAPF certificate: regenerated
+    // with the same name) confuse OpenSSL's issuer lookup for a leaf without an authority
+    // key identifier: it takes the first by name and does not try the next when the
+    // signature fails. So each round holds one anchor of each name; a chain verifies when
+    // a round verifies it.
+    let mut groups: Vec<(Vec<u8>, Vec<&X509>)> = Vec::new();
+    for a in anchors {
+        let name = a.subject_name().to_der().unwrap_or_default();
+        match groups.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, g)) => g.push(a),
+            None => groups.push((name, vec![a])),
+        }
+    }
+    let rounds = groups.iter().map(|(_, g)| g.len()).max().unwrap_or(1);
+    let mut first_error = None;
+    for r in 0..rounds {
+        let set: Vec<X509> = groups
+            .iter()
+            .filter_map(|(_, g)| g.get(r).or_else(|| g.first()).map(|c| (*c).clone()))
+            .collect();
+        match verify_with(leaf, chain, &set, now) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                // A failed round leaves OpenSSL's thread-local error queue full; the next
+                // TLS call on this thread would take those errors for its own.
+                let _ = openssl::error::ErrorStack::get();
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_error.unwrap_or_else(|| "no trust anchor".into()))
+}
+
+fn verify_with(leaf: &X509Ref, chain: &[X509], anchors: &[X509], now: i64) -> Result<(), String> {
     let run = || -> Result<Result<(), String>, openssl::error::ErrorStack> {
         let mut b = openssl::x509::store::X509StoreBuilder::new()?;
         for a in anchors {
@@ -269,6 +303,72 @@ pub fn verify_chain(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A certificate `cn` signed by `issuer` (self-signed without one), P-256 keys.
+    fn cert(
+        cn: &str,
+        issuer: Option<(&X509, &PKey<openssl::pkey::Private>)>,
+    ) -> (X509, PKey<openssl::pkey::Private>) {
+        use openssl::x509::{X509Builder, X509NameBuilder};
+        let key = PKey::from_ec_key(
+            openssl::ec::EcKey::generate(
+                &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)
+                    .unwrap(),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", cn).unwrap();
+        let name = name.build();
+        let mut b = X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        b.set_subject_name(&name).unwrap();
+        b.set_issuer_name(issuer.map_or(&*name, |(c, _)| c.subject_name()))
+            .unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_not_before(&openssl::asn1::Asn1Time::from_unix(1_000_000_000).unwrap())
+            .unwrap();
+        b.set_not_after(&openssl::asn1::Asn1Time::from_unix(2_000_000_000).unwrap())
+            .unwrap();
+        if issuer.is_none() {
+            b.append_extension(
+                openssl::x509::extension::BasicConstraints::new()
+                    .critical()
+                    .ca()
+                    .build()
+                    .unwrap(),
+            )
+            .unwrap();
+        }
+        let signer = issuer.map_or(&key, |(_, k)| k);
+        b.sign(signer, openssl::hash::MessageDigest::sha256())
+            .unwrap();
+        (b.build(), key)
+    }
+
+    /// Two generations of a CAPF certificate share their subject: a leaf of either
+    /// verifies with both as anchors, whichever comes first; of neither, it does not;
+    /// a failure leaves no error behind on the thread.
+    #[test]
+    fn generations_with_one_subject_are_each_tried() {
+        let (old, old_key) = cert("CAPF-1234abcd", None);
+        let (new, new_key) = cert("CAPF-1234abcd", None);
+        let (lsc_old, _) = cert("SEP001122334455", Some((&old, &old_key)));
+        let (lsc_new, _) = cert("SEP001122334455", Some((&new, &new_key)));
+        for anchors in [
+            vec![new.clone(), old.clone()],
+            vec![old.clone(), new.clone()],
+        ] {
+            verify_chain(&lsc_old, &[], &anchors, 1_500_000_000).unwrap();
+            verify_chain(&lsc_new, &[], &anchors, 1_500_000_000).unwrap();
+        }
+        assert!(verify_chain(&lsc_old, &[], std::slice::from_ref(&new), 1_500_000_000).is_err());
+        let (other, other_key) = cert("CAPF-1234abcd", None);
+        let (stranger, _) = cert("SEP001122334455", Some((&other, &other_key)));
+        assert!(verify_chain(&stranger, &[], &[new, old], 1_500_000_000).is_err());
+        assert!(openssl::error::ErrorStack::get().errors().is_empty());
+    }
 
     #[test]
     fn spki_public_keys_read_back_exactly() {

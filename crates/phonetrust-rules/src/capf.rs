@@ -33,8 +33,9 @@ pub fn key_requests(c: &CapfInfo) -> Vec<KeyRequest> {
     }
 }
 
-/// The plan for a phone with CAPF information `c`: LSCs chain to `capf`, MICs to
-/// `capf_trust` (CAPF-trust); a passed "completes by" expires the operation.
+/// The plan for a phone with CAPF information `c`: LSCs chain to `capf` or to an earlier
+/// CAPF certificate kept in `capf_trust` (CAPF-trust), MICs to `capf_trust`; a passed
+/// "completes by" expires the operation.
 pub fn plan(c: &CapfInfo, capf: &X509, capf_trust: Vec<X509>, now: i64) -> Plan {
     let operation = match c.operation {
         CertOperation::None => Operation::None,
@@ -52,7 +53,16 @@ pub fn plan(c: &CapfInfo, capf: &X509, capf_trust: Vec<X509>, now: i64) -> Plan 
         operation,
         auth,
         expired: c.completes_by.is_some_and(|t| t < now),
-        lsc_anchors: vec![capf.clone()],
+        // The current CAPF and every earlier generation kept in CAPF-trust: a phone
+        // whose LSC an earlier CAPF issued renews by it (the rollover the seeds assume).
+        lsc_anchors: std::iter::once(capf.clone())
+            .chain(
+                capf_trust
+                    .iter()
+                    .filter(|c| phonetrust_store::own::is_capf_cert(c))
+                    .cloned(),
+            )
+            .collect(),
         mic_anchors: capf_trust,
         now,
     }

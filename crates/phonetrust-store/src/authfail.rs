@@ -51,7 +51,7 @@ impl Db {
         f: &AuthFailure,
         forget_before: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO auth_failure (key, failures, last_failure, locked_until) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO UPDATE \

@@ -86,7 +86,7 @@ pub(crate) async fn install(db: &Db) -> Result<(), StoreError> {
     if present == TRIGGERS {
         return Ok(());
     }
-    let mut tx = db.pool.begin().await.map_err(db_err)?;
+    let mut tx = db.begin().await?;
     // Any constant: serialises nodes replacing the triggers at the same moment.
     sqlx::query("SELECT pg_advisory_xact_lock(7316002)")
         .execute(&mut *tx)

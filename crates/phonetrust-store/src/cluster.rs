@@ -120,7 +120,7 @@ impl Db {
     /// Remove a node and its published certificates, in one transaction. Returns false
     /// when it is not defined.
     pub async fn delete_node(&self, name: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM node_cert WHERE node = $1")
             .bind(name)
             .execute(&mut *tx)
@@ -168,7 +168,7 @@ impl Db {
         node: &str,
         certs: &[NodeCert],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin().await?;
         for c in certs {
             sqlx::query(
                 "INSERT INTO node_cert (node, which, serial, pem, updated_at) VALUES ($1, $2, $3, $4, $5) \

@@ -123,7 +123,7 @@ impl Db {
             CtlChange::Write(_) => "written",
             CtlChange::Delete => "deleted",
         };
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin().await?;
         if let Some(m) = mode {
             sqlx::query(
                 "INSERT INTO processconfig (paramname, paramvalue, updated_at) VALUES ($1, $2, $3) \

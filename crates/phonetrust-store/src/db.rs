@@ -211,6 +211,22 @@ impl Db {
         Ok(db)
     }
 
+    /// Begin a transaction that writes. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later fails
+    /// with "database is locked" (SQLITE_BUSY_SNAPSHOT, not retried by the busy timeout)
+    /// when another connection — a heartbeat, CAPF's recorder — wrote in between. Writers
+    /// wait for each other instead (busy timeout).
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        match self.backend {
+            Backend::Sqlite => self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(db_err),
+            Backend::Postgres => self.pool.begin().await.map_err(db_err),
+        }
+    }
+
     /// The URL the database was opened with.
     pub fn url(&self) -> &str {
         &self.url

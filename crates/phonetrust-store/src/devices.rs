@@ -369,7 +369,7 @@ impl Db {
         }
         rsa_bits(p.rsa_bits)?;
         check_key_order(p, p.key_order)?;
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin().await?;
         if p.encrypted_config {
             let ec: i64 = sqlx::query_scalar(
                 "SELECT COUNT(*) FROM device WHERE securityprofile = $1 AND capf_key_order IN ('ec', 'ec-rsa')",
@@ -417,7 +417,7 @@ impl Db {
                 p.name
             )));
         }
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin().await?;
         let users: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM device WHERE securityprofile = $1")
                 .bind(name)
@@ -441,7 +441,7 @@ impl Db {
     /// Add phones in one transaction. Each must be new and valid; its CAPF information
     /// starts from its profile's settings.
     pub async fn add_devices(&self, devs: &[NewDevice], now: i64) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin().await?;
         for d in devs {
             insert_device(&mut tx, d, now).await?;
         }
@@ -586,7 +586,7 @@ impl Db {
         if let Some(s) = &ch.description {
             d.description = text_field("a description", s)?;
         }
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "UPDATE device SET model = $2, protocol = $3, securityprofile = $4, description = $5, \
              updated_at = $6 WHERE name = $1",
@@ -620,7 +620,7 @@ impl Db {
             .await?;
         let profile = self.profile(&d.profile).await?;
         apply_capf_change(&mut d.capf, &profile, ch, now, days)?;
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin().await?;
         write_capf(&mut tx, &d.name, &d.capf, now).await?;
         tx.commit().await.map_err(db_err)?;
         tracing::info!(
@@ -670,7 +670,7 @@ impl Db {
         records: &[CapfRecord],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let mut out: Vec<Result<(), StoreError>> = records.iter().map(|_| Ok(())).collect();
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin().await?;
         for group in distinct_device_groups(records) {
             for chunk in group.chunks(RECORD_CHUNK) {
                 let recs: Vec<(usize, &CapfRecord)> = chunk
@@ -697,7 +697,7 @@ impl Db {
     /// Delete a phone (and its recorded certificates).
     pub async fn delete_device(&self, name: &str) -> Result<(), StoreError> {
         let name = device_name(name)?;
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin().await?;
         for table in ["devicecert", "device_placement"] {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE device = $1"

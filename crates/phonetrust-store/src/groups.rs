@@ -172,7 +172,7 @@ impl Db {
 
     /// Place `device` (an empty placement removes the row). The phone must exist.
     pub async fn set_placement(&self, device: &str, p: &Placement) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM device_placement WHERE device = $1")
             .bind(device)
             .execute(&mut *tx)

@@ -231,7 +231,7 @@ impl Db {
                 }),
             }
         }
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin().await?;
         for row in &good {
             let name = insert_device(&mut tx, &row.dev, now)
                 .await

@@ -94,7 +94,7 @@ impl Db {
             )));
         }
         let sha = openssl::hash::hash(openssl::hash::MessageDigest::sha256(), bytes)?;
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO itlfile (node, content, sha256, source, updated_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (node) DO UPDATE \

@@ -170,7 +170,7 @@ pub async fn regenerate(
     let lsc_holders = impact.lsc_holders;
     if lsc_holders > 0 && !confirm {
         return Err(StoreError::NeedsConfirmation(format!(
-            "{lsc_holders} phone(s) hold an LSC issued by the current CAPF certificate; after regenerating CAPF those LSCs no longer chain to it, and each of these phones needs a new LSC (schedule Install/Upgrade). Nothing was changed; repeat with --confirm to regenerate"
+            "{lsc_holders} phone(s) hold an LSC issued by the current CAPF certificate; the current certificate stays in CAPF-trust (they can renew by their LSC), and each of these phones needs a new LSC before it is deleted (schedule Install/Upgrade). Nothing was changed; repeat with --confirm to regenerate"
         )));
     }
     let old_subject = DistinguishedName::from_x509_name(old.cert.subject_name());
@@ -203,6 +203,9 @@ pub async fn regenerate(
         new_serial,
         "own certificate regenerated"
     );
+    if which == OwnCert::Capf {
+        trust_capf(db, &new.cert, now).await?;
+    }
     Ok(ChangeReport::new(which, old_serial, new_serial, impact))
 }
 
@@ -349,7 +352,110 @@ pub async fn import_signed(
         new_serial = facts.serial,
         "CA-signed own certificate imported"
     );
+    if which == OwnCert::Capf {
+        trust_capf(db, &new.cert, now).await?;
+    }
     Ok(ChangeReport::new(which, old_serial, facts.serial, impact))
+}
+
+/// The trust stores that hold every CAPF certificate of the node, as the vendor's nodes
+/// keep theirs: CAPF-trust (phones authenticating by an LSC an earlier CAPF generation
+/// issued still chain to it, so they can renew) and CallManager-trust.
+pub const CAPF_TRUSTED_IN: [TrustStore; 2] = [TrustStore::Capf, TrustStore::CallManager];
+
+/// Put the CAPF certificate `cert` into [`CAPF_TRUSTED_IN`] (nothing when it is there
+/// already). Earlier generations stay until the administrator deletes them, once no LSC
+/// depends on them (`show cert rollover`).
+pub async fn trust_capf(db: &Db, cert: &X509, now: i64) -> Result<(), StoreError> {
+    let pem = cert.to_pem()?;
+    for store in CAPF_TRUSTED_IN {
+        for o in db.trust_import(store, &pem, now).await? {
+            if let crate::trust::ImportOutcome::Added(name) = o {
+                tracing::info!(store = store.as_str(), name, "CAPF certificate trusted");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One CAPF generation: a CAPF certificate of this node, current or kept in CAPF-trust.
+#[derive(Clone, Debug)]
+pub struct CapfGeneration {
+    /// The certificate.
+    pub cert: X509,
+    /// Its serial (upper-case hex), validity.
+    pub serial: String,
+    /// notAfter.
+    pub not_after: i64,
+    /// Whether CAPF issues with it now.
+    pub current: bool,
+    /// Its name in CAPF-trust, if it is there.
+    pub in_capf_trust: Option<String>,
+    /// Phones holding an LSC it issued, by name.
+    pub lsc_holders: Vec<String>,
+}
+
+/// Whether `cert` is a CAPF certificate (its CN is `CAPF-…`, as the node's own).
+pub fn is_capf_cert(cert: &X509) -> bool {
+    cert.subject_name()
+        .entries_by_nid(openssl::nid::Nid::COMMONNAME)
+        .next()
+        .and_then(|e| e.data().to_string().ok())
+        .is_some_and(|cn| cn.starts_with("CAPF-"))
+}
+
+/// Every CAPF generation (the current one first, then those in CAPF-trust, newest
+/// first) and which phones hold an LSC each issued (verified by signature: generations
+/// share their subject).
+pub async fn rollover(data: &DataDir, db: &Db) -> Result<Vec<CapfGeneration>, StoreError> {
+    let id = identity::load(data)?;
+    let current = id
+        .get(OwnCert::Capf)
+        .ok_or_else(|| StoreError::NotFound("no CAPF certificate".into()))?
+        .cert
+        .clone();
+    let cur_fp = CertFacts::of(&current)?.fingerprint;
+    let mut gens = vec![(current, true, None)];
+    for t in db.trust_list(Some(TrustStore::Capf)).await? {
+        let cert = X509::from_pem(t.pem.as_bytes())?;
+        if !is_capf_cert(&cert) {
+            continue;
+        }
+        if t.fingerprint == cur_fp {
+            if let Some(g) = gens.first_mut() {
+                g.2 = Some(t.name.clone());
+            }
+            continue;
+        }
+        gens.push((cert, false, Some(t.name.clone())));
+    }
+    let lscs = db.lscs().await?;
+    let mut out = Vec::with_capacity(gens.len());
+    for (cert, current, in_trust) in gens {
+        let key = cert.public_key()?;
+        let mut holders = Vec::new();
+        for (device, c) in &lscs {
+            if let Ok(l) = X509::from_pem(c.pem.as_bytes())
+                && l.verify(&key).unwrap_or(false)
+            {
+                holders.push(device.clone());
+            }
+        }
+        let f = CertFacts::of(&cert)?;
+        out.push(CapfGeneration {
+            serial: f.serial,
+            not_after: f.not_after,
+            cert,
+            current,
+            in_capf_trust: in_trust,
+            lsc_holders: holders,
+        });
+    }
+    // The kept generations, newest first.
+    if let Some(rest) = out.get_mut(1..) {
+        rest.sort_by_key(|g| std::cmp::Reverse(g.not_after));
+    }
+    Ok(out)
 }
 
 /// One line of the expiry report.

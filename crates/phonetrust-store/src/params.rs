@@ -263,7 +263,7 @@ impl Db {
             ));
         }
         let v = validate(d, value)?;
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin().await?;
         let old: Option<String> =
             sqlx::query_scalar("SELECT paramvalue FROM processconfig WHERE paramname = $1")
                 .bind(d.name)

@@ -236,7 +236,7 @@ pub async fn copy_store(from: &Db, to: &Db) -> Result<Comparison, StoreError> {
         let r = rows(from, table, &cols).await?;
         plan.push((table, cols, r));
     }
-    let mut tx = to.pool.begin().await.map_err(db_err)?;
+    let mut tx = to.begin().await?;
     for table in TABLES.iter().rev() {
         sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
             .execute(&mut *tx)

@@ -183,7 +183,7 @@ impl Db {
         now: i64,
     ) -> Result<Vec<ImportOutcome>, StoreError> {
         let certs = parse_bundle(input, now)?;
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin().await?;
         let mut out = Vec::new();
         for c in &certs {
             let f = CertFacts::of(c)?;
@@ -301,7 +301,7 @@ impl Db {
         name: &str,
     ) -> Result<TrustCert, StoreError> {
         let c = self.trust_get(store, name).await?;
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM trustcert WHERE store = $1 AND name = $2")
             .bind(store.as_str())
             .bind(&c.name)

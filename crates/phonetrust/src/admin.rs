@@ -107,8 +107,12 @@ pub(crate) async fn init(node: &Node, a: InitArgs) -> Result<ExitCode> {
         node.db_url,
         db.schema_version().await?
     );
+    let id = identity::load(&node.data)?;
+    if let Some(capf) = id.get(OwnCert::Capf) {
+        // As the vendor's nodes: the CAPF certificate is trusted from the start.
+        phonetrust_store::own::trust_capf(&db, &capf.cert, now()).await?;
+    }
     if join.is_some() {
-        let id = identity::load(&node.data)?;
         let name = crate::cluster::take_place(&db, &id).await?;
         outln!(
             "Joined the cluster as {name}; its certificates are published. Start it with `phonetrust serve`."
@@ -239,6 +243,11 @@ pub(crate) enum ShowCertCmd {
         #[arg(long, default_value_t = 30)]
         days: u32,
     },
+    /// The CAPF generations: the current CAPF certificate and the earlier ones kept in
+    /// CAPF-trust (so that phones holding their LSCs renew by them), each with the phones
+    /// that still hold an LSC it issued. An earlier generation can be deleted from
+    /// CAPF-trust once no phone holds one.
+    Rollover,
 }
 
 /// Output form of a certificate.
@@ -459,6 +468,47 @@ pub(crate) async fn show(node: &Node, cmd: ShowCmd) -> Result<ExitCode> {
                 out!("{}", details(&x));
             }
         }
+        ShowCmd::Cert(ShowCertCmd::Rollover) => {
+            let db = node.db().await?;
+            let gens = own::rollover(dir, &db).await?;
+            let mut t = crate::table::Table::new(&[
+                "Generation",
+                "Serial",
+                "Expiration",
+                "CAPF-trust",
+                "LSCs",
+                "Phones",
+            ]);
+            for g in &gens {
+                let first: Vec<&str> = g.lsc_holders.iter().take(3).map(String::as_str).collect();
+                let more = g.lsc_holders.len().saturating_sub(first.len());
+                t.row(vec![
+                    if g.current { "current" } else { "earlier" }.into(),
+                    g.serial.clone(),
+                    format_time(g.not_after),
+                    g.in_capf_trust.clone().unwrap_or_else(|| "-".into()),
+                    g.lsc_holders.len().to_string(),
+                    if more > 0 {
+                        format!("{}, … ({more} more)", first.join(", "))
+                    } else {
+                        first.join(", ")
+                    },
+                ]);
+            }
+            out!("{}", t.render());
+            for g in gens.iter().filter(|g| !g.current) {
+                match (&g.in_capf_trust, g.lsc_holders.len()) {
+                    (Some(name), 0) => outln!(
+                        "No phone holds an LSC of the earlier CAPF certificate {}: it can be deleted (`phonetrust set cert delete trust CAPF-trust {name}`).",
+                        g.serial
+                    ),
+                    (_, n) => outln!(
+                        "{n} phone(s) still hold an LSC of the earlier CAPF certificate {}: schedule Install/Upgrade for them (authentication by their LSC) before deleting it.",
+                        g.serial
+                    ),
+                }
+            }
+        }
         ShowCmd::Cert(ShowCertCmd::Expiry { days }) => {
             let db = node.db().await?;
             let now = now();
@@ -538,7 +588,7 @@ fn impact_question(which: OwnCert, i: &own::Impact, verb: &str) -> String {
     }
     if i.lsc_holders > 0 {
         q.push_str(&format!(
-            "; {} phone(s) hold an LSC issued by the current CAPF certificate, which will no longer chain to it",
+            "; {} phone(s) hold an LSC issued by the current CAPF certificate: it stays in CAPF-trust, so they can renew by that LSC, and each needs a new LSC before it is deleted",
             i.lsc_holders
         ));
     }
@@ -577,13 +627,13 @@ fn print_reset(r: &own::ChangeReport) {
     }
     if r.which == OwnCert::Capf && r.lsc_holders > 0 {
         outln!(
-            "{} phone(s) hold an LSC issued by the old CAPF certificate: those LSCs no longer chain to the new one. Schedule Install/Upgrade for them (`phonetrust phone list --lsc installed`) with another authentication mode.",
+            "{} phone(s) hold an LSC issued by the old CAPF certificate, which stays in CAPF-trust: schedule Install/Upgrade for them (`phonetrust phone list --lsc installed`; authentication by their LSC works), then delete the old certificate from CAPF-trust once `phonetrust show cert rollover` shows no phone holds one.",
             r.lsc_holders
         );
     }
     if !r.lsc_auth_phones.is_empty() {
         outln!(
-            "{} phone(s) authenticate to CAPF by their LSC (auth mode lsc): CAPF no longer accepts that LSC, so their next operation fails with \"Certificate Not Valid\" until it is scheduled by authentication string, null string or MIC (`phonetrust phone capf NAME --operation install --auth mic`): {}",
+            "{} phone(s) authenticate to CAPF by their LSC (auth mode lsc): CAPF accepts it through the old certificate kept in CAPF-trust; delete that certificate only after they renewed, or their next operation fails with \"Certificate Not Valid\": {}",
             r.lsc_auth_phones.len(),
             phone_names(&r.lsc_auth_phones)
         );

@@ -92,6 +92,8 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
         .get(OwnCert::Capf)
         .context("the identity has no CAPF certificate")?
         .clone();
+    // In CAPF-trust and CallManager-trust (a node made by an earlier version, too).
+    phonetrust_store::own::trust_capf(&db, &capf.cert, crate::fsutil::now()).await?;
     let bind = a
         .bind
         .or(file.server.bind)

@@ -718,8 +718,17 @@ fn admin_commands_from_the_seeds() {
         ),
         "neither a PEM",
     );
+    // The node's own CAPF is in CAPF-trust and CallManager-trust from the start.
     let trust = stdout(&pt(&d, &["show", "cert", "list", "trust"]));
-    assert!(trust.contains("1 certificate(s)"), "{trust}");
+    assert!(trust.contains("3 certificate(s)"), "{trust}");
+    for store in ["CAPF-trust", "CallManager-trust"] {
+        assert!(
+            trust
+                .lines()
+                .any(|l| l.starts_with(store) && l.contains("CN=CAPF-")),
+            "{trust}"
+        );
+    }
     // 14.15: one date format in every table, columns that do not run together.
     let own = stdout(&pt(&d, &["show", "cert", "list", "own"]));
     for table in [&trust, &own] {
@@ -2407,9 +2416,50 @@ fn serve_tells_phones_the_parameters_and_locks_its_directory() {
     assert!(o.status.success(), "{}", stderr(&o));
     let said = stdout(&o);
     assert!(
-        said.contains("1 phone(s) authenticate to CAPF by their LSC (auth mode lsc): CAPF no longer accepts that LSC")
+        said.contains("1 phone(s) authenticate to CAPF by their LSC (auth mode lsc): CAPF accepts it through the old certificate kept in CAPF-trust")
             && said.contains("SEP001122334455"),
         "{said}"
+    );
+    // The rollover: both generations in CAPF-trust, the earlier one still holding the
+    // phone's LSC; the phone renews by that LSC; then no phone depends on it.
+    let rollover = |c: &Cluster| stdout(&pt(&c.d, &["show", "cert", "rollover"]));
+    let r = rollover(&c);
+    let row = |r: &str, g: &str| {
+        r.lines()
+            .find(|l| l.starts_with(g))
+            .unwrap_or_else(|| panic!("{g}: {r}"))
+            .to_string()
+    };
+    assert!(row(&r, "earlier").contains("SEP001122334455"), "{r}");
+    assert!(
+        r.contains("1 phone(s) still hold an LSC of the earlier CAPF certificate"),
+        "{r}"
+    );
+    c.settle();
+    let o = pt(
+        &c.d,
+        &[
+            "phone-sim",
+            "capf",
+            "--mac",
+            "001122334455",
+            "--certificate",
+            "--retries",
+            "0",
+        ],
+    );
+    assert!(
+        stdout(&o).contains("LSC: Installed"),
+        "renewed by the LSC of the earlier CAPF: {}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let r = rollover(&c);
+    assert!(row(&r, "current").contains("SEP001122334455"), "{r}");
+    assert!(
+        r.contains("No phone holds an LSC of the earlier CAPF certificate")
+            && r.contains("set cert delete trust CAPF-trust"),
+        "{r}"
     );
 
     // 14.10: the data directory and the database (with its WAL and SHM) are the owner's.
