@@ -317,6 +317,47 @@ impl Db {
         Ok(c)
     }
 
+    /// Phones whose recorded LSC or MIC authenticates to CAPF through the certificate
+    /// `name` of CAPF-trust and through nothing else (with `also` trusted beside the
+    /// store: the node's current CAPF certificate, which CAPF accepts LSCs of anyway):
+    /// deleting it would make their next operation fail. By phone name.
+    pub async fn capf_trust_dependents(
+        &self,
+        name: &str,
+        also: &[X509],
+        now: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let target = self.trust_get(TrustStore::Capf, name).await?;
+        let mut with: Vec<X509> = also.to_vec();
+        let mut without: Vec<X509> = also.to_vec();
+        for c in self.trust_list(Some(TrustStore::Capf)).await? {
+            let x = X509::from_pem(c.pem.as_bytes())?;
+            if c.fingerprint != target.fingerprint {
+                without.push(x.clone());
+            }
+            with.push(x);
+        }
+        let rows = sqlx::query("SELECT device, pem FROM devicecert ORDER BY device, kind")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let mut out: Vec<String> = Vec::new();
+        for r in rows {
+            let device: String = r.try_get(0).map_err(db_err)?;
+            let pem: String = r.try_get(1).map_err(db_err)?;
+            let Ok(cert) = X509::from_pem(pem.as_bytes()) else {
+                continue;
+            };
+            let verifies = |anchors: &[X509]| {
+                phonetrust_proto::cert::verify_chain(&cert, &[], anchors, now).is_ok()
+            };
+            if verifies(&with) && !verifies(&without) && out.last() != Some(&device) {
+                out.push(device);
+            }
+        }
+        Ok(out)
+    }
+
     /// The certificates of `store` as OpenSSL objects (for chain verification).
     pub async fn trust_certs(&self, store: TrustStore) -> Result<Vec<X509>, StoreError> {
         let mut out = Vec::new();

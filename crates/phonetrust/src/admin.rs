@@ -349,6 +349,10 @@ pub(crate) enum DeleteCmd {
         /// Phone-SAST-trust).
         #[arg(short = 'y', long)]
         yes: bool,
+        /// Delete a CAPF-trust certificate even though phones' LSCs or MICs authenticate
+        /// to CAPF through it only (refused otherwise, naming them).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -698,8 +702,34 @@ pub(crate) async fn set(node: &Node, cmd: SetCmd) -> Result<ExitCode> {
                 }
             }
         }
-        SetCmd::Cert(SetCertCmd::Delete(DeleteCmd::Trust { store, name, yes })) => {
+        SetCmd::Cert(SetCertCmd::Delete(DeleteCmd::Trust {
+            store,
+            name,
+            yes,
+            force,
+        })) => {
             let db = node.db().await?;
+            if store == TrustStore::Capf {
+                let current: Vec<_> = identity::load(dir)?
+                    .get(OwnCert::Capf)
+                    .map(|c| c.cert.clone())
+                    .into_iter()
+                    .collect();
+                let phones = db.capf_trust_dependents(&name, &current, now()).await?;
+                if !phones.is_empty() {
+                    let m = format!(
+                        "{} phone(s) authenticate to CAPF through {name} only ({}): without it their next operation fails with \"Invalid LSC\"",
+                        phones.len(),
+                        phone_names(&phones)
+                    );
+                    if !force {
+                        anyhow::bail!(
+                            "{m}; nothing was deleted: renew their LSCs first (`phonetrust show cert rollover`), or repeat with --force"
+                        );
+                    }
+                    outln!("warning: {m}");
+                }
+            }
             if store.vouched_to_phones()
                 && !crate::confirm::operation(
                     &format!("deletes {name} from {store}: TVS no longer vouches for it to phones"),

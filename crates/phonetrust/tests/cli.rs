@@ -1226,6 +1226,33 @@ fn phone_sim_enrols_against_serve() {
     ]);
     let installed = stdout(&o).contains("SEP0011223344AA: LSC: Installed");
     assert!(installed, "{}", stdout(&o));
+    // The MIC CAPF saw chains to the factory CA only: deleting it is refused (the phone
+    // named), and done with --force.
+    let ca_name = stdout(&pt(&d, &["show", "cert", "list", "trust", "CAPF-trust"]))
+        .lines()
+        .find(|l| l.starts_with("CAPF-trust") && !l.contains("CN=CAPF-"))
+        .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .expect("the factory CA in CAPF-trust");
+    let o = pt(
+        &d,
+        &["set", "cert", "delete", "trust", "CAPF-trust", &ca_name],
+    );
+    assert_one_line_error(&o, "phone(s) authenticate to CAPF through");
+    assert!(stderr(&o).contains("SEP0011223344AA"), "{}", stderr(&o));
+    let o = pt(
+        &d,
+        &[
+            "set",
+            "cert",
+            "delete",
+            "trust",
+            "CAPF-trust",
+            &ca_name,
+            "--force",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("warning: "), "{}", stdout(&o));
 
     // Old firmware: TLS 1.0 with AES128-SHA, by an independent client.
     let capf_pem = stdout(&pt(&d, &["show", "cert", "own", "CAPF", "--pem"]));
@@ -2435,6 +2462,31 @@ fn serve_tells_phones_the_parameters_and_locks_its_directory() {
         r.contains("1 phone(s) still hold an LSC of the earlier CAPF certificate"),
         "{r}"
     );
+    let old_name = row(&r, "earlier")
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .to_string();
+    // Deleting the earlier generation while the phone depends on it: refused, named.
+    let delete = |c: &Cluster| {
+        pt(
+            &c.d,
+            &[
+                "set",
+                "cert",
+                "delete",
+                "trust",
+                "CAPF-trust",
+                old_name.as_str(),
+            ],
+        )
+    };
+    let o = delete(&c);
+    assert_one_line_error(
+        &o,
+        &format!("1 phone(s) authenticate to CAPF through {old_name} only (SEP001122334455)"),
+    );
+    assert!(stderr(&o).contains("repeat with --force"), "{}", stderr(&o));
     c.settle();
     let o = pt(
         &c.d,
@@ -2461,6 +2513,11 @@ fn serve_tells_phones_the_parameters_and_locks_its_directory() {
             && r.contains("set cert delete trust CAPF-trust"),
         "{r}"
     );
+    // Renewed: the earlier generation goes.
+    let o = delete(&c);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let r = rollover(&c);
+    assert!(!r.contains("earlier"), "{r}");
 
     // 14.10: the data directory and the database (with its WAL and SHM) are the owner's.
     let data = c.d.join("data");
