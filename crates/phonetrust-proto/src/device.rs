@@ -185,6 +185,17 @@ pub const KNOWN_MODELS: &[&str] = &[
     "DX80",
 ];
 
+/// Models that cannot ask TVS about a trust-list signer they do not know (no "security by
+/// default"): the seeds name the 7940 and 7960 and the 7935, 7936 and 7937 conference
+/// phones. In mixed mode such a phone refuses a CTL or ITL signed by a new certificate
+/// until its trust lists are deleted on the phone by hand.
+pub const MODELS_WITHOUT_TVS: &[&str] = &["7935", "7936", "7937", "7940", "7960"];
+
+/// Whether a phone of `model` (as recorded) can ask TVS.
+pub fn uses_tvs(model: &str) -> bool {
+    !MODELS_WITHOUT_TVS.contains(&model)
+}
+
 /// Why a model is refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(

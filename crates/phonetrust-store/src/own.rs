@@ -69,6 +69,10 @@ pub struct Impact {
     pub lsc_holders: i64,
     /// See [`ChangeReport::lsc_auth_phones`].
     pub lsc_auth_phones: Vec<String>,
+    /// In mixed mode, for a trust-list signer (CallManager, CallManager-ECDSA,
+    /// ITLRecovery): the phones whose model cannot ask TVS about the new one
+    /// ([`phonetrust_proto::device::MODELS_WITHOUT_TVS`]).
+    pub without_tvs: Vec<String>,
 }
 
 /// What changing own certificate `which` means for phones: whether the ITL lists it,
@@ -102,12 +106,27 @@ pub async fn impact(data: &DataDir, db: &Db, which: OwnCert) -> Result<Impact, S
     } else {
         (0, Vec::new())
     };
+    let signer = matches!(
+        which,
+        OwnCert::CallManager | OwnCert::CallManagerEcdsa | OwnCert::ItlRecovery
+    );
+    let without_tvs = if signer && db.param(crate::params::CLUSTER_SECURITY_MODE).await? == 1 {
+        db.devices(&crate::devices::DeviceFilter::default())
+            .await?
+            .into_iter()
+            .filter(|d| !phonetrust_proto::device::uses_tvs(&d.model))
+            .map(|d| d.name)
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(Impact {
         in_itl: true,
         ctl_outdated,
         phones_to_reset: db.device_names().await?,
         lsc_holders,
         lsc_auth_phones,
+        without_tvs,
     })
 }
 

@@ -590,6 +590,14 @@ fn impact_question(which: OwnCert, i: &own::Impact, verb: &str) -> String {
     if i.ctl_outdated {
         q.push_str("; the CTL lists the current certificate and must then be rebuilt (`phonetrust utils ctl update CTLFile`)");
     }
+    if !i.without_tvs.is_empty() {
+        q.push_str(&format!(
+            "; {} phone(s) cannot ask TVS about a new signer (models {}): in mixed mode they refuse the new CTL and ITL until their trust lists are deleted on the phone by hand: {}",
+            i.without_tvs.len(),
+            phonetrust_proto::device::MODELS_WITHOUT_TVS.join(", "),
+            phone_names(&i.without_tvs)
+        ));
+    }
     if i.lsc_holders > 0 {
         q.push_str(&format!(
             "; {} phone(s) hold an LSC issued by the current CAPF certificate: it stays in CAPF-trust, so they can renew by that LSC, and each needs a new LSC before it is deleted",

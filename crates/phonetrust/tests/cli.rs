@@ -1558,18 +1558,31 @@ fn scenario_regenerate_callmanager_then_update_ctl() {
     }
     let old_ctl = c.served_ctl().unwrap();
     let old_cm = c.own_der("CallManager");
+    // 7940s cannot ask TVS (SEP001122334466 is one too): the question names them (mixed
+    // mode, a signer regenerated).
+    let o = pt(
+        &c.d,
+        &["phone", "add", "SEP0011223344EE", "--model", "7940"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
 
     let o = pt(&c.d, &["set", "cert", "regen", "CallManager", "-y"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    let said = stdout(&o);
+    assert!(
+        said.contains("; 2 phone(s) cannot ask TVS about a new signer (models 7935, 7936, 7937, 7940, 7960): in mixed mode they refuse the new CTL and ITL until their trust lists are deleted on the phone by hand: SEP001122334466 SEP0011223344EE"),
+        "{said}"
+    );
+    let o = pt(&c.d, &["phone", "delete", "SEP0011223344EE"]);
+    assert!(o.status.success(), "{}", stderr(&o));
     // Issue 14.3: the CTL is not rebuilt by this, and the message says so and what to
     // run; nothing "will reset": the phones to reset are named.
-    let said = stdout(&o);
     assert!(
         said.contains("The CTL still lists the old CallManager certificate and was NOT rebuilt: run `phonetrust utils ctl update CTLFile`"),
         "{said}"
     );
     assert!(
-        said.contains("reset these 2 phone(s), after the CTL update, so that they download the new ITL and CTL: SEP001122334455 SEP001122334466"),
+        said.contains("reset these 3 phone(s), after the CTL update, so that they download the new ITL and CTL: SEP001122334455 SEP001122334466 SEP0011223344EE"),
         "{said}"
     );
     assert!(
