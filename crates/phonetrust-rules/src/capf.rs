@@ -158,3 +158,42 @@ pub fn record(
         | Outcome::UnknownDevice { .. } => return Ok(None),
     }))
 }
+
+/// Why the phone `device` will not register securely with its security profile: Some
+/// when the profile is authenticated or encrypted and the phone has neither an LSC nor a
+/// recorded MIC that chains to CAPF-trust (the phone then has no certificate its TLS to
+/// the call manager can use). None when it can, or its profile is non-secure.
+pub async fn secure_registration_gap(
+    db: &phonetrust_store::Db,
+    device: &str,
+    now: i64,
+) -> Result<Option<String>, phonetrust_store::StoreError> {
+    use phonetrust_store::model::{SecurityMode, TrustStore};
+    let d = db.device(device).await?;
+    let p = db.profile(&d.profile).await?;
+    if p.mode == SecurityMode::NonSecure {
+        return Ok(None);
+    }
+    let certs = db.device_certs(&d.name).await?;
+    if certs.iter().any(|c| c.kind == DeviceCertKind::Lsc) {
+        return Ok(None);
+    }
+    let anchors = db.trust_certs(TrustStore::Capf).await?;
+    let trusted_mic = certs
+        .iter()
+        .filter(|c| c.kind == DeviceCertKind::Mic)
+        .any(|c| {
+            X509::from_pem(c.pem.as_bytes())
+                .is_ok_and(|m| phonetrust_proto::cert::verify_chain(&m, &[], &anchors, now).is_ok())
+        });
+    if trusted_mic {
+        return Ok(None);
+    }
+    Ok(Some(format!(
+        "{} uses {} ({}) but has no LSC and no MIC that chains to CAPF-trust: it will not register securely; give it an LSC (`phonetrust phone capf {} --operation install --auth …`) or import its manufacturer's CA into CAPF-trust",
+        d.name,
+        p.name,
+        p.mode.as_str(),
+        d.name
+    )))
+}

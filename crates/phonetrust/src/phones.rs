@@ -295,6 +295,11 @@ pub(crate) async fn phone(node: &Node, cmd: PhoneCmd) -> Result<ExitCode> {
                 d.protocol,
                 d.profile
             );
+            if let Some(w) =
+                phonetrust_rules::capf::secure_registration_gap(&db, &d.name, now).await?
+            {
+                outln!("warning: {w}");
+            }
         }
         PhoneCmd::Set { name, conf } => {
             let d = db
@@ -310,6 +315,11 @@ pub(crate) async fn phone(node: &Node, cmd: PhoneCmd) -> Result<ExitCode> {
                 )
                 .await?;
             outln!("Updated {}", d.name);
+            if let Some(w) =
+                phonetrust_rules::capf::secure_registration_gap(&db, &d.name, now).await?
+            {
+                outln!("warning: {w}");
+            }
         }
         PhoneCmd::Place { name, pool, group } => {
             let p = phonetrust_store::groups::Placement { pool, group };

@@ -1165,6 +1165,53 @@ fn phone_sim_enrols_against_serve() {
     assert!(sim_shown.contains("  LSC: Installed"), "{sim_shown}");
     assert!(d.join("phonetrust-phones/SEP001122334455/lsc.key").exists());
 
+    // A secure profile for a phone with an LSC: nothing to warn of; for one without an
+    // LSC or a trusted MIC: it will not register securely, said so.
+    let auth = "Standard Authenticated Profile";
+    let o = pt(&d, &["phone", "set", "SEP001122334455", "--profile", auth]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("warning"), "{}", stdout(&o));
+    let o = pt(
+        &d,
+        &[
+            "phone",
+            "add",
+            "SEP0011223344BB",
+            "--model",
+            "8845",
+            "--profile",
+            auth,
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("warning: SEP0011223344BB uses Standard Authenticated Profile (authenticated) but has no LSC and no MIC that chains to CAPF-trust: it will not register securely"),
+        "{}",
+        stdout(&o)
+    );
+    let o = pt(
+        &d,
+        &[
+            "phone",
+            "set",
+            "SEP0011223344BB",
+            "--profile",
+            "Standard Non-Secure Profile",
+        ],
+    );
+    assert!(!stdout(&o).contains("warning"), "{}", stdout(&o));
+    let o = pt(
+        &d,
+        &[
+            "phone",
+            "set",
+            "SEP001122334455",
+            "--profile",
+            "Standard Non-Secure Profile",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+
     // Unknown phone: refused, the phone shows LSC: Failed.
     let o = sim(&["capf", "--mac", "0011223344FF", "--server", &addr]);
     assert_eq!(o.status.code(), Some(1));
