@@ -28,6 +28,7 @@ mod generate;
 mod node;
 mod phones;
 mod phonesim_cmd;
+mod report;
 mod serve;
 mod table;
 mod utils;
@@ -74,6 +75,9 @@ enum Command {
     /// Phones and their CAPF information (`phone add|set|capf|show|list|delete|import`).
     #[command(subcommand)]
     Phone(phones::PhoneCmd),
+    /// Reports (`report capf [--csv]`: every phone's LSC and CAPF operation).
+    #[command(subcommand)]
+    Report(report::ReportCmd),
     /// Phone security profiles (`profile list|show|add|delete`).
     #[command(subcommand)]
     Profile(phones::ProfileCmd),
@@ -174,6 +178,7 @@ fn run(node: node::Node, command: Command) -> anyhow::Result<ExitCode> {
         Command::Set(c) => block_on(admin::set(&node, c)),
         Command::Cluster(c) => block_on(cluster::run(&node, c)),
         Command::Phone(c) => block_on(phones::phone(&node, c)),
+        Command::Report(c) => block_on(report::run(&node, c)),
         Command::Profile(c) => block_on(phones::profile(&node, c)),
         Command::Run(c) => block_on(admin::run(&node, c)),
         Command::Tlv(c) => files::tlv(c),

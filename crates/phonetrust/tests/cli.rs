@@ -1165,6 +1165,31 @@ fn phone_sim_enrols_against_serve() {
     assert!(sim_shown.contains("  LSC: Installed"), "{sim_shown}");
     assert!(d.join("phonetrust-phones/SEP001122334455/lsc.key").exists());
 
+    // The CAPF report: one line per phone, the LSC's issuer quoted (it holds commas).
+    let o = pt(&d, &["report", "capf", "--csv"]);
+    let csv = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        csv.starts_with("Device Name,Model,LSC Status,LSC Issuer,LSC Serial,LSC Valid Until,Operation,Authentication Mode,Status\n"),
+        "{csv}"
+    );
+    let line = csv
+        .lines()
+        .find(|l| l.starts_with("SEP001122334455,"))
+        .unwrap_or_else(|| panic!("{csv}"));
+    assert!(
+        line.starts_with("SEP001122334455,8845,Installed,\"CN=CAPF-")
+            && line.ends_with(",Upgrade Success"),
+        "{line}"
+    );
+    let table = stdout(&pt(&d, &["report", "capf"]));
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("SEP001122334455") && l.contains("Installed")),
+        "{table}"
+    );
+
     // A secure profile for a phone with an LSC: nothing to warn of; for one without an
     // LSC or a trusted MIC: it will not register securely, said so.
     let auth = "Standard Authenticated Profile";
