@@ -197,3 +197,33 @@ pub async fn secure_registration_gap(
         d.name
     )))
 }
+
+/// Of `names` (phones just imported), those whose profile is authenticated or encrypted
+/// and that hold no LSC: in bulk, one query each for phones and profiles. A phone just
+/// imported has no MIC CAPF has seen either, so each of these will not register securely
+/// until it enrols ([`secure_registration_gap`] tells one phone exactly).
+pub async fn imported_without_lsc(
+    db: &phonetrust_store::Db,
+    names: &[String],
+) -> Result<Vec<String>, phonetrust_store::StoreError> {
+    use phonetrust_store::devices::{DeviceFilter, LscFilter};
+    use phonetrust_store::model::SecurityMode;
+    let secure: std::collections::HashSet<String> = db
+        .profiles()
+        .await?
+        .into_iter()
+        .filter(|p| p.mode != SecurityMode::NonSecure)
+        .map(|p| p.name)
+        .collect();
+    let wanted: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+    Ok(db
+        .devices(&DeviceFilter {
+            lsc: Some(LscFilter::None),
+            ..DeviceFilter::default()
+        })
+        .await?
+        .into_iter()
+        .filter(|d| secure.contains(&d.profile) && wanted.contains(d.name.as_str()))
+        .map(|d| d.name)
+        .collect())
+}

@@ -454,6 +454,25 @@ pub(crate) async fn phone(node: &Node, cmd: PhoneCmd) -> Result<ExitCode> {
                 reports.len(),
                 reports.len() - refused
             );
+            let added: Vec<String> = reports
+                .iter()
+                .filter(|r| r.result.is_ok())
+                .map(|r| r.name.clone())
+                .collect();
+            let unready = phonetrust_rules::capf::imported_without_lsc(&db, &added).await?;
+            if !unready.is_empty() {
+                let shown: Vec<&str> = unready.iter().take(10).map(String::as_str).collect();
+                outln!(
+                    "warning: {} phone(s) have an authenticated or encrypted profile but no LSC yet: they will not register securely until they enrol (an operation scheduled in the file, or `phonetrust phone capf NAME --operation install`): {}{}",
+                    unready.len(),
+                    shown.join(" "),
+                    if unready.len() > shown.len() {
+                        " ..."
+                    } else {
+                        ""
+                    }
+                );
+            }
             if refused > 0 {
                 return Ok(ExitCode::FAILURE);
             }

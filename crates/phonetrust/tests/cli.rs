@@ -1214,6 +1214,25 @@ fn phone_sim_enrols_against_serve() {
         "{}",
         stdout(&o)
     );
+    // Imported: one warning line for the rows with a secure profile.
+    std::fs::write(
+        d.join("secure.csv"),
+        "name,model,protocol,profile\nSEP0011223344C1,8845,SIP,Standard Encrypted Profile\nSEP0011223344C2,8845,SIP,Standard Non-Secure Profile\n",
+    )
+    .unwrap();
+    let o = pt(&d, &["phone", "import", "secure.csv"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let said = stdout(&o);
+    let warning = said
+        .lines()
+        .find(|l| l.starts_with("warning: "))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        warning.starts_with(
+            "warning: 1 phone(s) have an authenticated or encrypted profile but no LSC yet"
+        ) && warning.ends_with(": SEP0011223344C1"),
+        "{warning}"
+    );
     let o = pt(
         &d,
         &[
