@@ -304,20 +304,25 @@ fn verify_with(leaf: &X509Ref, chain: &[X509], anchors: &[X509], now: i64) -> Re
 mod tests {
     use super::*;
 
-    /// A certificate `cn` signed by `issuer` (self-signed without one), P-256 keys.
-    fn cert(
-        cn: &str,
-        issuer: Option<(&X509, &PKey<openssl::pkey::Private>)>,
-    ) -> (X509, PKey<openssl::pkey::Private>) {
-        use openssl::x509::{X509Builder, X509NameBuilder};
-        let key = PKey::from_ec_key(
+    /// A fresh P-256 key.
+    fn p256() -> PKey<openssl::pkey::Private> {
+        PKey::from_ec_key(
             openssl::ec::EcKey::generate(
                 &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)
                     .unwrap(),
             )
             .unwrap(),
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// A certificate `cn` signed by `issuer` (self-signed without one), P-256 keys.
+    fn cert(
+        cn: &str,
+        issuer: Option<(&X509, &PKey<openssl::pkey::Private>)>,
+    ) -> (X509, PKey<openssl::pkey::Private>) {
+        use openssl::x509::{X509Builder, X509NameBuilder};
+        let key = p256();
         let mut name = X509NameBuilder::new().unwrap();
         name.append_entry_by_text("CN", cn).unwrap();
         let name = name.build();
@@ -373,14 +378,7 @@ mod tests {
     #[test]
     fn spki_public_keys_read_back_exactly() {
         let rsa = CertAndKey::from_pem(&crate::testutil::vector("pki/callmanager.pem")).unwrap();
-        let ec = PKey::from_ec_key(
-            openssl::ec::EcKey::generate(
-                &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)
-                    .unwrap(),
-            )
-            .unwrap(),
-        )
-        .unwrap();
+        let ec = p256();
         for (key, id, bits) in [(&rsa.key, Id::RSA, 2048), (&ec, Id::EC, 256)] {
             let der = key.public_key_to_der().unwrap();
             let back = public_key_from_spki(&der).unwrap();

@@ -448,18 +448,21 @@ pub async fn rollover(data: &DataDir, db: &Db) -> Result<Vec<CapfGeneration>, St
         }
         gens.push((cert, false, Some(t.name.clone())));
     }
-    let lscs = db.lscs().await?;
+    // Each LSC parsed once, then checked against each generation's key.
+    let lscs: Vec<(String, X509)> = db
+        .lscs()
+        .await?
+        .into_iter()
+        .filter_map(|(device, c)| Some((device, X509::from_pem(c.pem.as_bytes()).ok()?)))
+        .collect();
     let mut out = Vec::with_capacity(gens.len());
     for (cert, current, in_trust) in gens {
         let key = cert.public_key()?;
-        let mut holders = Vec::new();
-        for (device, c) in &lscs {
-            if let Ok(l) = X509::from_pem(c.pem.as_bytes())
-                && l.verify(&key).unwrap_or(false)
-            {
-                holders.push(device.clone());
-            }
-        }
+        let holders: Vec<String> = lscs
+            .iter()
+            .filter(|(_, l)| l.verify(&key).unwrap_or(false))
+            .map(|(device, _)| device.clone())
+            .collect();
         let f = CertFacts::of(&cert)?;
         out.push(CapfGeneration {
             serial: f.serial,

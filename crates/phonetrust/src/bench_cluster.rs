@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use phonetrust_phonesim::boot::{Transport, fetch};
 
-use crate::bench_node::{BenchNode, Ports, free_tcp, free_udp, percentile};
+use crate::bench_node::{BenchNode, percentile};
 
 /// Options of `bench cluster`.
 #[derive(Debug, clap::Args)]
@@ -56,19 +56,8 @@ pub(crate) async fn run(b: ClusterBench) -> Result<ExitCode> {
     let publ = BenchNode::on_database("cluster-pub", &csv, &b.database)?;
     publ.run(&["cluster", "add-node", SUB, "--host", "127.0.0.1"])?;
     let sub = BenchNode::joining("cluster-sub", &b.database, SUB)?;
-    let http: SocketAddr = format!("127.0.0.1:{}", free_tcp()?).parse()?;
-    let server = sub
-        .serve(
-            Ports {
-                capf: free_tcp()?,
-                tvs: free_tcp()?,
-                tftp: free_udp()?,
-                http: http.port(),
-            },
-            &[],
-            http,
-        )
-        .await?;
+    let (server, ports) = sub.serve_free().await?;
+    let http = SocketAddr::from(([127, 0, 0, 1], ports.http));
     server.settle().await;
     let pub_name = "bench.example.test";
 

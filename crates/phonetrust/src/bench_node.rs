@@ -158,6 +158,20 @@ impl BenchNode {
     }
 }
 
+impl BenchNode {
+    /// `serve` on free loopback ports, once its HTTP port accepts; the ports.
+    pub(crate) async fn serve_free(&self) -> Result<(Server, Ports)> {
+        let ports = Ports {
+            capf: free_tcp()?,
+            tvs: free_tcp()?,
+            tftp: free_udp()?,
+            http: free_tcp()?,
+        };
+        let ready = SocketAddr::from(([127, 0, 0, 1], ports.http));
+        Ok((self.serve(ports, &[], ready).await?, ports))
+    }
+}
+
 /// The ports `serve` listens on in a benchmark (0: any free port).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Ports {

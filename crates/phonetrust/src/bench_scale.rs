@@ -3,13 +3,12 @@
 //! to have its ITL and every phone's config signed ahead, its memory then, and how long
 //! `phone list` with a filter takes.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use crate::bench_node::{BenchNode, Ports, cpu_secs, free_tcp, free_udp};
+use crate::bench_node::{BenchNode, cpu_secs};
 
 /// Options of `bench scale`.
 #[derive(Debug, clap::Args)]
@@ -37,20 +36,8 @@ pub(crate) async fn run(b: ScaleBench) -> Result<ExitCode> {
     let t = Instant::now();
     let node = BenchNode::on_database("scale", &csv, &b.database)?;
     let imported = t.elapsed();
-    let http: SocketAddr = format!("127.0.0.1:{}", free_tcp()?).parse()?;
     let t = Instant::now();
-    let server = node
-        .serve(
-            Ports {
-                capf: free_tcp()?,
-                tvs: free_tcp()?,
-                tftp: free_udp()?,
-                http: http.port(),
-            },
-            &[],
-            http,
-        )
-        .await?;
+    let (server, _) = node.serve_free().await?;
     let listening = t.elapsed();
     let cpu0 = cpu_secs(&server.pid().to_string()).unwrap_or(0.0);
     let prepared = listening + server.settle_within(Duration::from_secs(1200)).await;

@@ -17,7 +17,7 @@ use anyhow::Result;
 use phonetrust_phonesim::boot::{Transport, fetch};
 use phonetrust_proto::tftp::ClientOptions;
 
-use crate::bench_node::{BenchNode, Ports, Server, free_tcp, free_udp};
+use crate::bench_node::{BenchNode, Server};
 
 /// Options of `bench storm`.
 #[derive(Debug, clap::Args)]
@@ -148,22 +148,12 @@ pub(crate) async fn run(b: StormBench) -> Result<ExitCode> {
     let mut servers = Vec::new();
     let mut transports = Vec::new();
     for n in &nodes {
-        let (tftp, http) = (free_udp()?, free_tcp()?);
-        let ready: SocketAddr = format!("127.0.0.1:{http}").parse()?;
-        servers.push(Some(
-            n.serve(
-                Ports {
-                    capf: free_tcp()?,
-                    tvs: free_tcp()?,
-                    tftp,
-                    http,
-                },
-                &[],
-                ready,
-            )
-            .await?,
+        let (server, ports) = n.serve_free().await?;
+        servers.push(Some(server));
+        transports.push(Transport::Tftp(
+            SocketAddr::from(([127, 0, 0, 1], ports.tftp)),
+            opts,
         ));
-        transports.push(Transport::Tftp(format!("127.0.0.1:{tftp}").parse()?, opts));
     }
     let t = Instant::now();
     for s in servers.iter().flatten() {

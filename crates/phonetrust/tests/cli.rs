@@ -1088,25 +1088,40 @@ impl Server {
             .stderr(log)
             .spawn()
             .unwrap();
-        let start = std::time::Instant::now();
-        let log = || std::fs::read_to_string(d.join("serve.log")).unwrap_or_default();
-        while std::net::TcpStream::connect(("127.0.0.1", ready)).is_err() {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "serve {args:?} exited ({status}) before listening on {what} port {ready}; its log:\n{}",
-                    log()
-                );
-            }
-            if start.elapsed() > std::time::Duration::from_secs(30) {
-                let _ = child.kill();
-                panic!(
-                    "serve {args:?} did not listen on {what} port {ready} within 30 s; its log:\n{}",
-                    log()
-                );
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        wait_listening(
+            &mut child,
+            ("127.0.0.1", ready),
+            d,
+            &format!("serve {args:?} ({what} port)"),
+        );
         Self(child)
+    }
+}
+
+/// Wait (at most 30 s) until `serve` (`child`, its log in `<d>/serve.log`) accepts TCP
+/// connections on `addr`; when it exits first or never does, fail with its log.
+fn wait_listening(child: &mut std::process::Child, addr: (&str, u16), d: &Path, what: &str) {
+    let start = std::time::Instant::now();
+    let log = || std::fs::read_to_string(d.join("serve.log")).unwrap_or_default();
+    while std::net::TcpStream::connect(addr).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited ({status}) before listening on {}:{}; its log:\n{}",
+                addr.0,
+                addr.1,
+                log()
+            );
+        }
+        if start.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!(
+                "{what} did not listen on {}:{} within 30 s; its log:\n{}",
+                addr.0,
+                addr.1,
+                log()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 
@@ -3735,18 +3750,9 @@ fn a_subscriber_joins_the_cluster_database() {
 
 /// The body of `GET path` from the HTTP server on loopback `port`.
 fn http_get(port: u16, path: &str) -> Vec<u8> {
-    use std::io::{Read, Write};
-    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    c.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    c.write_all(format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
-        .unwrap();
-    let mut all = Vec::new();
-    c.read_to_end(&mut all).unwrap();
-    match all.windows(4).position(|w| w == b"\r\n\r\n") {
-        Some(i) => all.split_off(i + 4),
-        None => Vec::new(),
-    }
+    http_fetch("127.0.0.1", port, path)
+        .map(|(_, body)| body)
+        .unwrap_or_default()
 }
 
 /// `sub`'s directory with a config file naming the cluster database, so that `serve`
@@ -3780,21 +3786,7 @@ impl NodeProc {
             .stderr(log)
             .spawn()
             .unwrap();
-        let start = std::time::Instant::now();
-        while std::net::TcpStream::connect((ip, ready)).is_err() {
-            let log = || std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!("node on {ip} exited ({status}); its log:\n{}", log());
-            }
-            if start.elapsed() > std::time::Duration::from_secs(30) {
-                let _ = child.kill();
-                panic!(
-                    "node on {ip} not listening on {ready} within 30 s:\n{}",
-                    log()
-                );
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
+        wait_listening(&mut child, (ip, ready), dir, &format!("node on {ip}"));
         Self {
             child,
             dir: dir.to_path_buf(),
