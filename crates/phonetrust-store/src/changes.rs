@@ -104,12 +104,34 @@ pub(crate) async fn install(db: &Db) -> Result<(), StoreError> {
 #[derive(Clone, Debug)]
 pub struct ChangeFeed {
     rx: Option<watch::Receiver<u64>>,
+    up: Option<watch::Receiver<bool>>,
+}
+
+/// The sending side of a database's feed: changes seen, and whether the listening
+/// connection is up.
+#[derive(Debug)]
+pub(crate) struct FeedSender {
+    changes: watch::Sender<u64>,
+    up: watch::Sender<bool>,
 }
 
 impl ChangeFeed {
     /// A feed that never fires (SQLite, tests).
     pub fn none() -> Self {
-        Self { rx: None }
+        Self { rx: None, up: None }
+    }
+
+    /// Wait until the listening connection has subscribed, so that every change committed
+    /// afterwards is announced. True at once for a feed that never fires (it has nothing to
+    /// wait for); false when the listener stopped.
+    pub async fn listening(&self) -> bool {
+        match &self.up {
+            Some(up) => {
+                let mut up = up.clone();
+                up.wait_for(|u| *u).await.is_ok()
+            }
+            None => true,
+        }
     }
 
     /// Wait for the next change; on a feed that never fires, forever.
@@ -141,22 +163,29 @@ impl Db {
             return ChangeFeed::none();
         }
         let tx = self.feed.get_or_init(|| {
-            let (tx, _) = watch::channel(0u64);
-            let tx = Arc::new(tx);
+            let tx = Arc::new(FeedSender {
+                changes: watch::channel(0u64).0,
+                up: watch::channel(false).0,
+            });
             tokio::spawn(listen(self.url.clone(), tx.clone()));
             tx
         });
         ChangeFeed {
-            rx: Some(tx.subscribe()),
+            rx: Some(tx.changes.subscribe()),
+            up: Some(tx.up.subscribe()),
         }
     }
 }
 
 /// Listen for the life of the process; reconnect (and fire, as changes may have been missed)
 /// after the connection is lost.
-async fn listen(url: String, tx: Arc<watch::Sender<u64>>) {
+async fn listen(url: String, feed: Arc<FeedSender>) {
     use sqlx::postgres::PgListener;
+    let tx = &feed.changes;
     let bump = |tx: &watch::Sender<u64>| tx.send_modify(|g| *g = g.wrapping_add(1));
+    let up = |v: bool| {
+        feed.up.send_if_modified(|u| std::mem::replace(u, v) != v);
+    };
     let mut lost = false;
     loop {
         let mut l = match PgListener::connect(&url).await {
@@ -176,16 +205,17 @@ async fn listen(url: String, tx: Arc<watch::Sender<u64>>) {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         }
+        up(true);
         // Back after a loss: what was sent meanwhile is gone, announce a change.
         if std::mem::take(&mut lost) {
             tracing::info!("cluster changes: listening again");
-            bump(&tx);
+            bump(tx);
         }
         loop {
             match l.try_recv().await {
                 Ok(Some(n)) => {
                     tracing::debug!(table = n.payload(), "cluster change");
-                    bump(&tx);
+                    bump(tx);
                 }
                 Ok(None) => {
                     // Connection lost; the next try_recv reconnects. Anything sent in
@@ -193,10 +223,11 @@ async fn listen(url: String, tx: Arc<watch::Sender<u64>>) {
                     tracing::warn!(
                         "cluster changes: connection to the database lost; reconnecting"
                     );
-                    bump(&tx);
+                    bump(tx);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "cluster changes: listening failed; reconnecting");
+                    up(false);
                     lost = true;
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     break;

@@ -122,7 +122,7 @@ pub struct Db {
     pub(crate) url: String,
     /// The change feed's sender, once [`Db::changes`] started it.
     pub(crate) feed:
-        std::sync::Arc<std::sync::OnceLock<std::sync::Arc<tokio::sync::watch::Sender<u64>>>>,
+        std::sync::Arc<std::sync::OnceLock<std::sync::Arc<crate::changes::FeedSender>>>,
 }
 
 /// SQLite result codes that mean the disk is full: SQLITE_FULL, and

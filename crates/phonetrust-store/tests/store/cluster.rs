@@ -205,6 +205,12 @@ async fn changes_made_elsewhere_are_announced_on_postgresql() {
     use phonetrust_store::db::Backend;
     let (_d, db) = db("changes").await;
     let mut feed = db.changes();
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_secs(20), feed.listening())
+            .await
+            .unwrap_or(false),
+        "the feed listens"
+    );
     let other = phonetrust_store::Db::open(db.url()).await.unwrap();
     assert!(other.insert_node(&node("pub", "publisher")).await.unwrap());
     let wait = |feed: &mut phonetrust_store::changes::ChangeFeed, secs| {
