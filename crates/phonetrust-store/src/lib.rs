@@ -13,17 +13,21 @@
 //! - [`cluster`]: the cluster's nodes and their published certificates.
 //! - [`changes`]: change notification between nodes (PostgreSQL `LISTEN/NOTIFY`).
 //! - [`authfail`]: CAPF authentication failures, kept across restarts.
+//! - [`audit`]: the audit log of changes; [`downloads`]: what each phone last downloaded
+//!   (ITL, CTL, config), and the certificate monitor's one notice per day.
 //! - [`transfer`]: a whole store copied into another database, with counts and digests.
 //! - [`model`]: the records, as plain data.
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod authfail;
 pub mod changes;
 pub mod cluster;
 pub mod ctlfile;
 pub mod db;
 pub mod devices;
+pub mod downloads;
 pub mod groups;
 pub mod identity;
 pub mod import;

@@ -19,7 +19,7 @@ use crate::db::{Db, db_err};
 
 /// Every table of the store, parents before children (foreign keys). A test checks that
 /// this lists exactly the tables the migrations create.
-pub const TABLES: [&str; 13] = [
+pub const TABLES: [&str; 16] = [
     "processconfig",
     "securityprofile",
     "device",
@@ -33,6 +33,9 @@ pub const TABLES: [&str; 13] = [
     "cm_group",
     "device_pool",
     "device_placement",
+    "audit_log",
+    "download_log",
+    "cert_notice",
 ];
 
 /// Rows inserted per statement (PostgreSQL takes at most 65,535 parameters).

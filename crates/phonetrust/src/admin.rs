@@ -201,6 +201,20 @@ pub(crate) enum ShowCmd {
         #[arg(value_parser = ["cluster"])]
         what: String,
     },
+    /// The audit log: every change made on the cluster (who, when, on which node, what,
+    /// and how it ended), oldest first.
+    Audit {
+        /// Only entries since this time: a date and time (2026-12-01T10:00Z) or a span
+        /// back from now (30m, 24h, 7d).
+        #[arg(long, value_parser = crate::audit::parse_since)]
+        since: Option<i64>,
+        /// At most this many entries (the newest).
+        #[arg(long, default_value_t = 200)]
+        limit: u32,
+        /// Comma-separated values (header line first) instead of a table.
+        #[arg(long)]
+        csv: bool,
+    },
 }
 
 /// `phonetrust show cert ...`
@@ -405,6 +419,9 @@ pub(crate) async fn show(node: &Node, cmd: ShowCmd) -> Result<ExitCode> {
         ShowCmd::Itl { node: of } => return crate::utils::show_itl(node, of).await,
         ShowCmd::Ctl => return crate::utils::show_ctl(node).await,
         ShowCmd::Network { .. } => return crate::cluster::show(node).await,
+        ShowCmd::Audit { since, limit, csv } => {
+            return crate::audit::show(node, since, limit, csv).await;
+        }
         ShowCmd::Cert(ShowCertCmd::List { which, store }) => {
             if which == "own" {
                 print_list(&identity::load(dir)?);

@@ -10,6 +10,7 @@
 #[macro_use]
 mod output;
 mod admin;
+mod audit;
 mod bench;
 mod bench_capf;
 mod bench_cluster;
@@ -35,7 +36,7 @@ mod utils;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Security services for IP-phone fleets: CAPF, ITL/CTL trust lists, TVS, signed and
 /// encrypted provisioning.
@@ -155,11 +156,20 @@ fn serve_runtime<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let path = audit::command_path(&matches);
     init_logging(cli.global.verbose, matches!(cli.command, Command::Serve(_)));
     tracing::debug!(data = %cli.global.data.display(), "starting");
-    let result =
-        config::Settings::resolve(&cli.global).and_then(|s| run(node::Node::new(s), cli.command));
+    let result = config::Settings::resolve(&cli.global).and_then(|s| {
+        let node = node::Node::new(s);
+        let r = run(node.clone(), cli.command);
+        if audit::is_change(&path) {
+            let args: Vec<String> = std::env::args().skip(1).collect();
+            audit::record(&node, &path, &args, &r);
+        }
+        r
+    });
     match result {
         Ok(code) => code,
         Err(e) => {

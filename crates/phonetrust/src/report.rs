@@ -35,7 +35,7 @@ const HEADER: [&str; 9] = [
 ];
 
 /// One CSV field, quoted when it needs to be.
-fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {

@@ -4456,3 +4456,76 @@ fn a_single_node_grows_into_a_cluster_on_postgresql() {
     let o = pt(&d, &["cluster", "migrate", "--to", &url, "-y"]);
     assert_one_line_error(&o, "this node's database is PostgreSQL already");
 }
+
+/// Every change made through the CLI is in the audit log (who, node, what, result),
+/// secrets masked; reads are not; `--since` and `--csv` work.
+#[test]
+fn every_change_is_in_the_audit_log() {
+    let d = tmp("audit");
+    init_node(d.path());
+    let ok = |args: &[&str]| {
+        let o = pt(d.path(), args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        o
+    };
+    ok(&["phone", "add", "SEP001122334455", "--model", "8845"]);
+    let dup = pt(
+        d.path(),
+        &["phone", "add", "SEP001122334455", "--model", "8845"],
+    );
+    assert!(!dup.status.success());
+    ok(&[
+        "phone",
+        "capf",
+        "SEP001122334455",
+        "--operation",
+        "install",
+        "--auth",
+        "auth-string",
+        "--auth-string",
+        "246810",
+    ]);
+    ok(&["phone", "list"]);
+    ok(&["show", "itl"]);
+    let o = ok(&["show", "audit"]);
+    let out = stdout(&o);
+    let changes: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("phone ") || l.contains("init"))
+        .collect();
+    assert_eq!(changes.len(), 4, "init, add, failed add, capf: {out}");
+    assert!(
+        changes[0].contains("init") && changes[0].contains("ok"),
+        "{out}"
+    );
+    assert!(
+        changes[2].contains("phone add") && changes[2].contains("failed"),
+        "{out}"
+    );
+    assert!(changes[3].contains("--auth-string ****"), "{out}");
+    assert!(!out.contains("246810"), "the secret is not recorded: {out}");
+    assert!(
+        !out.contains("phone list") && !out.contains("show itl"),
+        "{out}"
+    );
+    let who = std::env::var("LOGNAME")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_default();
+    if !who.is_empty() {
+        assert!(changes[1].contains(&who), "the account is named: {out}");
+    }
+    assert!(changes[1].contains("pub.example.test"), "the node: {out}");
+    // --since: a span back from now keeps them, a time in the future none.
+    assert!(stdout(&ok(&["show", "audit", "--since", "1h"])).contains("phone capf"));
+    assert!(
+        stdout(&ok(&["show", "audit", "--since", "2099-01-01"])).contains("No changes recorded")
+    );
+    let csv = stdout(&ok(&["show", "audit", "--csv"]));
+    assert!(
+        csv.starts_with("time,actor,node,action,arguments,result\n"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    let bad = pt(d.path(), &["show", "audit", "--since", "7w"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+}

@@ -48,7 +48,7 @@ fn phone(name: &str) -> NewDevice {
 #[tokio::test]
 async fn fresh_database_has_schema_defaults_and_seed_queries() {
     let (_d, db) = db("fresh").await;
-    assert_eq!(db.schema_version().await.unwrap(), 7);
+    assert_eq!(db.schema_version().await.unwrap(), 8);
     assert_eq!(db.param("ClusterSecurityMode").await.unwrap(), 0);
     assert_eq!(db.param("CAPF Phone Port").await.unwrap(), 3804);
     assert_eq!(db.param("CapfOperationExpiresInDays").await.unwrap(), 10);
@@ -1035,4 +1035,94 @@ async fn auth_failures_keep_the_newest_count() {
     assert_eq!(got, vec![f("ip:192.0.2.9", 1, NOW + 1200, 0)]);
     db.clear_auth_failure("ip:192.0.2.9").await.unwrap();
     assert!(db.auth_failures(0).await.unwrap().is_empty());
+}
+
+/// The audit log keeps entries in order, filters by time, keeps the newest at a limit.
+#[tokio::test]
+async fn audit_log_in_order_since_and_limited() {
+    use phonetrust_store::audit::AuditEntry;
+    let (_d, db) = db("audit").await;
+    let e = |at_ms, action: &str, result: &str| AuditEntry {
+        at_ms,
+        actor: "alice".into(),
+        node: "pub".into(),
+        action: action.into(),
+        detail: "--force".into(),
+        result: result.into(),
+    };
+    db.audit(&e(1_000, "set cert regen", "ok")).await.unwrap();
+    db.audit(&e(2_000, "phone delete", "refused: no such phone"))
+        .await
+        .unwrap();
+    db.audit(&e(3_000, "phone add", "ok")).await.unwrap();
+    let all = db.audit_since(0, 100).await.unwrap();
+    let actions: Vec<_> = all.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(actions, ["set cert regen", "phone delete", "phone add"]);
+    assert_eq!(all[1].result, "refused: no such phone");
+    assert_eq!(all[0].actor, "alice");
+    let since = db.audit_since(2_000, 100).await.unwrap();
+    assert_eq!(since.len(), 2);
+    let newest = db.audit_since(0, 1).await.unwrap();
+    assert_eq!(newest.len(), 1);
+    assert_eq!(newest[0].action, "phone add");
+    // A very long detail is kept cut, not refused.
+    let mut long = e(4_000, "phone import", "ok");
+    long.detail = "x".repeat(10_000);
+    db.audit(&long).await.unwrap();
+    let last = db.audit_since(4_000, 10).await.unwrap();
+    assert_eq!(last[0].detail.len(), phonetrust_store::audit::MAX_DETAIL);
+}
+
+/// Downloads: one record per phone and kind, the newest wins, unknown names are not
+/// recorded, deleting the phone deletes its records; a certificate notice is claimed once
+/// per day.
+#[tokio::test]
+async fn downloads_recorded_per_phone_and_kind() {
+    use phonetrust_store::downloads::{Download, DownloadKind};
+    let (_d, db) = db("downloads").await;
+    db.add_devices(&[phone("SEP001122334455"), phone("SEP001122334466")], 0)
+        .await
+        .unwrap();
+    let d = |dev: &str, kind, sha: &str, at| Download {
+        device: dev.into(),
+        kind,
+        file: format!("ITL{dev}.tlv"),
+        sha256: sha.into(),
+        node: "pub".into(),
+        protocol: "tftp".into(),
+        at,
+    };
+    // 450 records in one call: more than one statement's worth, most for unknown phones.
+    let mut batch: Vec<Download> = (0..448)
+        .map(|i| d(&format!("SEP{i:012X}"), DownloadKind::Itl, "00", 5))
+        .collect();
+    batch.push(d("SEP001122334455", DownloadKind::Itl, "aa", 10));
+    batch.push(d("SEP001122334455", DownloadKind::Config, "cc", 10));
+    db.record_downloads(&batch).await.unwrap();
+    db.record_downloads(&[
+        d("SEP001122334455", DownloadKind::Itl, "bb", 20),
+        d("SEP001122334466", DownloadKind::Itl, "dd", 20),
+    ])
+    .await
+    .unwrap();
+    // An older record arriving late does not replace a newer one.
+    db.record_downloads(&[d("SEP001122334466", DownloadKind::Itl, "old", 15)])
+        .await
+        .unwrap();
+    let itl = db.downloads(DownloadKind::Itl).await.unwrap();
+    let got: Vec<_> = itl
+        .iter()
+        .map(|x| (x.device.as_str(), x.sha256.as_str(), x.at))
+        .collect();
+    assert_eq!(
+        got,
+        [("SEP001122334455", "bb", 20), ("SEP001122334466", "dd", 20)]
+    );
+    assert_eq!(db.downloads_of("SEP001122334455").await.unwrap().len(), 2);
+    db.delete_device("SEP001122334455").await.unwrap();
+    assert!(db.downloads_of("SEP001122334455").await.unwrap().is_empty());
+
+    assert!(db.claim_cert_notice("abcd", 100).await.unwrap());
+    assert!(!db.claim_cert_notice("abcd", 100).await.unwrap());
+    assert!(db.claim_cert_notice("abcd", 101).await.unwrap());
 }
