@@ -138,13 +138,7 @@ pub fn build_itl_in(
     peers: &ClusterPeers,
     timestamp: u32,
 ) -> Result<Vec<u8>, String> {
-    let signer = id
-        .get(if signs_with_recovery(id, recovery_signed, peers) {
-            OwnCert::ItlRecovery
-        } else {
-            OwnCert::CallManager
-        })
-        .ok_or("the identity has no signer certificate")?;
+    let signer = itl_signer_in(id, recovery_signed, peers)?;
     let records = itl_records_in(id, recovery_signed, peers)?;
     let p = TrustListParams::new("ITLFile.tlv", HashAlg::Sha1, timestamp);
     let f = trustlist::build(&p, signer, &records).map_err(|e| e.to_string())?;
@@ -156,6 +150,21 @@ pub fn build_itl_in(
         ));
     }
     Ok(f)
+}
+
+/// The certificate and key that sign this node's ITL: its CallManager certificate, or
+/// ITLRecovery when the ITL is recovery-signed.
+pub fn itl_signer_in<'a>(
+    id: &'a Identity,
+    recovery_signed: bool,
+    peers: &ClusterPeers,
+) -> Result<&'a phonetrust_proto::cert::CertAndKey, String> {
+    id.get(if signs_with_recovery(id, recovery_signed, peers) {
+        OwnCert::ItlRecovery
+    } else {
+        OwnCert::CallManager
+    })
+    .ok_or_else(|| "the identity has no signer certificate".to_string())
 }
 
 /// Version of the ITL layout: part of every source fingerprint, so that a new layout
@@ -235,7 +244,12 @@ pub async fn served_itl(
         Err(e) => return Err(e.to_string()),
     };
     let bytes = build_itl_in(id, recovery_signed, &peers, now)?;
-    db.store_itl(node, &bytes, &source, i64::from(now), damaged)
+    let signer = itl_signer_in(id, recovery_signed, &peers)?
+        .cert
+        .digest(openssl::hash::MessageDigest::sha256())
+        .map_err(|e| e.to_string())?;
+    let signer = phonetrust_proto::codec::hex(&signer);
+    db.store_itl(node, &bytes, &source, &signer, i64::from(now), damaged)
         .await
         .map_err(|e| e.to_string())
 }

@@ -21,7 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::ServiceError;
 use crate::guard::WriteStall;
 use crate::limits::{Limiter, Throttle};
-use crate::provision::{Content, NotServed};
+use crate::provision::{Content, NotServed, Via};
 use crate::tftp::FileSource;
 
 /// "File not found" lines: at most one a second, each with the count it stands for.
@@ -64,7 +64,7 @@ async fn get<S: FileSource>(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
 ) -> Response {
-    match source.open(&name, peer).await {
+    match source.open(&name, peer, Via::Http).await {
         Ok(content) => {
             tracing::debug!(%peer, file = name, bytes = content.len(), "HTTP GET");
             let len = content.len();

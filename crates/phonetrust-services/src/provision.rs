@@ -14,6 +14,11 @@
 //! Content is generated from the store and cached: the ITL until what it lists changes, a
 //! signed or encrypted config until the XML it carries (or the phone's certificate)
 //! changes. A background refresh (every second) notices changes other processes make.
+//!
+//! What each known phone downloads by its own name (`ITLSEP<MAC>.tlv`, `CTLSEP<MAC>.tlv`,
+//! its config) is noted in memory — checksum, node, protocol, time; the newest per phone
+//! and kind, at most [`MAX_PENDING_DOWNLOADS`] — and written to the store in one batch by
+//! the background refresh ([`phonetrust_store::downloads`]; `show itl status`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +33,7 @@ use phonetrust_proto::enccnf::{self, PartialConfig};
 use phonetrust_proto::rand::OsRandom;
 use phonetrust_proto::tlv::HashAlg;
 use phonetrust_store::Db;
+use phonetrust_store::downloads::{Download, DownloadKind};
 use phonetrust_store::identity::{self, Identity};
 use phonetrust_store::layout::DataDir;
 use phonetrust_store::model::{AuthMode, DeviceCertKind, SecurityMode, SecurityProfile};
@@ -41,6 +47,33 @@ static STALE_LOG: crate::limits::Throttle = crate::limits::Throttle::new(Duratio
 
 /// Most signed configs kept in the cache.
 const MAX_CACHED_CONFIGS: usize = 50_000;
+
+/// Most download records held between two writes (one per phone and kind; beyond it,
+/// records are dropped and counted in the log until the next write).
+pub const MAX_PENDING_DOWNLOADS: usize = 200_000;
+
+/// The protocol a file was asked for over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Via {
+    /// TFTP (port 69).
+    Tftp,
+    /// HTTP (port 6970).
+    Http,
+    /// HTTPS (port 6971).
+    Https,
+}
+
+impl Via {
+    /// As recorded.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tftp => "tftp",
+            Self::Http => "http",
+            Self::Https => "https",
+        }
+    }
+}
 
 /// Why a name is not served. Phones only ever see "File not found"; the reason goes to
 /// the log.
@@ -151,6 +184,14 @@ pub struct Provisioning {
     cfg: ProvisionConfig,
     snap: RwLock<Snapshot>,
     configs: std::sync::Mutex<HashMap<String, Cached>>,
+    downloads: std::sync::Mutex<Pending>,
+}
+
+/// Download records not yet written.
+#[derive(Default)]
+struct Pending {
+    records: HashMap<(String, DownloadKind), Download>,
+    dropped: u64,
 }
 
 /// What a requested name means.
@@ -239,6 +280,7 @@ impl Provisioning {
             cfg,
             snap: RwLock::new(snap),
             configs: std::sync::Mutex::new(HashMap::new()),
+            downloads: std::sync::Mutex::new(Pending::default()),
         }))
     }
 
@@ -253,6 +295,7 @@ impl Provisioning {
                 _ = tokio::time::sleep(self.cfg.refresh) => {}
                 _ = feed.changed() => {}
             }
+            self.flush_downloads().await;
             match self.refresh(false).await {
                 Ok(true) => {
                     tokio::spawn(self.clone().warm());
@@ -362,6 +405,89 @@ impl Provisioning {
         c.into_bytes()
             .await
             .map_err(|e| NotServed::NotFound(format!("{name}: {e}")))
+    }
+
+    /// [`serve`](Self::serve) `name` to a phone over `via`, noting what a known phone got
+    /// by its own name (written by [`flush_downloads`](Self::flush_downloads)).
+    pub async fn serve_via(&self, name: &str, via: Via) -> Result<Content, NotServed> {
+        let c = self.serve(name).await?;
+        if let Content::Bytes(b) = &c {
+            let (kind, device) = classify(name);
+            let kind = match kind {
+                Kind::Itl => Some(DownloadKind::Itl),
+                Kind::Ctl => Some(DownloadKind::Ctl),
+                Kind::Config | Kind::SignedConfig | Kind::EncryptedConfig => {
+                    Some(DownloadKind::Config)
+                }
+                Kind::Static => None,
+            };
+            if let (Some(kind), Some(device)) = (kind, device) {
+                self.note_download(name, kind, device, b, via).await;
+            }
+        }
+        Ok(c)
+    }
+
+    async fn note_download(
+        &self,
+        name: &str,
+        kind: DownloadKind,
+        device: String,
+        bytes: &[u8],
+        via: Via,
+    ) {
+        let node = self.snap.read().await.host.clone();
+        let d = Download {
+            device: device.clone(),
+            kind,
+            file: name.to_string(),
+            sha256: phonetrust_proto::codec::hex(&openssl::sha::sha256(bytes)),
+            node,
+            protocol: via.as_str().to_string(),
+            at: unix_now() as i64,
+        };
+        let mut p = self.downloads.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (device, kind);
+        if p.records.len() >= MAX_PENDING_DOWNLOADS && !p.records.contains_key(&key) {
+            p.dropped += 1;
+            return;
+        }
+        p.records.insert(key, d);
+    }
+
+    /// Write the download records noted since the last write, in one transaction. When
+    /// the store cannot be written they are kept for the next try (within the bound).
+    pub async fn flush_downloads(&self) {
+        let (batch, dropped) = {
+            let mut p = self.downloads.lock().unwrap_or_else(|e| e.into_inner());
+            if p.records.is_empty() && p.dropped == 0 {
+                return;
+            }
+            (
+                std::mem::take(&mut p.records),
+                std::mem::take(&mut p.dropped),
+            )
+        };
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                limit = MAX_PENDING_DOWNLOADS,
+                "provisioning: download records dropped (too many phones between two writes)"
+            );
+        }
+        let list: Vec<Download> = batch.values().cloned().collect();
+        if let Err(e) = self.db.record_downloads(&list).await {
+            tracing::warn!(error = %e, records = list.len(), "provisioning: download records not written; retrying");
+            let mut p = self.downloads.lock().unwrap_or_else(|e| e.into_inner());
+            for (k, v) in batch {
+                if p.records.len() >= MAX_PENDING_DOWNLOADS {
+                    p.dropped += 1;
+                    continue;
+                }
+                // A newer record noted meanwhile wins.
+                p.records.entry(k).or_insert(v);
+            }
+        }
     }
 
     /// What is served as `name`: generated bytes, or an opened static file.

@@ -24,21 +24,22 @@ use tokio::net::UdpSocket;
 
 use crate::ServiceError;
 use crate::limits::{Admission, Busy, Limiter, Throttle};
-use crate::provision::{Content, NotServed, Provisioning};
+use crate::provision::{Content, NotServed, Provisioning, Via};
 
 /// What the TFTP and HTTP shells serve from: content by name.
 pub trait FileSource: Send + Sync + 'static {
-    /// The file named `name`, asked for by `peer`.
+    /// The file named `name`, asked for by `peer` over `via`.
     fn open(
         &self,
         name: &str,
         peer: SocketAddr,
+        via: Via,
     ) -> impl std::future::Future<Output = Result<Content, NotServed>> + Send;
 }
 
 impl FileSource for Provisioning {
-    async fn open(&self, name: &str, _peer: SocketAddr) -> Result<Content, NotServed> {
-        Provisioning::serve(self, name).await
+    async fn open(&self, name: &str, _peer: SocketAddr, via: Via) -> Result<Content, NotServed> {
+        Provisioning::serve_via(self, name, via).await
     }
 }
 
@@ -211,8 +212,11 @@ async fn transfer<S: FileSource>(
     let cfg = &shared.cfg;
     let name = req.name.clone();
     // The lookup (database, disk) has its own deadline.
-    let content = match tokio::time::timeout(cfg.lookup_deadline, shared.source.open(&name, peer))
-        .await
+    let content = match tokio::time::timeout(
+        cfg.lookup_deadline,
+        shared.source.open(&name, peer, Via::Tftp),
+    )
+    .await
     {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(NotServed::NotFound(why))) => {

@@ -32,3 +32,8 @@ CREATE TABLE cert_notice (
     day   BIGINT NOT NULL,                     -- unix day
     PRIMARY KEY (cert, day)
 );
+
+-- The certificate that signs each node's ITL (SHA-256 of its DER) and since when: phones
+-- whose last ITL is older than that were not seen since the signer changed.
+ALTER TABLE itlfile ADD COLUMN signer TEXT NOT NULL DEFAULT '';
+ALTER TABLE itlfile ADD COLUMN signer_since BIGINT NOT NULL DEFAULT 0;

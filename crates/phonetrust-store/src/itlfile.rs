@@ -28,6 +28,10 @@ pub struct StoredItl {
     pub source: String,
     /// When it was stored (Unix seconds).
     pub updated_at: i64,
+    /// SHA-256 of the signer certificate's DER (empty: stored before this was kept).
+    pub signer: String,
+    /// Since when that certificate signs this node's ITL (Unix seconds).
+    pub signer_since: i64,
 }
 
 fn decode(node: &str, content: &str) -> Result<Vec<u8>, StoreError> {
@@ -42,7 +46,7 @@ impl Db {
     /// The ITL stored for `node`, if any.
     pub async fn itl(&self, node: &str) -> Result<Option<StoredItl>, StoreError> {
         let row =
-            sqlx::query("SELECT content, sha256, source, updated_at FROM itlfile WHERE node = $1")
+            sqlx::query("SELECT content, sha256, source, updated_at, signer, signer_since FROM itlfile WHERE node = $1")
                 .bind(node)
                 .fetch_optional(&self.pool)
                 .await
@@ -55,6 +59,8 @@ impl Db {
             sha256: r.try_get(1).map_err(db_err)?,
             source: r.try_get(2).map_err(db_err)?,
             updated_at: r.try_get(3).map_err(db_err)?,
+            signer: r.try_get(4).map_err(db_err)?,
+            signer_since: r.try_get(5).map_err(db_err)?,
         }))
     }
 
@@ -84,6 +90,7 @@ impl Db {
         node: &str,
         bytes: &[u8],
         source: &str,
+        signer: &str,
         now: i64,
         replace: bool,
     ) -> Result<StoredItl, StoreError> {
@@ -96,9 +103,10 @@ impl Db {
         let sha = openssl::hash::hash(openssl::hash::MessageDigest::sha256(), bytes)?;
         let mut tx = self.begin().await?;
         sqlx::query(
-            "INSERT INTO itlfile (node, content, sha256, source, updated_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (node) DO UPDATE \
-             SET content = $2, sha256 = $3, source = $4, updated_at = $5 \
+            "INSERT INTO itlfile (node, content, sha256, source, updated_at, signer, signer_since) \
+             VALUES ($1, $2, $3, $4, $5, $7, $5) ON CONFLICT (node) DO UPDATE \
+             SET content = $2, sha256 = $3, source = $4, updated_at = $5, signer = $7, \
+                 signer_since = CASE WHEN itlfile.signer = $7 THEN itlfile.signer_since ELSE $5 END \
              WHERE itlfile.source <> $4 OR $6 = 1",
         )
         .bind(node)
@@ -107,6 +115,7 @@ impl Db {
         .bind(source)
         .bind(now)
         .bind(i64::from(replace))
+        .bind(signer)
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;

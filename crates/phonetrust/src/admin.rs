@@ -191,6 +191,9 @@ pub(crate) enum ShowCmd {
         /// Another TFTP node of the cluster (host name): the ITL it serves.
         #[arg(long)]
         node: Option<String>,
+        /// `status`: which phones hold their node's current ITL.
+        #[command(subcommand)]
+        what: Option<ShowItlCmd>,
     },
     /// The CTL this node serves (`show ctl`), or "CTL File not found".
     Ctl,
@@ -211,6 +214,22 @@ pub(crate) enum ShowCmd {
         /// At most this many entries (the newest).
         #[arg(long, default_value_t = 200)]
         limit: u32,
+        /// Comma-separated values (header line first) instead of a table.
+        #[arg(long)]
+        csv: bool,
+    },
+}
+
+/// `phonetrust show itl ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum ShowItlCmd {
+    /// The ITL file status of the phones: those on an outdated ITL, those not seen since
+    /// their node's ITL signer changed, those that never fetched one (from what each
+    /// phone last downloaded as ITLSEP<MAC>.tlv: checksum, node, protocol, time).
+    Status {
+        /// List the phones on the current ITL too.
+        #[arg(long)]
+        all: bool,
         /// Comma-separated values (header line first) instead of a table.
         #[arg(long)]
         csv: bool,
@@ -416,7 +435,11 @@ fn write_cert(cert: &openssl::x509::X509Ref, pem: bool) -> Result<()> {
 pub(crate) async fn show(node: &Node, cmd: ShowCmd) -> Result<ExitCode> {
     let dir = &node.data;
     match cmd {
-        ShowCmd::Itl { node: of } => return crate::utils::show_itl(node, of).await,
+        ShowCmd::Itl {
+            what: Some(ShowItlCmd::Status { all, csv }),
+            ..
+        } => return crate::utils::show_itl_status(node, all, csv).await,
+        ShowCmd::Itl { node: of, .. } => return crate::utils::show_itl(node, of).await,
         ShowCmd::Ctl => return crate::utils::show_ctl(node).await,
         ShowCmd::Network { .. } => return crate::cluster::show(node).await,
         ShowCmd::Audit { since, limit, csv } => {

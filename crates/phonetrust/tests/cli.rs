@@ -4529,3 +4529,83 @@ fn every_change_is_in_the_audit_log() {
     let bad = pt(d.path(), &["show", "audit", "--since", "7w"]);
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
 }
+
+/// `show itl status` from what phones downloaded: never fetched, current, outdated after
+/// the ITL's content changed, not seen since the signer changed, current again after
+/// the phone took the new ITL (through TVS); each phone's download recorded with node,
+/// protocol, checksum.
+#[test]
+fn show_itl_status_follows_what_phones_downloaded() {
+    let c = Cluster::start("itl-status");
+    let o = pt(
+        &c.d,
+        &["phone", "add", "SEP001122334477", "--model", "8845"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for mac in ["001122334455", "001122334466"] {
+        let (ok, out) = c.boot(mac, &[]);
+        assert!(ok, "{out}");
+    }
+    // Records are written by serve within a second or two.
+    let status = |args: &[&str]| {
+        let mut a = vec!["show", "itl", "status"];
+        a.extend_from_slice(args);
+        let o = pt(&c.d, &a);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o)
+    };
+    let wait_for = |needle: &str| -> String {
+        let start = std::time::Instant::now();
+        loop {
+            let s = status(&[]);
+            if s.contains(needle) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(20),
+                "{needle}: {s}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    let s = wait_for("current:                             2");
+    assert!(s.contains("never fetched an ITL:                1"), "{s}");
+    assert!(s.contains("SEP001122334477"), "{s}");
+    assert!(
+        !s.contains("SEP001122334455"),
+        "current phones are not listed: {s}"
+    );
+    let all = status(&["--all", "--csv"]);
+    let line = all
+        .lines()
+        .find(|l| l.starts_with("SEP001122334455,"))
+        .unwrap_or_else(|| panic!("{all}"));
+    let f: Vec<&str> = line.split(',').collect();
+    assert_eq!(f[1], "current", "{line}");
+    assert_eq!(f[2], "pub.example.test", "{line}");
+    assert_eq!(f[3], "http", "{line}");
+    assert_eq!(f[5], f[6], "{line}");
+    assert_eq!(f[5].len(), 64, "{line}");
+    // What the ITL lists changes (TVS regenerated): both phones are on an outdated ITL.
+    let o = pt(&c.d, &["set", "cert", "regen", "TVS", "-y"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    c.settle();
+    let s = status(&[]);
+    assert!(s.contains("outdated ITL:                        2"), "{s}");
+    // One phone takes the new ITL (same signer): current again.
+    let (ok, out) = c.boot("001122334455", &[]);
+    assert!(ok, "{out}");
+    let s = wait_for("current:                             1");
+    assert!(s.contains("outdated ITL:                        1"), "{s}");
+    // The signer changes (CallManager regenerated): not seen since.
+    let o = pt(&c.d, &["set", "cert", "regen", "CallManager", "-y"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    c.settle();
+    let s = status(&[]);
+    assert!(s.contains("not seen since the signer changed:   2"), "{s}");
+    // One phone boots again and takes the new ITL through TVS: current.
+    let (ok, out) = c.boot("001122334455", &[]);
+    assert!(ok, "{out}");
+    let s = wait_for("current:                             1");
+    assert!(s.contains("not seen since the signer changed:   1"), "{s}");
+}
