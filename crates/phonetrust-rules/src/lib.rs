@@ -3,6 +3,7 @@
 //! - [`trustlists`]: which certificates the node's ITL lists, and its signer;
 //! - [`cluster`]: node names, roles and services, liveness, when a node may be removed;
 //! - [`groups`]: call manager groups and device pools (which nodes each phone is told);
+//! - [`monitor`]: the certificate monitor (what is reported, what a notice says, once a day);
 //! - [`itlstatus`]: which phones hold their node's current ITL, an outdated one, or none;
 //! - [`ctl`]: what the cluster's CTL holds (tokenless, recovery-signed, hardware tokens);
 //! - [`fdbudget`]: how `serve` divides its file descriptors between the services;
@@ -30,6 +31,7 @@ pub mod ctl;
 pub mod fdbudget;
 pub mod groups;
 pub mod itlstatus;
+pub mod monitor;
 pub mod names;
 pub mod ports;
 pub mod trustlists;

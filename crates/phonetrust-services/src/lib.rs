@@ -8,6 +8,8 @@
 //! - [`limits`]: caps per service and per address, and summarised refusal logs.
 //! - [`tvs`]: the TVS server (is this certificate trusted, and for which roles).
 //! - [`token`]: hardware security tokens (PKCS#11) that sign the CTL.
+//! - [`monitor`]: the certificate monitor's hourly check; [`notify`]: its targets (a
+//!   webhook, e-mail over SMTP with STARTTLS).
 
 #![forbid(unsafe_code)]
 
@@ -15,6 +17,8 @@ pub mod capf;
 pub mod guard;
 pub mod http;
 pub mod limits;
+pub mod monitor;
+pub mod notify;
 pub mod provision;
 pub mod tftp;
 pub mod token;

@@ -752,9 +752,22 @@ impl Db {
 
     /// Every phone's LSC, by phone name.
     pub async fn lscs(&self) -> Result<Vec<(String, DeviceCert)>, StoreError> {
+        self.device_certs_of(DeviceCertKind::Lsc).await
+    }
+
+    /// Every MIC CAPF has seen, by phone name.
+    pub async fn mics(&self) -> Result<Vec<(String, DeviceCert)>, StoreError> {
+        self.device_certs_of(DeviceCertKind::Mic).await
+    }
+
+    async fn device_certs_of(
+        &self,
+        kind: DeviceCertKind,
+    ) -> Result<Vec<(String, DeviceCert)>, StoreError> {
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT device, {CERT_COLUMNS} FROM devicecert WHERE kind = 'LSC' ORDER BY device"
+            "SELECT device, {CERT_COLUMNS} FROM devicecert WHERE kind = $1 ORDER BY device"
         )))
+        .bind(kind.as_str())
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;

@@ -174,6 +174,20 @@ impl Db {
     }
 }
 
+impl Db {
+    /// Give back a claim of [`claim_cert_notice`](Db::claim_cert_notice) (sending failed:
+    /// the next check tries again).
+    pub async fn release_cert_notice(&self, cert: &str, day: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM cert_notice WHERE cert = $1 AND day = $2")
+            .bind(cert)
+            .bind(day)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+}
+
 fn row(r: &sqlx::any::AnyRow) -> Result<Download, StoreError> {
     let kind: String = r.try_get(1).map_err(db_err)?;
     Ok(Download {

@@ -483,8 +483,10 @@ pub async fn rollover(data: &DataDir, db: &Db) -> Result<Vec<CapfGeneration>, St
 /// One line of the expiry report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Expiring {
-    /// `own`, the trust store name, or `LSC`.
+    /// `own`, the trust store name, `LSC` or `MIC`.
     pub kind: String,
+    /// SHA-256 of the certificate's DER, lower-case hex (what a notification is kept by).
+    pub sha256: String,
     /// Certificate or phone name.
     pub name: String,
     /// Subject.
@@ -496,10 +498,10 @@ pub struct Expiring {
     pub note: Option<String>,
 }
 
-/// Every own certificate, trust certificate and phone LSC that expires before
-/// `now + days`, and every LSC that no longer chains to the current CAPF certificate
-/// (issued by one since regenerated or replaced: the phone must get a new one), soonest
-/// first.
+/// Every own certificate, trust certificate, phone LSC and MIC CAPF has seen that
+/// expires before `now + days`, and every LSC that no longer chains to the current CAPF
+/// certificate (issued by one since regenerated or replaced: the phone must get a new
+/// one), soonest first.
 pub async fn expiring(
     data: &DataDir,
     db: &Db,
@@ -513,6 +515,7 @@ pub async fn expiring(
         if t < limit {
             out.push(Expiring {
                 kind: "own".into(),
+                sha256: sha256_hex(&ck.cert)?,
                 name: which.name().into(),
                 subject: display_name(ck.cert.subject_name()),
                 not_after: t,
@@ -524,6 +527,7 @@ pub async fn expiring(
         if c.not_after < limit {
             out.push(Expiring {
                 kind: c.store.as_str().into(),
+                sha256: c.fingerprint.to_ascii_lowercase(),
                 name: c.name,
                 subject: c.subject,
                 not_after: c.not_after,
@@ -534,8 +538,9 @@ pub async fn expiring(
     let id = identity::load(data)?;
     let capf_key = id.get(OwnCert::Capf).and_then(|c| c.cert.public_key().ok());
     for (name, c) in db.lscs().await? {
-        let chains = match (&capf_key, X509::from_pem(c.pem.as_bytes())) {
-            (Some(k), Ok(x)) => x.verify(k).unwrap_or(false),
+        let x = X509::from_pem(c.pem.as_bytes()).ok();
+        let chains = match (&capf_key, &x) {
+            (Some(k), Some(x)) => x.verify(k).unwrap_or(false),
             _ => false,
         };
         if c.not_after >= limit && chains {
@@ -543,6 +548,10 @@ pub async fn expiring(
         }
         out.push(Expiring {
             kind: "LSC".into(),
+            sha256: match &x {
+                Some(x) => sha256_hex(x)?,
+                None => format!("md5:{}", c.md5),
+            },
             name: name.clone(),
             subject: c.subject,
             not_after: c.not_after,
@@ -554,6 +563,30 @@ pub async fn expiring(
             }),
         });
     }
+    for (name, c) in db.mics().await? {
+        if c.not_after >= limit {
+            continue;
+        }
+        let sha256 = match X509::from_pem(c.pem.as_bytes()) {
+            Ok(x) => sha256_hex(&x)?,
+            Err(_) => format!("md5:{}", c.md5),
+        };
+        out.push(Expiring {
+            kind: "MIC".into(),
+            sha256,
+            name,
+            subject: c.subject,
+            not_after: c.not_after,
+            note: None,
+        });
+    }
     out.sort_by(|a, b| a.not_after.cmp(&b.not_after).then(a.name.cmp(&b.name)));
     Ok(out)
+}
+
+fn sha256_hex(c: &openssl::x509::X509Ref) -> Result<String, StoreError> {
+    let d = c
+        .digest(openssl::hash::MessageDigest::sha256())
+        .map_err(|e| StoreError::Db(e.to_string()))?;
+    Ok(phonetrust_proto::codec::hex(&d))
 }

@@ -4,7 +4,8 @@
 //!   independent implementations; every key is a throw-away test key);
 //! - [`tempdir`]: a fresh temporary directory, removed when dropped;
 //! - [`FreshNode`]: a node in a temporary directory (identity files and database);
-//! - [`mfg_ca`]: the test manufacturer CA of the vectors, which issued their MIC.
+//! - [`mfg_ca`]: the test manufacturer CA of the vectors, which issued their MIC;
+//! - [`sinks`]: an SMTP sink (STARTTLS) and a webhook receiver for notification tests.
 //!
 //! Not published (`publish = false`); tests may `unwrap` here, nothing else may use it.
 
@@ -21,6 +22,7 @@ use phonetrust_store::layout::DataDir;
 
 pub mod ports;
 pub mod postgres;
+pub mod sinks;
 
 pub mod vectors {
     //! The reference vectors: `files/` (ITL, CTL, signed and encrypted configs), `pki/`

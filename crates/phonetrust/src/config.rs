@@ -72,6 +72,139 @@ pub(crate) struct ConfigFile {
     pub(crate) tvs: TvsSection,
     #[serde(default)]
     pub(crate) provision: ProvisionSection,
+    #[serde(default)]
+    pub(crate) monitor: MonitorSection,
+}
+
+/// `[monitor]`: the certificate monitor of `serve` and its notification targets.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MonitorSection {
+    /// Off with `false` (default on: findings go to the log at least).
+    pub(crate) enabled: Option<bool>,
+    /// Days before expiry a certificate is reported (default 30).
+    pub(crate) warn_days: Option<u32>,
+    /// Seconds between two checks (default 3600).
+    pub(crate) interval_secs: Option<u64>,
+    /// Most notices per target in one check (default 100; the rest at the next check).
+    pub(crate) max_per_check: Option<usize>,
+    /// Webhook URL (http:// or https://) that receives one JSON POST per notice.
+    pub(crate) webhook: Option<String>,
+    /// CA certificates (PEM) to verify an https:// webhook with (default: the system's).
+    pub(crate) webhook_ca_file: Option<PathBuf>,
+    /// SMTP server, `HOST:PORT` (port 587 when left out); STARTTLS is required.
+    pub(crate) smtp_server: Option<String>,
+    /// The name the SMTP server's certificate carries (default: its host).
+    pub(crate) smtp_tls_name: Option<String>,
+    /// CA certificates (PEM) to verify the SMTP server with (default: the system's).
+    pub(crate) smtp_ca_file: Option<PathBuf>,
+    /// Sender address.
+    pub(crate) smtp_from: Option<String>,
+    /// Recipients.
+    pub(crate) smtp_to: Option<Vec<String>>,
+    /// User for SMTP AUTH.
+    pub(crate) smtp_user: Option<String>,
+    /// File holding the SMTP password (mode 0600 or 0400; not readable by others).
+    pub(crate) smtp_password_file: Option<PathBuf>,
+}
+
+impl MonitorSection {
+    /// The monitor's settings and targets; None when it is off.
+    pub(crate) fn resolve(
+        &self,
+    ) -> Result<
+        Option<(
+            phonetrust_services::monitor::MonitorConfig,
+            phonetrust_services::notify::Notifier,
+        )>,
+    > {
+        use phonetrust_services::monitor::MonitorConfig;
+        use phonetrust_services::notify::{Notifier, Smtp, Webhook};
+        if self.enabled == Some(false) {
+            return Ok(None);
+        }
+        let d = MonitorConfig::default();
+        let interval = self.interval_secs.unwrap_or(d.interval.as_secs());
+        if interval < 60 {
+            anyhow::bail!(
+                "[monitor] interval_secs = {interval}: at least 60 (default 3600, one check an hour)"
+            );
+        }
+        let cfg = MonitorConfig {
+            interval: std::time::Duration::from_secs(interval),
+            warn_days: self.warn_days.unwrap_or(d.warn_days),
+            max_per_check: self.max_per_check.unwrap_or(d.max_per_check).max(1),
+        };
+        let webhook = self.webhook.as_ref().map(|url| Webhook {
+            url: url.clone(),
+            ca_file: self.webhook_ca_file.clone(),
+        });
+        let smtp = match &self.smtp_server {
+            None => None,
+            Some(server) => {
+                let (host, port) = match server.rsplit_once(':') {
+                    Some((h, p)) if !h.is_empty() && !h.ends_with(':') => (
+                        h.trim_matches(['[', ']']).to_string(),
+                        p.parse::<u16>().map_err(|_| {
+                            anyhow::anyhow!(
+                                "[monitor] smtp_server = {server:?}: the port is not a number"
+                            )
+                        })?,
+                    ),
+                    _ => (server.trim_matches(['[', ']']).to_string(), 587),
+                };
+                let from = self.smtp_from.clone().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "[monitor] smtp_server is set: set smtp_from (the sender address) too"
+                    )
+                })?;
+                let to = self.smtp_to.clone().unwrap_or_default();
+                if to.is_empty() {
+                    anyhow::bail!("[monitor] smtp_server is set: set smtp_to (the recipients) too");
+                }
+                let credentials = match (&self.smtp_user, &self.smtp_password_file) {
+                    (None, None) => None,
+                    (Some(u), Some(f)) => Some((u.clone(), read_secret(f)?)),
+                    _ => anyhow::bail!(
+                        "[monitor] smtp_user and smtp_password_file go together: set both or neither"
+                    ),
+                };
+                Some(Smtp {
+                    host,
+                    port,
+                    tls_name: self.smtp_tls_name.clone(),
+                    ca_file: self.smtp_ca_file.clone(),
+                    from,
+                    to,
+                    credentials,
+                })
+            }
+        };
+        Ok(Some((
+            cfg,
+            Notifier {
+                webhook,
+                smtp,
+                timeout: None,
+            },
+        )))
+    }
+}
+
+/// A secret from a file that only its owner may read; its first line.
+fn read_secret(path: &Path) -> Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| anyhow::anyhow!("[monitor] smtp_password_file {}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        anyhow::bail!(
+            "[monitor] smtp_password_file {} can be read by others: chmod 600 it",
+            path.display()
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("[monitor] smtp_password_file {}: {e}", path.display()))?;
+    Ok(text.lines().next().unwrap_or("").to_string())
 }
 
 /// `[server]`.
@@ -461,6 +594,39 @@ mod tests {
         std::fs::write(tmp.path().join("phonetrust.toml"), "[server\n").unwrap();
         let e = Settings::resolve(&globals(&["--data", &d])).unwrap_err();
         assert!(e.to_string().contains("phonetrust.toml: line 1"), "{e}");
+    }
+
+    #[test]
+    fn the_monitor_section_resolves_with_clear_refusals() {
+        let on = file("").monitor.resolve().unwrap().unwrap();
+        assert_eq!(on.0.interval.as_secs(), 3_600);
+        assert_eq!(on.0.warn_days, 30);
+        assert!(on.1.targets().is_empty(), "log only by default");
+        assert!(file("[monitor]\nenabled = false\n").monitor.resolve().unwrap().is_none());
+        let m = file(
+            "[monitor]\nwarn_days = 45\nsmtp_server = \"mail.example.com\"\nsmtp_from = \"a@example.com\"\nsmtp_to = [\"b@example.com\"]\nwebhook = \"https://hooks.example.com/x\"\n",
+        )
+        .monitor
+        .resolve()
+        .unwrap()
+        .unwrap();
+        assert_eq!(m.0.warn_days, 45);
+        let smtp = m.1.smtp.as_ref().unwrap();
+        assert_eq!((smtp.host.as_str(), smtp.port), ("mail.example.com", 587));
+        assert_eq!(m.1.targets(), ["webhook", "smtp"]);
+        for (text, needle) in [
+            ("[monitor]\nsmtp_server = \"m:25\"\nsmtp_to = [\"b@x\"]\n", "set smtp_from"),
+            ("[monitor]\nsmtp_server = \"m:25\"\nsmtp_from = \"a@x\"\n", "set smtp_to"),
+            ("[monitor]\nsmtp_server = \"m:x\"\n", "the port is not a number"),
+            ("[monitor]\ninterval_secs = 5\n", "at least 60"),
+            (
+                "[monitor]\nsmtp_server = \"m\"\nsmtp_from = \"a@x\"\nsmtp_to = [\"b@x\"]\nsmtp_user = \"u\"\n",
+                "go together",
+            ),
+        ] {
+            let e = file(text).monitor.resolve().unwrap_err().to_string();
+            assert!(e.contains(needle), "{text}: {e}");
+        }
     }
 
     #[test]

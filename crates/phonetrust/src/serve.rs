@@ -63,6 +63,8 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
     if let Some(p) = &node.settings.config_path {
         outln!("phonetrust: config file {}", p.display());
     }
+    // The monitor's settings first: a mistake there stops serve before it listens.
+    let monitor = file.monitor.resolve()?;
     node.data.secure()?;
     // One server per data directory: a second one would change what the first tells phones.
     let _lock = node.data.lock_serve()?;
@@ -85,6 +87,30 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
     // one); its heartbeat tells the other nodes it is alive.
     let node_name = crate::cluster::take_place(&db, &id).await?;
     tokio::spawn(crate::cluster::heartbeat(db.clone(), node_name.clone()));
+    // The certificate monitor: at start, then every hour (`[monitor]`).
+    match monitor {
+        Some((cfg, notifier)) => {
+            let targets = notifier.targets();
+            outln!(
+                "phonetrust: certificate monitor every {} s, warning {} days before expiry{}",
+                cfg.interval.as_secs(),
+                cfg.warn_days,
+                if targets.is_empty() {
+                    " (log only)".to_string()
+                } else {
+                    format!(", notifying {}", targets.join(" and "))
+                }
+            );
+            tokio::spawn(phonetrust_services::monitor::run(
+                db.clone(),
+                node.data.clone(),
+                node_name.clone(),
+                cfg,
+                notifier,
+            ));
+        }
+        None => outln!("phonetrust: certificate monitor off ([monitor] enabled = false)"),
+    }
     // The services this node runs (`cluster add-node|set-node --services`), read at start.
     let services = crate::cluster::services_of(&db, &node_name).await?;
     outln!("phonetrust: node {node_name} runs {services}");

@@ -4609,3 +4609,143 @@ fn show_itl_status_follows_what_phones_downloaded() {
     let s = wait_for("current:                             1");
     assert!(s.contains("not seen since the signer changed:   1"), "{s}");
 }
+
+/// 17.3: serve's certificate monitor finds a trust certificate that expires in 10 days,
+/// logs it, POSTs one JSON notice to the webhook and mails one notice over STARTTLS; a
+/// restarted serve (a second check the same day) sends nothing more; `show cert expiry`
+/// lists it.
+#[test]
+fn serve_monitors_certificates_and_notifies_once_a_day() {
+    use phonetrust_testsupport::sinks::{SmtpSink, WebhookSink};
+    let d = tmp("monitor");
+    init_node(d.path());
+    let (ok, e) = openssl_cli(
+        d.path(),
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "soon.key",
+            "-out",
+            "soon.pem",
+            "-days",
+            "10",
+            "-subj",
+            "/CN=Soon Expiring CA/O=Example",
+        ],
+    );
+    assert!(ok, "{e}");
+    let o = pt(
+        d.path(),
+        &[
+            "set",
+            "cert",
+            "import",
+            "trust",
+            "CAPF-trust",
+            "soon.pem",
+            "-y",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = pt(d.path(), &["show", "cert", "expiry"]);
+    assert!(stdout(&o).contains("Soon Expiring CA"), "{}", stdout(&o));
+    let smtp = SmtpSink::start();
+    let hook = WebhookSink::start();
+    std::fs::write(d.join("sink-ca.pem"), smtp.ca_pem()).unwrap();
+    let pass = d.join("smtp.pass");
+    std::fs::write(&pass, "s3cret\n").unwrap();
+    std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::write(
+        d.join("data/phonetrust.toml"),
+        format!(
+            "[monitor]\nwebhook = \"{}/certs\"\nsmtp_server = \"127.0.0.1:{}\"\nsmtp_tls_name = \"localhost\"\nsmtp_ca_file = \"{}\"\nsmtp_from = \"phonetrust@example.test\"\nsmtp_to = [\"pki@example.test\"]\nsmtp_user = \"monitor\"\nsmtp_password_file = \"{}\"\n",
+            hook.url(),
+            smtp.port(),
+            d.join("sink-ca.pem").display(),
+            pass.display()
+        ),
+    )
+    .unwrap();
+    let wait = |n: usize| {
+        let start = std::time::Instant::now();
+        while hook.posts().len() < n || smtp.mails().len() < n {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "posts {:?}, mails {:?}",
+                hook.posts().len(),
+                smtp.mails().len()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    {
+        let _s = Server::start(d.path(), free_port());
+        wait(1);
+        // The check is done: give a second notice a chance to show up wrongly.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let posts = hook.posts();
+    assert_eq!(posts.len(), 1, "one webhook");
+    let j = String::from_utf8_lossy(&posts[0].body).into_owned();
+    assert!(
+        j.contains("\"name\":\"soon.pem\"") || j.contains("Soon Expiring CA"),
+        "{j}"
+    );
+    assert!(j.contains("\"kind\":\"CAPF-trust\""), "{j}");
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1, "one e-mail");
+    assert!(mails[0].tls && mails[0].user.as_deref() == Some("monitor"));
+    assert!(
+        mails[0].data.contains("in CAPF-trust expires in"),
+        "{}",
+        mails[0].data
+    );
+    let log = std::fs::read_to_string(d.join("serve.log")).unwrap_or_default();
+    assert!(log.contains("certificate monitor:"), "{log}");
+    // Restarted: checks at start again, same day: nothing new.
+    {
+        let _s = Server::start(d.path(), free_port());
+        std::thread::sleep(std::time::Duration::from_secs(3));
+    }
+    assert_eq!(hook.posts().len(), 1);
+    assert_eq!(smtp.mails().len(), 1);
+    // A password file others can read is refused, naming the fix.
+    std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+        .args([
+            "serve",
+            "--capf-port",
+            "0",
+            "--tvs-port",
+            "0",
+            "--tftp-port",
+            "0",
+            "--http-port",
+            "0",
+        ])
+        .current_dir(d.path())
+        .env("PHONETRUST_DATA", d.join("data"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("serve started with a password file others can read");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("chmod 600"), "{err}");
+}

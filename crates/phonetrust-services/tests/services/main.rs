@@ -1,5 +1,5 @@
 //! phonetrust-services over loopback: the CAPF server with simulated phones
-//! ([`capf`]), hostile clients beside a well-behaved phone ([`hostile`]), provisioning over TFTP and HTTP ([`provision`]), and TVS ([`tvs`]). One
+//! ([`capf`]), hostile clients beside a well-behaved phone ([`hostile`]), the certificate monitor ([`monitor`]), provisioning over TFTP and HTTP ([`provision`]), and TVS ([`tvs`]). One
 //! test binary; the set-up of a fresh node is shared here.
 
 #![allow(
@@ -11,6 +11,7 @@
 
 mod capf;
 mod hostile;
+mod monitor;
 mod provision;
 mod tvs;
 
