@@ -6,6 +6,7 @@
 //! - [`monitor`]: the certificate monitor (what is reported, what a notice says, once a day);
 //! - [`itlstatus`]: which phones hold their node's current ITL, an outdated one, or none;
 //! - [`ctl`]: what the cluster's CTL holds (tokenless, recovery-signed, hardware tokens);
+//! - [`fleet`]: which phones a bulk selection matches and what a bulk command does to each;
 //! - [`fdbudget`]: how `serve` divides its file descriptors between the services;
 //! - [`names`]: which names are served to phones (static files by checked name);
 //! - [`ports`]: which ports phones are told (the parameters) against where a server
@@ -29,6 +30,7 @@ pub mod capf;
 pub mod cluster;
 pub mod ctl;
 pub mod fdbudget;
+pub mod fleet;
 pub mod groups;
 pub mod itlstatus;
 pub mod monitor;

@@ -171,6 +171,11 @@ pub struct DeviceFilter {
     pub state: Option<OpState>,
     /// Only phones with this security profile.
     pub profile: Option<String>,
+    /// Only phones of this model.
+    pub model: Option<String>,
+    /// Only phones whose LSC was issued by this issuer (its name as recorded, e.g.
+    /// `CN=CAPF-1a2b3c4d, O=Example`; compared without case).
+    pub lsc_issuer: Option<String>,
 }
 
 /// LSC states for filtering.
@@ -536,6 +541,15 @@ impl Db {
         if let Some(p) = &f.profile {
             when("securityprofile = ?", Value::Text(p.clone()));
         }
+        if let Some(m) = &f.model {
+            when("LOWER(model) = LOWER(?)", Value::Text(m.clone()));
+        }
+        if let Some(i) = &f.lsc_issuer {
+            when(
+                "name IN (SELECT device FROM devicecert WHERE kind = 'LSC' AND LOWER(issuer) = LOWER(?))",
+                Value::Text(i.clone()),
+            );
+        }
         match f.lsc {
             Some(LscFilter::Installed) => {
                 sql.push_str(" AND name IN (SELECT device FROM devicecert WHERE kind = 'LSC')")
@@ -630,6 +644,58 @@ impl Db {
         );
         d.updated_at = now;
         Ok(d)
+    }
+
+    /// [`set_capf`](Self::set_capf) for many phones at once (bulk operations), each with its
+    /// own change: one transaction per 500 phones. A phone whose change is refused (no such
+    /// phone, a key order its profile does not allow, ...) gets its reason and the others go
+    /// on; a database failure stops the whole call (the chunks before it are committed and
+    /// reported in `done` of the error's context by the caller re-running the selection).
+    pub async fn set_capf_many(
+        &self,
+        changes: &[(String, CapfChange)],
+        now: i64,
+    ) -> Result<Vec<(String, Result<Device, StoreError>)>, StoreError> {
+        let days = self
+            .param(crate::params::CAPF_OPERATION_EXPIRES_DAYS)
+            .await?;
+        let profiles: std::collections::HashMap<String, SecurityProfile> = self
+            .profiles()
+            .await?
+            .into_iter()
+            .map(|p| (p.name.clone(), p))
+            .collect();
+        let mut out = Vec::with_capacity(changes.len());
+        for chunk in changes.chunks(500) {
+            let names: Vec<String> = chunk.iter().map(|(n, _)| n.clone()).collect();
+            let mut devices = self.devices_named(&names).await?;
+            let mut tx = self.begin().await?;
+            let mut results = Vec::with_capacity(chunk.len());
+            for (name, ch) in chunk {
+                let r = match devices.remove(name) {
+                    None => Err(StoreError::NotFound(format!("phone {name}"))),
+                    Some(mut d) => match profiles.get(&d.profile) {
+                        None => Err(StoreError::NotFound(format!(
+                            "security profile {} of {name}",
+                            d.profile
+                        ))),
+                        Some(p) => match apply_capf_change(&mut d.capf, p, ch, now, days) {
+                            Ok(()) => {
+                                write_capf(&mut tx, &d.name, &d.capf, now).await?;
+                                d.updated_at = now;
+                                Ok(d)
+                            }
+                            Err(e) => Err(e),
+                        },
+                    },
+                };
+                results.push((name.clone(), r));
+            }
+            tx.commit().await.map_err(db_err)?;
+            out.extend(results);
+        }
+        tracing::info!(phones = changes.len(), "CAPF information changed in bulk");
+        Ok(out)
     }
 
     /// Record the outcome of a CAPF operation: state, status text and, on success, the

@@ -602,7 +602,13 @@ mod tests {
         assert_eq!(on.0.interval.as_secs(), 3_600);
         assert_eq!(on.0.warn_days, 30);
         assert!(on.1.targets().is_empty(), "log only by default");
-        assert!(file("[monitor]\nenabled = false\n").monitor.resolve().unwrap().is_none());
+        assert!(
+            file("[monitor]\nenabled = false\n")
+                .monitor
+                .resolve()
+                .unwrap()
+                .is_none()
+        );
         let m = file(
             "[monitor]\nwarn_days = 45\nsmtp_server = \"mail.example.com\"\nsmtp_from = \"a@example.com\"\nsmtp_to = [\"b@example.com\"]\nwebhook = \"https://hooks.example.com/x\"\n",
         )
@@ -615,9 +621,18 @@ mod tests {
         assert_eq!((smtp.host.as_str(), smtp.port), ("mail.example.com", 587));
         assert_eq!(m.1.targets(), ["webhook", "smtp"]);
         for (text, needle) in [
-            ("[monitor]\nsmtp_server = \"m:25\"\nsmtp_to = [\"b@x\"]\n", "set smtp_from"),
-            ("[monitor]\nsmtp_server = \"m:25\"\nsmtp_from = \"a@x\"\n", "set smtp_to"),
-            ("[monitor]\nsmtp_server = \"m:x\"\n", "the port is not a number"),
+            (
+                "[monitor]\nsmtp_server = \"m:25\"\nsmtp_to = [\"b@x\"]\n",
+                "set smtp_from",
+            ),
+            (
+                "[monitor]\nsmtp_server = \"m:25\"\nsmtp_from = \"a@x\"\n",
+                "set smtp_to",
+            ),
+            (
+                "[monitor]\nsmtp_server = \"m:x\"\n",
+                "the port is not a number",
+            ),
             ("[monitor]\ninterval_secs = 5\n", "at least 60"),
             (
                 "[monitor]\nsmtp_server = \"m\"\nsmtp_from = \"a@x\"\nsmtp_to = [\"b@x\"]\nsmtp_user = \"u\"\n",

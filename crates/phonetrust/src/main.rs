@@ -20,6 +20,7 @@ mod bench_scale;
 mod bench_storm;
 mod bench_tftp;
 mod bench_tvs;
+mod bulk;
 mod cluster;
 mod config;
 mod confirm;

@@ -1,4 +1,5 @@
-//! Phones and phone security profiles: `phone add|set|capf|show|list|delete|import`,
+//! Phones and phone security profiles: `phone add|set|capf|show|list|delete|import`
+//! (`phone bulk` is [`crate::bulk`]),
 //! `profile list|show|add|delete`.
 
 use std::path::PathBuf;
@@ -31,7 +32,7 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
     }
 }
 
-fn parse_when(s: &str) -> Result<i64, String> {
+pub(crate) fn parse_when(s: &str) -> Result<i64, String> {
     parse_time(s).map_err(|e| e.to_string())
 }
 
@@ -89,6 +90,11 @@ pub(crate) enum PhoneCmd {
         #[arg(long)]
         allow_unknown_model: bool,
     },
+    /// Schedule, change or cancel a CAPF operation on every phone a filter matches
+    /// (profile, model, LSC issuer, LSC expiring, status, names from a CSV file), with
+    /// --dry-run and a per-phone report.
+    #[command(subcommand)]
+    Bulk(crate::bulk::BulkCmd),
 }
 
 /// A phone's configuration.
@@ -170,6 +176,12 @@ pub(crate) struct ListArgs {
     /// Phones with this security profile.
     #[arg(long)]
     profile: Option<String>,
+    /// Phones of this model.
+    #[arg(long)]
+    model: Option<String>,
+    /// Phones whose LSC was issued by this issuer (as `report capf` prints it).
+    #[arg(long)]
+    issuer: Option<String>,
 }
 
 /// `phonetrust profile ...`
@@ -334,6 +346,7 @@ pub(crate) async fn phone(node: &Node, cmd: PhoneCmd) -> Result<ExitCode> {
                 nodes.tvs.join(", ")
             );
         }
+        PhoneCmd::Bulk(b) => return crate::bulk::run(&db, b).await,
         PhoneCmd::Capf(a) => {
             let d = db
                 .set_capf(
@@ -405,6 +418,8 @@ pub(crate) async fn phone(node: &Node, cmd: PhoneCmd) -> Result<ExitCode> {
                 lsc_expires_before: a.expires_within.map(|d| now + i64::from(d) * 86_400),
                 state: a.status,
                 profile: a.profile,
+                model: a.model,
+                lsc_issuer: a.issuer,
             };
             let list = db.devices(&f).await?;
             outln!(

@@ -4749,3 +4749,149 @@ fn serve_monitors_certificates_and_notifies_once_a_day() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(err.contains("chmod 600"), "{err}");
 }
+
+/// 17.5: `phone bulk` — a selection is required, a dry run changes nothing and names the
+/// phones, schedule with a random string per phone writes a 0600 report, change touches
+/// only pending operations, cancel clears them, a CSV of names narrows the selection.
+#[test]
+fn phone_bulk_schedules_changes_and_cancels() {
+    let d = tmp("bulk");
+    init_node(d.path());
+    for i in 0..6 {
+        let model = if i < 4 { "8845" } else { "7975" };
+        let name = format!("SEP00112233440{i}");
+        let o = pt(d.path(), &["phone", "add", &name, "--model", model]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let ok = |args: &[&str]| {
+        let o = pt(d.path(), args);
+        assert!(o.status.success(), "{args:?}: {}{}", stdout(&o), stderr(&o));
+        stdout(&o)
+    };
+    let pending = || -> Vec<String> {
+        stdout(&pt(d.path(), &["phone", "list", "--status", "pending"]))
+            .lines()
+            .filter(|l| l.starts_with("SEP"))
+            .map(|l| l.split_whitespace().next().unwrap().to_string())
+            .collect()
+    };
+    assert_one_line_error(
+        &pt(
+            d.path(),
+            &["phone", "bulk", "schedule", "--operation", "install", "-y"],
+        ),
+        "--all for every phone",
+    );
+    let out = ok(&[
+        "phone",
+        "bulk",
+        "schedule",
+        "--model",
+        "8845",
+        "--operation",
+        "install",
+        "--dry-run",
+    ]);
+    assert!(out.contains("4 phone(s) match; 4 to schedule"), "{out}");
+    assert!(
+        out.contains("SEP001122334403") && !out.contains("SEP001122334404"),
+        "{out}"
+    );
+    assert!(out.contains("Dry run: nothing was changed."), "{out}");
+    assert!(pending().is_empty());
+    let out = ok(&[
+        "phone",
+        "bulk",
+        "schedule",
+        "--model",
+        "8845",
+        "--operation",
+        "install",
+        "--auth",
+        "auth-string",
+        "--random-auth-string",
+        "--report",
+        "report.csv",
+        "-y",
+    ]);
+    assert!(out.contains("4 phone(s) changed, 0 failed"), "{out}");
+    assert_eq!(pending().len(), 4);
+    assert_eq!(mode_of(&d.join("report.csv")) & 0o777, 0o600);
+    let report = std::fs::read_to_string(d.join("report.csv")).unwrap();
+    let strings: std::collections::HashSet<&str> = report
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            assert_eq!(f[1], "ok", "{l}");
+            assert_eq!(f[4].len(), 6, "{l}");
+            f[4]
+        })
+        .collect();
+    assert_eq!(strings.len(), 4, "a string per phone: {report}");
+    let one = report.lines().nth(1).unwrap();
+    let (name, string) = (
+        one.split(',').next().unwrap(),
+        one.split(',').nth(4).unwrap(),
+    );
+    let show = ok(&["phone", "show", name]);
+    assert!(show.contains(string), "{show}");
+    assert!(show.contains("Operation Pending"), "{show}");
+    // change: only the pending ones (the 7975s have nothing pending).
+    let out = ok(&[
+        "phone",
+        "bulk",
+        "change",
+        "--all",
+        "--completes-by",
+        "2099-01-01T00:00Z",
+        "-y",
+    ]);
+    assert!(
+        out.contains("6 phone(s) match; 4 to change, 2 left alone"),
+        "{out}"
+    );
+    assert!(ok(&["phone", "show", name]).contains("2099-01-01"));
+    // cancel, narrowed by a CSV of names.
+    std::fs::write(
+        d.join("names.csv"),
+        "Device Name,Note\nSEP001122334400,a\nSEP001122334401,b\nSEP001122334405,c\n",
+    )
+    .unwrap();
+    let out = ok(&["phone", "bulk", "cancel", "--names", "names.csv", "-y"]);
+    assert!(
+        out.contains("3 phone(s) match; 2 to cancel, 1 left alone"),
+        "{out}"
+    );
+    assert_eq!(pending(), ["SEP001122334402", "SEP001122334403"]);
+    std::fs::write(d.join("bad.csv"), "SEP001122334400\nnot a phone\n").unwrap();
+    assert_one_line_error(
+        &pt(
+            d.path(),
+            &["phone", "bulk", "cancel", "--names", "bad.csv", "-y"],
+        ),
+        "bad.csv: line 2",
+    );
+    // A refused change is reported per phone, the others go on: the 7975s have no
+    // authentication string, the 8845s keep theirs.
+    let out = pt(
+        d.path(),
+        &[
+            "phone",
+            "bulk",
+            "schedule",
+            "--all",
+            "--operation",
+            "install",
+            "--auth",
+            "auth-string",
+            "-y",
+        ],
+    );
+    assert!(!out.status.success());
+    let o = stdout(&out);
+    assert!(o.contains("4 phone(s) changed, 2 failed"), "{o}");
+    assert!(o.contains("SEP001122334404: authentication mode 'By Authentication String' needs an authentication string"), "{o}");
+    // The audit log has each bulk command.
+    assert!(ok(&["show", "audit"]).contains("phone bulk cancel"));
+}

@@ -1,0 +1,164 @@
+//! Work on many phones at once (the vendor's Bulk Administration Tool): which phones a
+//! selection matches (the `phone list` filters, a model, an LSC issuer, a list of names
+//! from a CSV file), and what a bulk schedule, change or cancel does to each of them.
+//! The CLI's `phone bulk` and the renewal policy are shells over this.
+
+use std::collections::HashSet;
+
+use phonetrust_proto::rand::RandomSource;
+use phonetrust_store::devices::{CapfChange, DeviceFilter};
+use phonetrust_store::model::{CertOperation, Device, OpState};
+
+/// Most names read from one CSV file.
+pub const MAX_NAMES: usize = 1_000_000;
+
+/// Which phones.
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// The filters `phone list` takes, plus model and LSC issuer.
+    pub filter: DeviceFilter,
+    /// Only these phones (from a CSV file).
+    pub names: Option<Vec<String>>,
+}
+
+/// The phones `sel` matches, by name.
+pub async fn select(db: &phonetrust_store::Db, sel: &Selection) -> Result<Vec<Device>, String> {
+    let all = db.devices(&sel.filter).await.map_err(|e| e.to_string())?;
+    Ok(match &sel.names {
+        None => all,
+        Some(names) => {
+            let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
+            all.into_iter()
+                .filter(|d| wanted.contains(d.name.as_str()))
+                .collect()
+        }
+    })
+}
+
+/// Phone names from a CSV file: the first column of each row (a header row whose first
+/// field is not a phone name, e.g. `Device Name`, is skipped; blank lines too). A row
+/// that is not a phone name is refused, naming its line.
+pub fn names_from_csv(text: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let first = line
+            .split(',')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"')
+            .trim();
+        if first.is_empty() {
+            continue;
+        }
+        match phonetrust_proto::device::DeviceName::parse(first) {
+            Ok(n) => out.push(String::from(n)),
+            Err(_) if i == 0 => {} // a header
+            Err(e) => return Err(format!("line {}: {e}", i + 1)),
+        }
+        if out.len() > MAX_NAMES {
+            return Err(format!("more than {MAX_NAMES} phone names"));
+        }
+    }
+    Ok(out)
+}
+
+/// What a bulk command does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BulkAction {
+    /// Schedule this operation (with its settings) on every selected phone, replacing
+    /// what was scheduled.
+    Schedule(CapfChange),
+    /// Change the settings of the operation pending on each selected phone; phones with
+    /// nothing pending are left alone.
+    Change(CapfChange),
+    /// Cancel the operation pending on each selected phone.
+    Cancel,
+}
+
+/// One phone's part of a bulk command: its change, or why it is left alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Planned {
+    /// Changed this way.
+    Change(CapfChange),
+    /// Left alone, and why.
+    Skip(&'static str),
+}
+
+/// The per-phone plan of `action` over `devices`. With `random_auth`, each phone that is
+/// scheduled for authentication by string gets its own random 6-digit string (as the
+/// vendor's "Generate String"), drawn from `rng`.
+pub fn plan(
+    action: &BulkAction,
+    devices: &[Device],
+    random_auth: bool,
+    rng: &dyn RandomSource,
+) -> Result<Vec<(String, Planned)>, String> {
+    let mut out = Vec::with_capacity(devices.len());
+    for d in devices {
+        let pending = d.capf.state == OpState::Pending && d.capf.operation != CertOperation::None;
+        let p = match action {
+            BulkAction::Schedule(ch) => Planned::Change(ch.clone()),
+            BulkAction::Change(_) | BulkAction::Cancel if !pending => {
+                Planned::Skip("no operation pending")
+            }
+            BulkAction::Change(ch) => Planned::Change(ch.clone()),
+            BulkAction::Cancel => Planned::Change(CapfChange {
+                operation: Some(CertOperation::None),
+                ..CapfChange::default()
+            }),
+        };
+        let p = match p {
+            Planned::Change(mut ch) if random_auth => {
+                ch.auth_string = Some(random_digits(rng, 6)?);
+                Planned::Change(ch)
+            }
+            p => p,
+        };
+        out.push((d.name.clone(), p));
+    }
+    Ok(out)
+}
+
+/// `n` random decimal digits, without bias.
+fn random_digits(rng: &dyn RandomSource, n: usize) -> Result<String, String> {
+    let mut s = String::with_capacity(n);
+    while s.len() < n {
+        let mut b = [0u8; 16];
+        rng.fill(&mut b).map_err(|e| e.to_string())?;
+        // 250 = 25 × 10: bytes from 250 up would favour 0–5.
+        for x in b.iter().filter(|x| **x < 250) {
+            if s.len() < n {
+                s.push(char::from(b'0' + x % 10));
+            }
+        }
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use phonetrust_proto::rand::SeededRandom;
+
+    #[test]
+    fn names_come_from_the_first_column() {
+        let csv = "Device Name,Description\nSEP001122334455,lobby\n\n sep0011223344AA ,x\n";
+        assert_eq!(
+            names_from_csv(csv).unwrap(),
+            ["SEP001122334455", "SEP0011223344AA"]
+        );
+        let e = names_from_csv("SEP001122334455\nlobby phone\n").unwrap_err();
+        assert!(e.starts_with("line 2:"), "{e}");
+    }
+
+    #[test]
+    fn random_strings_are_digits_and_differ() {
+        let r = SeededRandom::new(3);
+        let a = random_digits(&r, 6).unwrap();
+        let b = random_digits(&r, 6).unwrap();
+        assert_eq!(a.len(), 6);
+        assert!(a.bytes().all(|c| c.is_ascii_digit()));
+        assert_ne!(a, b);
+    }
+}
