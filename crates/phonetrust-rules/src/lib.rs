@@ -4,6 +4,7 @@
 //! - [`cluster`]: node names, roles and services, liveness, when a node may be removed;
 //! - [`groups`]: call manager groups and device pools (which nodes each phone is told);
 //! - [`monitor`]: the certificate monitor (what is reported, what a notice says, once a day);
+//! - [`lifecycle`]: LSC renewal by policy (what is due, batches per hour, the window);
 //! - [`itlstatus`]: which phones hold their node's current ITL, an outdated one, or none;
 //! - [`ctl`]: what the cluster's CTL holds (tokenless, recovery-signed, hardware tokens);
 //! - [`fleet`]: which phones a bulk selection matches and what a bulk command does to each;
@@ -33,6 +34,7 @@ pub mod fdbudget;
 pub mod fleet;
 pub mod groups;
 pub mod itlstatus;
+pub mod lifecycle;
 pub mod monitor;
 pub mod names;
 pub mod ports;

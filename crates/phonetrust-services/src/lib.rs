@@ -8,6 +8,7 @@
 //! - [`limits`]: caps per service and per address, and summarised refusal logs.
 //! - [`tvs`]: the TVS server (is this certificate trusted, and for which roles).
 //! - [`token`]: hardware security tokens (PKCS#11) that sign the CTL.
+//! - [`renewal`]: the LSC renewal policy's minute tick and its reset hook.
 //! - [`monitor`]: the certificate monitor's hourly check; [`notify`]: its targets (a
 //!   webhook, e-mail over SMTP with STARTTLS).
 
@@ -20,6 +21,7 @@ pub mod limits;
 pub mod monitor;
 pub mod notify;
 pub mod provision;
+pub mod renewal;
 pub mod tftp;
 pub mod token;
 pub mod tvs;

@@ -190,8 +190,17 @@ pub struct Provisioning {
 /// Download records not yet written.
 #[derive(Default)]
 struct Pending {
-    records: HashMap<(String, DownloadKind), Download>,
+    records: HashMap<(String, DownloadKind), Noted>,
     dropped: u64,
+}
+
+/// One download as noted on the request path: the bytes are shared with the cache (their
+/// checksum is computed when the batch is written, once per distinct file).
+struct Noted {
+    file: String,
+    bytes: Arc<[u8]>,
+    via: Via,
+    at: i64,
 }
 
 /// What a requested name means.
@@ -422,28 +431,24 @@ impl Provisioning {
                 Kind::Static => None,
             };
             if let (Some(kind), Some(device)) = (kind, device) {
-                self.note_download(name, kind, device, b, via).await;
+                self.note_download(name, kind, device, b, via);
             }
         }
         Ok(c)
     }
 
-    async fn note_download(
+    fn note_download(
         &self,
         name: &str,
         kind: DownloadKind,
         device: String,
-        bytes: &[u8],
+        bytes: &Arc<[u8]>,
         via: Via,
     ) {
-        let node = self.snap.read().await.host.clone();
-        let d = Download {
-            device: device.clone(),
-            kind,
+        let n = Noted {
             file: name.to_string(),
-            sha256: phonetrust_proto::codec::hex(&openssl::sha::sha256(bytes)),
-            node,
-            protocol: via.as_str().to_string(),
+            bytes: bytes.clone(),
+            via,
             at: unix_now() as i64,
         };
         let mut p = self.downloads.lock().unwrap_or_else(|e| e.into_inner());
@@ -452,11 +457,12 @@ impl Provisioning {
             p.dropped += 1;
             return;
         }
-        p.records.insert(key, d);
+        p.records.insert(key, n);
     }
 
     /// Write the download records noted since the last write, in one transaction. When
-    /// the store cannot be written they are kept for the next try (within the bound).
+    /// the store cannot be written they are dropped with a warning (they are
+    /// observations: the phones' next downloads are noted again).
     pub async fn flush_downloads(&self) {
         let (batch, dropped) = {
             let mut p = self.downloads.lock().unwrap_or_else(|e| e.into_inner());
@@ -475,18 +481,33 @@ impl Provisioning {
                 "provisioning: download records dropped (too many phones between two writes)"
             );
         }
-        let list: Vec<Download> = batch.values().cloned().collect();
-        if let Err(e) = self.db.record_downloads(&list).await {
-            tracing::warn!(error = %e, records = list.len(), "provisioning: download records not written; retrying");
-            let mut p = self.downloads.lock().unwrap_or_else(|e| e.into_inner());
-            for (k, v) in batch {
-                if p.records.len() >= MAX_PENDING_DOWNLOADS {
-                    p.dropped += 1;
-                    continue;
+        let node = self.snap.read().await.host.clone();
+        // One checksum per distinct file (the ITL is the same bytes for every phone); the
+        // records hold their bytes, so no address is reused while this map lives.
+        let mut sums: HashMap<usize, String> = HashMap::new();
+        let list: Vec<Download> = batch
+            .into_iter()
+            .map(|((device, kind), n)| {
+                let sha256 = sums
+                    .entry(n.bytes.as_ptr() as usize)
+                    .or_insert_with(|| {
+                        phonetrust_proto::codec::hex(&openssl::sha::sha256(&n.bytes))
+                    })
+                    .clone();
+                Download {
+                    device,
+                    kind,
+                    file: n.file,
+                    sha256,
+                    node: node.clone(),
+                    protocol: n.via.as_str().to_string(),
+                    at: n.at,
                 }
-                // A newer record noted meanwhile wins.
-                p.records.entry(k).or_insert(v);
-            }
+            })
+            .collect();
+        drop(sums);
+        if let Err(e) = self.db.record_downloads(&list).await {
+            tracing::warn!(error = %e, records = list.len(), "provisioning: download records not written (the phones' next downloads are noted again)");
         }
     }
 

@@ -15,6 +15,7 @@
 //! - [`authfail`]: CAPF authentication failures, kept across restarts.
 //! - [`audit`]: the audit log of changes; [`downloads`]: what each phone last downloaded
 //!   (ITL, CTL, config), and the certificate monitor's one notice per day.
+//! - [`lifecycle`]: LSC renewals by policy and their batches.
 //! - [`transfer`]: a whole store copied into another database, with counts and digests.
 //! - [`model`]: the records, as plain data.
 
@@ -33,6 +34,7 @@ pub mod identity;
 pub mod import;
 pub mod itlfile;
 pub mod layout;
+pub mod lifecycle;
 pub mod model;
 pub mod own;
 pub mod params;

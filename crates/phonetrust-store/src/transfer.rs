@@ -19,7 +19,7 @@ use crate::db::{Db, db_err};
 
 /// Every table of the store, parents before children (foreign keys). A test checks that
 /// this lists exactly the tables the migrations create.
-pub const TABLES: [&str; 16] = [
+pub const TABLES: [&str; 18] = [
     "processconfig",
     "securityprofile",
     "device",
@@ -36,6 +36,8 @@ pub const TABLES: [&str; 16] = [
     "audit_log",
     "download_log",
     "cert_notice",
+    "renewal_batch",
+    "renewal",
 ];
 
 /// Rows inserted per statement (PostgreSQL takes at most 65,535 parameters).

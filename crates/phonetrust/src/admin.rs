@@ -204,6 +204,10 @@ pub(crate) enum ShowCmd {
         #[arg(value_parser = ["cluster"])]
         what: String,
     },
+    /// LSC renewal by policy (`[lifecycle]`): the policy, how many LSCs are due,
+    /// scheduled, done and failed, when the next batch goes out, the recent batches with
+    /// what the reset hook did, and the phones that failed.
+    Lifecycle,
     /// The audit log: every change made on the cluster (who, when, on which node, what,
     /// and how it ended), oldest first.
     Audit {
@@ -431,6 +435,94 @@ fn write_cert(cert: &openssl::x509::X509Ref, pem: bool) -> Result<()> {
     Ok(())
 }
 
+/// `show lifecycle`.
+async fn show_lifecycle(node: &Node) -> Result<ExitCode> {
+    let db = node.db().await?;
+    let now = now();
+    let Some((p, hook)) = node.settings.file.lifecycle.resolve()? else {
+        outln!(
+            "LSC renewal by policy: off (set [lifecycle] enabled = true in the config file to turn it on)"
+        );
+        let done = db.renewals(None).await?;
+        if !done.is_empty() {
+            outln!("{} renewal(s) recorded from when it was on.", done.len());
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut what = Vec::new();
+    if let Some(d) = p.renew_days_before {
+        what.push(format!("{d} days before expiry"));
+    }
+    if let Some(s) = p.renew_after_share {
+        what.push(format!("after {:.0} % of the validity", s * 100.0));
+    }
+    if p.renew_retired {
+        what.push("every LSC of a retired CAPF generation".into());
+    }
+    outln!("LSC renewal by policy: on");
+    outln!("  Renew:        {}", what.join("; "));
+    outln!(
+        "  Rate:         at most {} phone(s) an hour{}",
+        p.max_per_hour,
+        p.window
+            .map(|w| format!(", inside {w}"))
+            .unwrap_or_default()
+    );
+    let mut hooks = Vec::new();
+    if let Some(c) = &hook.command {
+        hooks.push(format!("command {}", c.join(" ")));
+    }
+    if let Some(w) = &hook.webhook {
+        hooks.push(format!("webhook {}", w.url));
+    }
+    outln!(
+        "  Reset hook:   {}",
+        if hooks.is_empty() {
+            "none (phones take the operation at their next reset)".to_string()
+        } else {
+            hooks.join("; ")
+        }
+    );
+    let pr = phonetrust_rules::lifecycle::progress(&db, &node.data, &p, now)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    outln!("  Waiting:      {}", pr.waiting);
+    outln!("  Scheduled:    {}", pr.scheduled);
+    outln!("  Done:         {}", pr.done);
+    outln!("  Failed:       {}", pr.failed.len());
+    outln!(
+        "  Next batch:   {}",
+        match pr.next_batch {
+            None => "none: no LSC is due".to_string(),
+            Some(t) if t <= now =>
+                "within a minute (serve on the publisher schedules it)".to_string(),
+            Some(t) => format_time(t),
+        }
+    );
+    let batches = db.renewal_batches(10).await?;
+    if !batches.is_empty() {
+        outln!();
+        let mut t = crate::table::Table::new(&["Batch", "Scheduled", "Phones", "Reset hook"]);
+        for b in &batches {
+            t.row(vec![
+                b.id.to_string(),
+                format_time(b.at),
+                b.phones.to_string(),
+                b.hook.clone(),
+            ]);
+        }
+        out!("{}", t.render());
+    }
+    if !pr.failed.is_empty() {
+        outln!();
+        outln!("Failed renewals (`phonetrust phone show NAME` shows the CAPF status):");
+        for (d, why) in &pr.failed {
+            outln!("  {d}: {why}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `phonetrust show ...`.
 pub(crate) async fn show(node: &Node, cmd: ShowCmd) -> Result<ExitCode> {
     let dir = &node.data;
@@ -442,6 +534,7 @@ pub(crate) async fn show(node: &Node, cmd: ShowCmd) -> Result<ExitCode> {
         ShowCmd::Itl { node: of, .. } => return crate::utils::show_itl(node, of).await,
         ShowCmd::Ctl => return crate::utils::show_ctl(node).await,
         ShowCmd::Network { .. } => return crate::cluster::show(node).await,
+        ShowCmd::Lifecycle => return show_lifecycle(node).await,
         ShowCmd::Audit { since, limit, csv } => {
             return crate::audit::show(node, since, limit, csv).await;
         }

@@ -74,6 +74,91 @@ pub(crate) struct ConfigFile {
     pub(crate) provision: ProvisionSection,
     #[serde(default)]
     pub(crate) monitor: MonitorSection,
+    #[serde(default)]
+    pub(crate) lifecycle: LifecycleSection,
+}
+
+/// `[lifecycle]`: LSC renewal by policy (off unless `enabled = true`).
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LifecycleSection {
+    /// On with `true` (default off: nothing is scheduled by itself).
+    pub(crate) enabled: Option<bool>,
+    /// Renew once this share of an LSC's validity has passed, e.g. 0.8.
+    pub(crate) renew_after_share: Option<f64>,
+    /// Renew this many days before expiry (default 30).
+    pub(crate) renew_days_before: Option<u32>,
+    /// Renew every LSC that no longer chains to the current CAPF certificate (default
+    /// true: a regenerated or replaced CAPF retires the earlier generation).
+    pub(crate) renew_retired_generations: Option<bool>,
+    /// Most phones scheduled per hour (default 100).
+    pub(crate) max_per_hour: Option<u32>,
+    /// Only inside this daily window, `HH:MM-HH:MM` UTC.
+    pub(crate) window: Option<String>,
+    /// The reset hook: a command and its first arguments; the phone names follow.
+    pub(crate) reset_command: Option<Vec<String>>,
+    /// The reset hook: a webhook receiving the batch's phone names as JSON.
+    pub(crate) reset_webhook: Option<String>,
+    /// CA certificates (PEM) for an https:// reset_webhook (default: the system's).
+    pub(crate) reset_webhook_ca_file: Option<PathBuf>,
+}
+
+impl LifecycleSection {
+    /// The policy and the hook; None when off.
+    pub(crate) fn resolve(
+        &self,
+    ) -> Result<
+        Option<(
+            phonetrust_rules::lifecycle::Policy,
+            phonetrust_services::renewal::ResetHook,
+        )>,
+    > {
+        use phonetrust_rules::lifecycle::{Policy, Window};
+        if self.enabled != Some(true) {
+            return Ok(None);
+        }
+        if let Some(s) = self.renew_after_share
+            && !(s > 0.0 && s < 1.0)
+        {
+            anyhow::bail!(
+                "[lifecycle] renew_after_share = {s}: a share of the validity between 0 and 1, e.g. 0.8"
+            );
+        }
+        let window = self
+            .window
+            .as_deref()
+            .map(Window::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("[lifecycle] {e}"))?;
+        let max = self.max_per_hour.unwrap_or(100);
+        if max == 0 {
+            anyhow::bail!("[lifecycle] max_per_hour = 0: at least 1 (or enabled = false)");
+        }
+        if matches!(&self.reset_command, Some(c) if c.is_empty()) {
+            anyhow::bail!(
+                "[lifecycle] reset_command is empty: give the program and its arguments, or leave it out"
+            );
+        }
+        Ok(Some((
+            Policy {
+                renew_after_share: self.renew_after_share,
+                renew_days_before: Some(self.renew_days_before.unwrap_or(30)),
+                renew_retired: self.renew_retired_generations.unwrap_or(true),
+                max_per_hour: max,
+                window,
+            },
+            phonetrust_services::renewal::ResetHook {
+                command: self.reset_command.clone(),
+                webhook: self.reset_webhook.as_ref().map(|u| {
+                    phonetrust_services::notify::Webhook {
+                        url: u.clone(),
+                        ca_file: self.reset_webhook_ca_file.clone(),
+                    }
+                }),
+                timeout: None,
+            },
+        )))
+    }
 }
 
 /// `[monitor]`: the certificate monitor of `serve` and its notification targets.
@@ -594,6 +679,36 @@ mod tests {
         std::fs::write(tmp.path().join("phonetrust.toml"), "[server\n").unwrap();
         let e = Settings::resolve(&globals(&["--data", &d])).unwrap_err();
         assert!(e.to_string().contains("phonetrust.toml: line 1"), "{e}");
+    }
+
+    #[test]
+    fn the_lifecycle_section_is_off_unless_enabled() {
+        assert!(file("").lifecycle.resolve().unwrap().is_none());
+        let (p, h) = file(
+            "[lifecycle]\nenabled = true\nwindow = \"01:00-05:00\"\nmax_per_hour = 20\nreset_command = [\"/bin/echo\", \"reset\"]\n",
+        )
+        .lifecycle
+        .resolve()
+        .unwrap()
+        .unwrap();
+        assert_eq!(p.max_per_hour, 20);
+        assert_eq!(p.renew_days_before, Some(30));
+        assert!(p.renew_retired);
+        assert_eq!(p.window.unwrap().to_string(), "01:00-05:00 UTC");
+        assert_eq!(h.command.unwrap(), ["/bin/echo", "reset"]);
+        for (text, needle) in [
+            ("renew_after_share = 1.5", "between 0 and 1"),
+            ("window = \"1-5\"", "HH:MM-HH:MM"),
+            ("max_per_hour = 0", "at least 1"),
+            ("reset_command = []", "reset_command is empty"),
+        ] {
+            let e = file(&format!("[lifecycle]\nenabled = true\n{text}\n"))
+                .lifecycle
+                .resolve()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{text}: {e}");
+        }
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
     }
     // The monitor's settings first: a mistake there stops serve before it listens.
     let monitor = file.monitor.resolve()?;
+    let lifecycle = file.lifecycle.resolve()?;
     node.data.secure()?;
     // One server per data directory: a second one would change what the first tells phones.
     let _lock = node.data.lock_serve()?;
@@ -110,6 +111,31 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
             ));
         }
         None => outln!("phonetrust: certificate monitor off ([monitor] enabled = false)"),
+    }
+    // LSC renewal by policy, on the publisher only (one scheduler for the cluster).
+    let publisher = db
+        .node(&node_name)
+        .await?
+        .is_none_or(|n| n.role == "publisher");
+    match lifecycle {
+        Some((policy, hook)) if publisher => {
+            outln!(
+                "phonetrust: LSC renewal by policy: at most {} phone(s) an hour{}",
+                policy.max_per_hour,
+                policy
+                    .window
+                    .map(|w| format!(", inside {w}"))
+                    .unwrap_or_default()
+            );
+            tokio::spawn(phonetrust_services::renewal::run(
+                db.clone(),
+                node.data.clone(),
+                policy,
+                hook,
+            ));
+        }
+        Some(_) => outln!("phonetrust: LSC renewal by policy runs on the publisher, not here"),
+        None => {}
     }
     // The services this node runs (`cluster add-node|set-node --services`), read at start.
     let services = crate::cluster::services_of(&db, &node_name).await?;

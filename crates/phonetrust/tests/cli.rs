@@ -4895,3 +4895,86 @@ fn phone_bulk_schedules_changes_and_cancels() {
     // The audit log has each bulk command.
     assert!(ok(&["show", "audit"]).contains("phone bulk cancel"));
 }
+
+/// 17.4 through serve: with `[lifecycle]` on, a phone holding an LSC of a regenerated
+/// CAPF is scheduled for Install/Upgrade by LSC at serve's first tick, the reset hook is
+/// called with its name, `show lifecycle` shows the batch; off, `show lifecycle` says so.
+#[test]
+fn serve_renews_lscs_of_a_retired_capf_by_policy() {
+    let d = tmp("lifecycle");
+    init_node(&d);
+    let o = pt(&d, &["show", "lifecycle"]);
+    assert!(
+        stdout(&o).contains("LSC renewal by policy: off"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        pt(&d, &["phone", "add", "SEP001122334455", "--model", "8845"])
+            .status
+            .success()
+    );
+    schedule_install(&d, "SEP001122334455", "null-string");
+    let port = free_port();
+    {
+        let _s = Server::start(&d, port);
+        let o = pt(
+            &d,
+            &[
+                "phone-sim",
+                "capf",
+                "--mac",
+                "001122334455",
+                "--server",
+                &format!("127.0.0.1:{port}"),
+            ],
+        );
+        assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    }
+    let o = pt(&d, &["set", "cert", "regen", "CAPF", "-y"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let hook_log = d.join("hook.log");
+    std::fs::write(
+        d.join("data/phonetrust.toml"),
+        format!(
+            "[lifecycle]\nenabled = true\nmax_per_hour = 10\nreset_command = [\"sh\", \"-c\", \"printf '%s\\\\n' \\\"$*\\\" >> {}\", \"hook\"]\n",
+            hook_log.display()
+        ),
+    )
+    .unwrap();
+    let o = pt(&d, &["show", "lifecycle"]);
+    let out = stdout(&o);
+    assert!(out.contains("LSC renewal by policy: on"), "{out}");
+    assert!(
+        out.contains("every LSC of a retired CAPF generation"),
+        "{out}"
+    );
+    assert!(out.contains("Waiting:      1"), "{out}");
+    {
+        let _s = Server::start(&d, port);
+        let start = std::time::Instant::now();
+        while std::fs::read_to_string(&hook_log)
+            .unwrap_or_default()
+            .is_empty()
+        {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(30),
+                "the hook was not called"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    assert_eq!(
+        std::fs::read_to_string(&hook_log).unwrap().trim(),
+        "SEP001122334455"
+    );
+    let shown = stdout(&pt(&d, &["phone", "show", "SEP001122334455"]));
+    assert!(shown.contains("Operation Pending"), "{shown}");
+    assert!(
+        shown.contains("By Existing Certificate (precedence to LSC)"),
+        "{shown}"
+    );
+    let out = stdout(&pt(&d, &["show", "lifecycle"]));
+    assert!(out.contains("Scheduled:    1"), "{out}");
+    assert!(out.contains("command sh: ok (1 call(s))"), "{out}");
+}

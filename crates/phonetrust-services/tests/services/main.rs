@@ -1,5 +1,5 @@
 //! phonetrust-services over loopback: the CAPF server with simulated phones
-//! ([`capf`]), hostile clients beside a well-behaved phone ([`hostile`]), the certificate monitor ([`monitor`]), provisioning over TFTP and HTTP ([`provision`]), and TVS ([`tvs`]). One
+//! ([`capf`]), hostile clients beside a well-behaved phone ([`hostile`]), the certificate monitor ([`monitor`]), LSC renewal by policy ([`renewal`]), provisioning over TFTP and HTTP ([`provision`]), and TVS ([`tvs`]). One
 //! test binary; the set-up of a fresh node is shared here.
 
 #![allow(
@@ -13,6 +13,7 @@ mod capf;
 mod hostile;
 mod monitor;
 mod provision;
+mod renewal;
 mod tvs;
 
 /// A SIP 8845 named `name`, in `profile` (default: the standard non-secure one).
