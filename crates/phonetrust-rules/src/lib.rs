@@ -6,6 +6,7 @@
 //! - [`monitor`]: the certificate monitor (what is reported, what a notice says, once a day);
 //! - [`lifecycle`]: LSC renewal by policy (what is due, batches per hour, the window);
 //! - [`itlstatus`]: which phones hold their node's current ITL, an outdated one, or none;
+//! - [`doctor`]: the seeds' troubleshooting as checks, each finding with cause and fix;
 //! - [`ctl`]: what the cluster's CTL holds (tokenless, recovery-signed, hardware tokens);
 //! - [`fleet`]: which phones a bulk selection matches and what a bulk command does to each;
 //! - [`fdbudget`]: how `serve` divides its file descriptors between the services;
@@ -30,6 +31,7 @@ pub mod authguard;
 pub mod capf;
 pub mod cluster;
 pub mod ctl;
+pub mod doctor;
 pub mod fdbudget;
 pub mod fleet;
 pub mod groups;

@@ -24,6 +24,7 @@ mod bulk;
 mod cluster;
 mod config;
 mod confirm;
+mod doctor;
 mod files;
 mod fsutil;
 mod generate;
@@ -116,6 +117,11 @@ enum Command {
     /// Man pages and shell completions (`generate man DIR`, `generate completions bash`).
     #[command(subcommand)]
     Generate(generate::GenerateCmd),
+    /// Check the node as the seeds troubleshoot it (ITL and CAPF, CAPF reachable,
+    /// operations late or stuck, a CTL left behind, certificates expiring, trust
+    /// certificates LSCs depend on, the ITL's size); `doctor phone SEP…` explains one
+    /// phone. Exit status 0 only when nothing is wrong.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Log to standard error: warnings by default, `-v` info, `-vv` debug; `serve` logs at
@@ -201,5 +207,6 @@ fn run(node: node::Node, command: Command) -> anyhow::Result<ExitCode> {
         Command::File(c) => block_on(utils::file(&node, c)),
         Command::CtlClient(a) => block_on(utils::ctl_client(&node, a)),
         Command::PhoneSim(c) => serve_runtime(phonesim_cmd::run(&node, c)),
+        Command::Doctor(a) => block_on(doctor::run(&node, a)),
     }
 }

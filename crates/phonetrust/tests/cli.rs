@@ -4978,3 +4978,269 @@ fn serve_renews_lscs_of_a_retired_capf_by_policy() {
     assert!(out.contains("Scheduled:    1"), "{out}");
     assert!(out.contains("command sh: ok (1 call(s))"), "{out}");
 }
+
+/// A node for the doctor: host `localhost` (it resolves), CapfPhonePort set to where
+/// `serve` will listen.
+fn doctor_node(tag: &str, host: &str) -> (TestDir, u16) {
+    let d = tmp(tag);
+    let o = pt(&d, &["init", "--host", host, "--rsa-bits", "1024"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let port = free_port();
+    let o = pt(&d, &["set", "param", "CapfPhonePort", &port.to_string()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (d, port)
+}
+
+/// `doctor` with `args`: (exit status, output).
+fn doctor(d: &Path, args: &[&str]) -> (i32, String) {
+    let mut a = vec!["doctor"];
+    a.extend_from_slice(args);
+    let o = pt(d, &a);
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    (o.status.code().unwrap_or(-1), stdout(&o))
+}
+
+/// 17.8: a healthy node — CAPF listening where phones are told, the ITL listing it, no
+/// operation late, nothing expiring — reports nothing and exits 0.
+#[test]
+fn doctor_reports_nothing_on_a_healthy_node() {
+    let (d, port) = doctor_node("doctor-ok", "localhost");
+    assert!(
+        pt(&d, &["phone", "add", "SEP001122334455", "--model", "8845"])
+            .status
+            .success()
+    );
+    let _s = Server::start(&d, port);
+    let (code, out) = doctor(&d, &[]);
+    assert_eq!((code, out.trim()), (0, "No problems found."), "{out}");
+    let (code, out) = doctor(&d, &["phone", "SEP001122334455"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("LSC: none") && out.contains("No problems found."),
+        "{out}"
+    );
+}
+
+/// 17.8: CAPF not listening: "LSC: Connection failed", with the port and the fix.
+#[test]
+fn doctor_finds_capf_not_listening() {
+    let (d, port) = doctor_node("doctor-down", "localhost");
+    let (code, out) = doctor(&d, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("ERROR   capf-unreachable  CAPF localhost:{port}")),
+        "{out}"
+    );
+    assert!(out.contains("LSC: Connection failed"), "{out}");
+    assert!(out.contains("start `phonetrust serve`"), "{out}");
+}
+
+/// 17.8: a CAPF host name in the configs that does not resolve.
+#[test]
+fn doctor_finds_an_unresolvable_capf_host() {
+    let (d, _) = doctor_node("doctor-dns", "capf.nowhere.invalid");
+    let (code, out) = doctor(&d, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("capf-host-unresolved  CAPF capf.nowhere.invalid:"),
+        "{out}"
+    );
+    assert!(out.contains("add capf.nowhere.invalid to DNS"), "{out}");
+}
+
+/// 17.8: an operation past its deadline ("Upgrade Failed: User Initiated Request
+/// Late/Timeout"), and one pending longer than a day with why (LSC precedence without an
+/// LSC, a phone that never fetched its ITL); `doctor phone` explains it.
+#[test]
+fn doctor_finds_late_and_stuck_operations() {
+    let (d, port) = doctor_node("doctor-ops", "localhost");
+    let _s = Server::start(&d, port);
+    for p in ["SEP001122334455", "SEP001122334466"] {
+        assert!(
+            pt(&d, &["phone", "add", p, "--model", "8845"])
+                .status
+                .success()
+        );
+    }
+    schedule_install(&d, "SEP001122334455", "lsc");
+    let o = pt(
+        &d,
+        &[
+            "phone",
+            "capf",
+            "SEP001122334466",
+            "--operation",
+            "install",
+            "--auth",
+            "null-string",
+            "--completes-by",
+            "+1d",
+        ],
+    );
+    if !o.status.success() {
+        // --completes-by takes a date: one a day and a half ahead.
+        let t = time_in(36 * 3_600);
+        let o = pt(
+            &d,
+            &[
+                "phone",
+                "capf",
+                "SEP001122334466",
+                "--operation",
+                "install",
+                "--auth",
+                "null-string",
+                "--completes-by",
+                &t,
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    // Today: nothing is wrong yet.
+    let (code, out) = doctor(&d, &[]);
+    assert_eq!(code, 0, "{out}");
+    // Two days on: SEP…66 is late, SEP…55 is stuck, and why.
+    let (code, out) = doctor(&d, &["--at", "+2d"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("ERROR   operation-late  SEP001122334466"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Upgrade Failed: User Initiated Request Late/Timeout"),
+        "{out}"
+    );
+    assert!(
+        out.contains("WARNING operation-stuck  SEP001122334455"),
+        "{out}"
+    );
+    assert!(out.contains("precedence to LSC)\" but has no LSC"), "{out}");
+    assert!(out.contains("stale ITL (never fetched an ITL)"), "{out}");
+    let (code, out) = doctor(&d, &["--at", "+2d", "phone", "SEP001122334455"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("CAPF: Install/Upgrade"), "{out}");
+    assert!(
+        out.contains(&format!("Told: CAPF localhost:{port}")),
+        "{out}"
+    );
+    assert!(out.contains("operation-stuck"), "{out}");
+}
+
+/// A date and time `secs` from now, as the CLI takes it.
+fn time_in(secs: i64) -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + secs;
+    let o = Command::new("date")
+        .args(["-u", "-d", &format!("@{t}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+/// 17.8: a CTL left behind in non-secure mode.
+#[test]
+fn doctor_finds_a_ctl_left_behind() {
+    let (d, port) = doctor_node("doctor-ctl", "localhost");
+    let _s = Server::start(&d, port);
+    for m in ["mixed-mode", "non-secure-mode"] {
+        let o = pt(&d, &["utils", "ctl", "set-cluster", m, "-y"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let (code, out) = doctor(&d, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("WARNING ctl-left-behind  CTLFile.tlv"),
+        "{out}"
+    );
+    assert!(
+        out.contains("phonetrust file delete tftp CTLFile.tlv"),
+        "{out}"
+    );
+}
+
+/// 17.8: a certificate expiring within 30 days.
+#[test]
+fn doctor_finds_certificates_expiring() {
+    let (d, port) = doctor_node("doctor-exp", "localhost");
+    let _s = Server::start(&d, port);
+    let (ok, e) = openssl_cli(
+        &d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "k.pem",
+            "-out",
+            "soon.pem",
+            "-days",
+            "10",
+            "-subj",
+            "/CN=Soon CA",
+        ],
+    );
+    assert!(ok, "{e}");
+    let o = pt(
+        &d,
+        &[
+            "set",
+            "cert",
+            "import",
+            "trust",
+            "CAPF-trust",
+            "soon.pem",
+            "-y",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (code, out) = doctor(&d, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("certificate-expiring  CAPF-trust"), "{out}");
+    assert!(out.contains("in CAPF-trust expires in"), "{out}");
+}
+
+/// 17.8: phones' LSCs depend on an earlier CAPF generation kept in CAPF-trust (after a
+/// regeneration), with the bulk command that renews them.
+#[test]
+fn doctor_finds_lscs_depending_on_an_old_capf() {
+    let (d, port) = doctor_node("doctor-gen", "localhost");
+    let _s = Server::start(&d, port);
+    assert!(
+        pt(&d, &["phone", "add", "SEP001122334455", "--model", "8845"])
+            .status
+            .success()
+    );
+    schedule_install(&d, "SEP001122334455", "null-string");
+    let o = pt(
+        &d,
+        &[
+            "phone-sim",
+            "capf",
+            "--mac",
+            "001122334455",
+            "--server",
+            &format!("127.0.0.1:{port}"),
+        ],
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(doctor(&d, &[]).0, 0);
+    let o = pt(&d, &["set", "cert", "regen", "CAPF", "-y"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (code, out) = doctor(&d, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("lsc-depends-on-old-capf  CAPF-trust"), "{out}");
+    assert!(
+        out.contains("1 phone(s) hold LSCs of an earlier CAPF generation"),
+        "{out}"
+    );
+    assert!(
+        out.contains("phonetrust phone bulk schedule --issuer \"CN=CAPF-"),
+        "{out}"
+    );
+}
