@@ -98,11 +98,35 @@ pub async fn impact(data: &DataDir, db: &Db, which: OwnCert) -> Result<Impact, S
         None => false,
     };
     let (lsc_holders, lsc_auth_phones) = if which == OwnCert::Capf {
+        // By signature: the generations of a node's CAPF share their subject, so the
+        // issuer name alone would count the LSCs of earlier generations too.
         let issuer = display_name(old.cert.subject_name());
-        (
-            db.lsc_count_by_issuer(&issuer).await?,
-            db.lsc_auth_phones_by_issuer(&issuer).await?,
-        )
+        let key = old.cert.public_key()?;
+        let holders: Vec<String> = db
+            .lscs()
+            .await?
+            .into_iter()
+            .filter(|(_, c)| c.issuer == issuer)
+            .filter(|(_, c)| {
+                X509::from_pem(c.pem.as_bytes())
+                    .ok()
+                    .and_then(|x| x.verify(&key).ok())
+                    .unwrap_or(false)
+            })
+            .map(|(d, _)| d)
+            .collect();
+        let devices = db.devices_named(&holders).await?;
+        let mut by_lsc: Vec<String> = holders
+            .iter()
+            .filter(|d| {
+                devices
+                    .get(*d)
+                    .is_some_and(|x| x.capf.auth_mode == crate::model::AuthMode::Lsc)
+            })
+            .cloned()
+            .collect();
+        by_lsc.sort();
+        (holders.len() as i64, by_lsc)
     } else {
         (0, Vec::new())
     };

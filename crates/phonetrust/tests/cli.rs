@@ -5231,6 +5231,20 @@ fn doctor_finds_lscs_depending_on_an_old_capf() {
     assert_eq!(doctor(&d, &[]).0, 0);
     let o = pt(&d, &["set", "cert", "regen", "CAPF", "-y"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("1 phone(s) hold an LSC issued by the current CAPF certificate"),
+        "{}",
+        stdout(&o)
+    );
+    // A second regeneration: the phone's LSC is of the first generation (same subject),
+    // not of the current one: it is not counted again.
+    let o = pt(&d, &["set", "cert", "regen", "CAPF", "-y"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        !stdout(&o).contains("hold an LSC issued by the current"),
+        "{}",
+        stdout(&o)
+    );
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let (code, out) = doctor(&d, &[]);
     assert_eq!(code, 1, "{out}");
