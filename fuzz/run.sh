@@ -7,9 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-60}; shift || true
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(trust_list capf_message capf_server_session tvs_message enc_config partial_config tftp_packet tftp_client tftp_server device_config tvs_server_session)
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(trust_list capf_message capf_server_session tvs_message enc_config partial_config tftp_packet tftp_client tftp_server device_config tvs_server_session device_names)
 vec=../crates/phonetrust-testsupport/vectors
-for t in trust_list capf_message capf_server_session tvs_message enc_config partial_config tftp_packet tftp_client tftp_server device_config tvs_server_session; do mkdir -p "corpus/$t"; done
+for t in trust_list capf_message capf_server_session tvs_message enc_config partial_config tftp_packet tftp_client tftp_server device_config tvs_server_session device_names; do mkdir -p "corpus/$t"; done
 cp "$vec"/files/*.tlv corpus/trust_list/ 2>/dev/null || true
 cp "$vec"/files/encrypted/*.enc.sgn "$vec"/files/signed/*.sgn corpus/enc_config/ 2>/dev/null || true
 cp "$vec"/files/*.cnf.xml corpus/partial_config/ 2>/dev/null || true

@@ -240,3 +240,34 @@ mod model_tests {
         assert!(check_model(" ", true).is_err());
     }
 }
+
+/// Most names read from one list.
+pub const MAX_NAMES: usize = 1_000_000;
+
+/// Phone names from a CSV list (`phone bulk --names FILE`): the first column of each row;
+/// a first row whose first field is not a phone name (a header such as `Device Name`) and
+/// blank lines are skipped. A row that is not a phone name is refused, naming its line.
+pub fn names_from_csv(text: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let first = line
+            .split(',')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches('"')
+            .trim();
+        if first.is_empty() {
+            continue;
+        }
+        match DeviceName::parse(first) {
+            Ok(n) => out.push(String::from(n)),
+            Err(_) if i == 0 => {}
+            Err(e) => return Err(format!("line {}: {e}", i + 1)),
+        }
+        if out.len() > MAX_NAMES {
+            return Err(format!("more than {MAX_NAMES} phone names"));
+        }
+    }
+    Ok(out)
+}

@@ -486,3 +486,15 @@ pub fn tvs_server_session(data: &[u8]) {
         }
     }
 }
+
+/// A list of phone names (`phone bulk --names`): any text gives names or a refusal naming
+/// a line, never a panic; every name returned is a valid phone name, upper-case.
+pub fn device_names(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(names) = crate::device::names_from_csv(&text) {
+        for n in names {
+            assert!(crate::device::DeviceName::parse(&n).is_ok(), "{n}");
+            assert_eq!(n, n.to_ascii_uppercase());
+        }
+    }
+}

@@ -328,3 +328,12 @@ fn tvs_server_session_target() {
         fuzzing::tvs_server_session,
     );
 }
+
+#[test]
+fn device_names_target() {
+    let seeds = vec![
+        b"Device Name,Description\nSEP001122334455,lobby\n\n sep0011223344aa ,x\n".to_vec(),
+        b"SEP001122334455\n\"SEP0011223344AB\",\"a,b\"\r\nnot a phone\n".to_vec(),
+    ];
+    exercise("device_names", &seeds, 3000, fuzzing::device_names);
+}

@@ -9,8 +9,7 @@ use phonetrust_proto::rand::RandomSource;
 use phonetrust_store::devices::{CapfChange, DeviceFilter};
 use phonetrust_store::model::{CertOperation, Device, OpState};
 
-/// Most names read from one CSV file.
-pub const MAX_NAMES: usize = 1_000_000;
+pub use phonetrust_proto::device::{MAX_NAMES, names_from_csv};
 
 /// Which phones.
 #[derive(Clone, Debug, Default)]
@@ -33,34 +32,6 @@ pub async fn select(db: &phonetrust_store::Db, sel: &Selection) -> Result<Vec<De
                 .collect()
         }
     })
-}
-
-/// Phone names from a CSV file: the first column of each row (a header row whose first
-/// field is not a phone name, e.g. `Device Name`, is skipped; blank lines too). A row
-/// that is not a phone name is refused, naming its line.
-pub fn names_from_csv(text: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let first = line
-            .split(',')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .trim_matches('"')
-            .trim();
-        if first.is_empty() {
-            continue;
-        }
-        match phonetrust_proto::device::DeviceName::parse(first) {
-            Ok(n) => out.push(String::from(n)),
-            Err(_) if i == 0 => {} // a header
-            Err(e) => return Err(format!("line {}: {e}", i + 1)),
-        }
-        if out.len() > MAX_NAMES {
-            return Err(format!("more than {MAX_NAMES} phone names"));
-        }
-    }
-    Ok(out)
 }
 
 /// What a bulk command does.
