@@ -1126,3 +1126,53 @@ async fn downloads_recorded_per_phone_and_kind() {
     assert!(!db.claim_cert_notice("abcd", 100).await.unwrap());
     assert!(db.claim_cert_notice("abcd", 101).await.unwrap());
 }
+
+/// Renewals and their batches: recorded in one transaction, counted per hour, finished,
+/// listed by state; a phone's row goes with the phone.
+#[tokio::test]
+async fn renewals_and_batches_are_kept() {
+    use phonetrust_store::lifecycle::{Renewal, RenewalState};
+    let (_d, db) = db("renewals").await;
+    db.add_devices(&[phone("SEP001122334455"), phone("SEP001122334466")], 0)
+        .await
+        .unwrap();
+    assert_eq!(db.next_renewal_batch().await.unwrap(), 1);
+    let r = |dev: &str| Renewal {
+        device: dev.into(),
+        reason: "CAPF generation retired".into(),
+        lsc_serial: "0A".into(),
+        batch: 1,
+        scheduled_at: 1_000,
+        state: RenewalState::Scheduled,
+        finished_at: None,
+        detail: String::new(),
+    };
+    db.put_renewals(&[r("SEP001122334455"), r("SEP001122334466")])
+        .await
+        .unwrap();
+    db.set_batch_hook(1, "command x: ok").await.unwrap();
+    assert_eq!(db.next_renewal_batch().await.unwrap(), 2);
+    assert_eq!(db.renewals_scheduled_since(999).await.unwrap(), 2);
+    assert_eq!(db.renewals_scheduled_since(1_000).await.unwrap(), 0);
+    db.finish_renewal(
+        "SEP001122334455",
+        RenewalState::Done,
+        "new LSC installed",
+        2_000,
+    )
+    .await
+    .unwrap();
+    let open = db.renewals(Some(RenewalState::Scheduled)).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].device, "SEP001122334466");
+    let done = db.renewals(Some(RenewalState::Done)).await.unwrap();
+    assert_eq!(done[0].finished_at, Some(2_000));
+    assert_eq!(db.renewals(None).await.unwrap().len(), 2);
+    let b = db.renewal_batches(10).await.unwrap();
+    assert_eq!(
+        (b.len(), b[0].phones, b[0].hook.as_str()),
+        (1, 2, "command x: ok")
+    );
+    db.delete_device("SEP001122334466").await.unwrap();
+    assert_eq!(db.renewals(None).await.unwrap().len(), 1);
+}
