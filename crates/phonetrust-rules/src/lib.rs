@@ -14,6 +14,7 @@
 //! - [`ports`]: which ports phones are told (the parameters) against where a server
 //!   listens;
 //! - [`tvs`]: what TVS trusts (the trust index) and its answer for a certificate;
+//! - [`accounts`]: web/API accounts: roles, names, the password rule, Argon2id, login locks;
 //! - [`authguard`]: how CAPF slows down authentication guessing (per phone first, per
 //!   address proportionally, truthful delays);
 //! - [`capf`]: the CAPF plan for a phone (its scheduled operation, key requests and
@@ -27,6 +28,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod authguard;
 pub mod capf;
 pub mod cluster;

@@ -953,3 +953,58 @@ async fn the_clusters_ctl_lists_every_node_and_tvs_trusts_every_node() {
     assert!(e.roles.contains(&Role::CcmTftp.code()) && e.roles.contains(&Role::Sast.code()));
     assert!(ix.lookup(&der(&node.id, OwnCert::Tvs)).is_some());
 }
+
+/// Logins: a wrong password and an unknown name get the same answer; five failures lock
+/// the account (the lock grows), a lock hides even the right password, it lapses; a
+/// disabled account is refused after its password was checked; success clears the count.
+#[tokio::test]
+async fn logins_are_counted_locked_and_cleared() {
+    use phonetrust_rules::accounts::{self, LoginRefused, Role as AccountRole};
+    let dir = phonetrust_testsupport::tempdir("rules-login");
+    let db = phonetrust_store::Db::open(&phonetrust_store::db::default_url(dir.path()))
+        .await
+        .unwrap();
+    let pw = "correct horse battery";
+    let hash = accounts::hash_password(pw).unwrap();
+    db.add_account("alice", "operator", &hash, 0).await.unwrap();
+    assert_eq!(
+        accounts::login(&db, "alice", pw, 10).await.unwrap(),
+        AccountRole::Operator
+    );
+    assert_eq!(
+        accounts::login(&db, "nobody", pw, 10).await.unwrap_err(),
+        LoginRefused::Wrong
+    );
+    for i in 0..4 {
+        assert_eq!(
+            accounts::login(&db, "alice", "wrong password!", 20 + i)
+                .await
+                .unwrap_err(),
+            LoginRefused::Wrong
+        );
+    }
+    let locked = accounts::login(&db, "alice", "wrong password!", 30)
+        .await
+        .unwrap_err();
+    assert_eq!(locked, LoginRefused::Locked(30 + accounts::FIRST_LOCK_SECS));
+    assert!(locked.to_string().contains("too many failed logins"));
+    // Locked: even the right password is refused until it lapses.
+    assert!(matches!(
+        accounts::login(&db, "alice", pw, 31).await.unwrap_err(),
+        LoginRefused::Locked(_)
+    ));
+    assert_eq!(
+        accounts::login(&db, "alice", pw, 200).await.unwrap(),
+        AccountRole::Operator
+    );
+    assert_eq!(db.account("alice").await.unwrap().unwrap().failures, 0);
+    assert_eq!(
+        db.account("alice").await.unwrap().unwrap().last_login_at,
+        200
+    );
+    db.set_account_disabled("alice", true).await.unwrap();
+    assert_eq!(
+        accounts::login(&db, "alice", pw, 300).await.unwrap_err(),
+        LoginRefused::Disabled
+    );
+}

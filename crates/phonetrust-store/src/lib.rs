@@ -12,6 +12,7 @@
 //! - [`ctlfile`]: the cluster's CTL and Cluster Security Mode, changed together.
 //! - [`cluster`]: the cluster's nodes and their published certificates.
 //! - [`changes`]: change notification between nodes (PostgreSQL `LISTEN/NOTIFY`).
+//! - [`accounts`]: accounts of the web administration and the API.
 //! - [`authfail`]: CAPF authentication failures, kept across restarts.
 //! - [`audit`]: the audit log of changes; [`downloads`]: what each phone last downloaded
 //!   (ITL, CTL, config), and the certificate monitor's one notice per day.
@@ -21,6 +22,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod audit;
 pub mod authfail;
 pub mod changes;

@@ -19,7 +19,7 @@ use crate::db::{Db, db_err};
 
 /// Every table of the store, parents before children (foreign keys). A test checks that
 /// this lists exactly the tables the migrations create.
-pub const TABLES: [&str; 18] = [
+pub const TABLES: [&str; 19] = [
     "processconfig",
     "securityprofile",
     "device",
@@ -38,6 +38,7 @@ pub const TABLES: [&str; 18] = [
     "cert_notice",
     "renewal_batch",
     "renewal",
+    "account",
 ];
 
 /// Rows inserted per statement (PostgreSQL takes at most 65,535 parameters).

@@ -11,7 +11,7 @@ use crate::node::Node;
 
 /// Commands (and command groups) that change nothing in the node's store: not recorded.
 /// Everything else is (a new command is audited until it is listed here).
-const READ_ONLY: [&str; 18] = [
+const READ_ONLY: [&str; 19] = [
     "serve",
     "doctor",
     "show",
@@ -30,6 +30,7 @@ const READ_ONLY: [&str; 18] = [
     "profile show",
     "cluster group list",
     "cluster pool list",
+    "user list",
 ];
 
 /// Options whose value is a secret: masked in the recorded arguments.

@@ -34,6 +34,7 @@ mod phonesim_cmd;
 mod report;
 mod serve;
 mod table;
+mod users;
 mod utils;
 
 use std::process::ExitCode;
@@ -122,6 +123,10 @@ enum Command {
     /// certificates LSCs depend on, the ITL's size); `doctor phone SEP…` explains one
     /// phone. Exit status 0 only when nothing is wrong.
     Doctor(doctor::DoctorArgs),
+    /// Accounts of the web administration and the REST API (there is none until one is
+    /// added): `user add NAME --role admin|operator|read-only`, `user list|passwd|enable|disable|delete`.
+    #[command(subcommand)]
+    User(users::UserCmd),
 }
 
 /// Log to standard error: warnings by default, `-v` info, `-vv` debug; `serve` logs at
@@ -208,5 +213,6 @@ fn run(node: node::Node, command: Command) -> anyhow::Result<ExitCode> {
         Command::CtlClient(a) => block_on(utils::ctl_client(&node, a)),
         Command::PhoneSim(c) => serve_runtime(phonesim_cmd::run(&node, c)),
         Command::Doctor(a) => block_on(doctor::run(&node, a)),
+        Command::User(c) => block_on(users::run(&node, c)),
     }
 }

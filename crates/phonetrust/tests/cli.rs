@@ -5258,3 +5258,129 @@ fn doctor_finds_lscs_depending_on_an_old_capf() {
         "{out}"
     );
 }
+
+/// 18.2: accounts — none by default, the password never on the command line (stdin or a
+/// file; without a terminal the command says how), the password rule, duplicates refused,
+/// list, passwd, disable/enable, delete; audited without the password.
+#[test]
+fn user_accounts_without_defaults() {
+    let d = tmp("users");
+    init_node(&d);
+    let o = pt(&d, &["user", "list"]);
+    assert!(stdout(&o).contains("No accounts"), "{}", stdout(&o));
+    assert_one_line_error(
+        &pt(&d, &["user", "add", "alice", "--role", "admin"]),
+        "give --password-file FILE or --password-stdin",
+    );
+    assert_one_line_error(
+        &pt_in(
+            &d,
+            &[
+                "user",
+                "add",
+                "alice",
+                "--role",
+                "admin",
+                "--password-stdin",
+            ],
+            "short\n",
+        ),
+        "at least 12 characters",
+    );
+    let o = pt_in(
+        &d,
+        &[
+            "user",
+            "add",
+            "alice",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        "correct horse battery\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("Added account alice (admin)."));
+    assert_one_line_error(
+        &pt_in(
+            &d,
+            &[
+                "user",
+                "add",
+                "alice",
+                "--role",
+                "operator",
+                "--password-stdin",
+            ],
+            "another good one 1\n",
+        ),
+        "exists already",
+    );
+    assert_one_line_error(
+        &pt_in(
+            &d,
+            &[
+                "user",
+                "add",
+                "Bad Name",
+                "--role",
+                "operator",
+                "--password-stdin",
+            ],
+            "another good one 1\n",
+        ),
+        "is not an account name",
+    );
+    let o = pt(&d, &["user", "add", "bob", "--role", "root"]);
+    assert_eq!(o.status.code(), Some(2), "a usage error");
+    assert!(stderr(&o).contains("admin, operator or read-only"), "{}", stderr(&o));
+    std::fs::write(d.join("pw"), "another good one 2\n").unwrap();
+    let o = pt(
+        &d,
+        &[
+            "user",
+            "add",
+            "bob",
+            "--role",
+            "read-only",
+            "--password-file",
+            "pw",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let list = stdout(&pt(&d, &["user", "list"]));
+    assert!(
+        list.contains("alice") && list.contains("admin") && list.contains("never"),
+        "{list}"
+    );
+    assert!(list.contains("bob") && list.contains("read-only"), "{list}");
+    assert!(pt(&d, &["user", "disable", "bob"]).status.success());
+    assert!(stdout(&pt(&d, &["user", "list"])).contains("disabled"));
+    assert!(pt(&d, &["user", "enable", "bob"]).status.success());
+    let o = pt_in(
+        &d,
+        &["user", "passwd", "bob", "--password-stdin"],
+        "a third good one 3\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_one_line_error(
+        &pt(&d, &["user", "passwd", "carol", "--password-stdin"]),
+        "no account carol",
+    );
+    let o = pt(&d, &["user", "delete", "bob", "-y"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stdout(&pt(&d, &["user", "list"])).contains("bob"));
+    // The database holds hashes only; the audit log has the commands, not the passwords.
+    let o = pt(&d, &["run", "sql", "select password_hash from account"]);
+    assert!(stdout(&o).contains("$argon2id$"), "{}", stdout(&o));
+    let audit = stdout(&pt(&d, &["show", "audit"]));
+    assert!(
+        audit.contains("user add") && audit.contains("user delete"),
+        "{audit}"
+    );
+    assert!(
+        !audit.contains("correct horse") && !audit.contains("good one"),
+        "{audit}"
+    );
+    assert!(!stdout(&o).contains("correct horse"));
+}
