@@ -8,6 +8,7 @@
 //! - [`limits`]: caps per service and per address, and summarised refusal logs.
 //! - [`tvs`]: the TVS server (is this certificate trusted, and for which roles).
 //! - [`token`]: hardware security tokens (PKCS#11) that sign the CTL.
+//! - [`web`]: the web administration over HTTPS (sessions, CSRF, CSP, roles).
 //! - [`renewal`]: the LSC renewal policy's minute tick and its reset hook.
 //! - [`monitor`]: the certificate monitor's hourly check; [`notify`]: its targets (a
 //!   webhook, e-mail over SMTP with STARTTLS).
@@ -25,6 +26,7 @@ pub mod renewal;
 pub mod tftp;
 pub mod token;
 pub mod tvs;
+pub mod web;
 
 /// Why a service could not start or run.
 #[derive(Debug, thiserror::Error)]

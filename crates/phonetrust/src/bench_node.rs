@@ -134,7 +134,7 @@ impl BenchNode {
             ("--http-port", ports.http),
         ]
         .map(|(flag, p)| (flag, p.to_string()));
-        let mut all = vec!["serve", "--bind", "127.0.0.1"];
+        let mut all = vec!["serve", "--bind", "127.0.0.1", "--web-port", "0"];
         for (flag, p) in &ports {
             all.push(flag);
             all.push(p);

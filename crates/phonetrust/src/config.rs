@@ -76,6 +76,20 @@ pub(crate) struct ConfigFile {
     pub(crate) monitor: MonitorSection,
     #[serde(default)]
     pub(crate) lifecycle: LifecycleSection,
+    #[serde(default)]
+    pub(crate) web: WebSection,
+}
+
+/// `[web]`: the web administration (HTTPS).
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WebSection {
+    /// Off with `false` (default on; it serves only its set-up page until an account exists).
+    pub(crate) enabled: Option<bool>,
+    /// Port (default 8443).
+    pub(crate) port: Option<u16>,
+    /// Address (default `[server] bind`).
+    pub(crate) bind: Option<IpAddr>,
 }
 
 /// `[lifecycle]`: LSC renewal by policy (off unless `enabled = true`).

@@ -52,6 +52,10 @@ pub(crate) struct ServeArgs {
     /// process listens only: phones are told the parameter (`set param TvsPort N`).
     #[arg(long, env = "PHONETRUST_TVS_PORT")]
     tvs_port: Option<u16>,
+    /// Port of the web administration (HTTPS; default `[web] port`, else 8443; 0 with
+    /// `[web] enabled = false` turns it off).
+    #[arg(long, env = "PHONETRUST_WEB_PORT")]
+    web_port: Option<u16>,
     /// Identity of a fresh node, used only when the data directory has none.
     #[command(flatten)]
     init: InitArgs,
@@ -150,6 +154,42 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
         .bind
         .or(file.server.bind)
         .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    // The web administration (HTTPS, the tomcat certificate).
+    if file.web.enabled != Some(false) {
+        let port = a.web_port.or(file.web.port).unwrap_or(8443);
+        let listen = SocketAddr::new(file.web.bind.unwrap_or(bind), port);
+        let tomcat = id
+            .get(OwnCert::Tomcat)
+            .context("the identity has no tomcat certificate")?
+            .clone();
+        match phonetrust_services::web::WebServer::bind(
+            db.clone(),
+            node.data.clone(),
+            node_name.clone(),
+            &tomcat,
+            phonetrust_services::web::WebConfig {
+                listen,
+                ..Default::default()
+            },
+        )
+        .await
+        {
+            Ok(web) => {
+                let at = web.local_addr()?;
+                if db.account_count().await? == 0 {
+                    outln!("phonetrust: web administration on https://{at}/ — no account yet: `phonetrust user add NAME --role admin`");
+                } else {
+                    outln!("phonetrust: web administration on https://{at}/");
+                }
+                tokio::spawn(web.run());
+            }
+            // Phones do not need the web administration: the other services go on.
+            Err(e) => {
+                outln!("phonetrust: warning: the web administration did not start: {e} (set [web] port, or [web] enabled = false)");
+                tracing::warn!(error = %e, "web administration not started");
+            }
+        }
+    }
     let ports = db.phone_ports().await?;
     let port = first(&[a.capf_port, file.capf.port], ports.capf);
     let defaults = CapfConfig::default();

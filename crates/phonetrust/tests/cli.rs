@@ -21,6 +21,7 @@ fn tmp(tag: &str) -> TestDir {
 
 fn pt(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+        .env("PHONETRUST_WEB_PORT", "0")
         .args(args)
         .current_dir(dir)
         .env("PHONETRUST_DATA", dir.join("data"))
@@ -852,6 +853,7 @@ fn openssl_cli(dir: &Path, args: &[&str]) -> (bool, String) {
 /// Kill the process after `delay_ms`; true when it had finished by itself.
 fn run_and_kill(d: &Path, args: &[&str], delay_ms: u64) -> bool {
     let mut child = Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+        .env("PHONETRUST_WEB_PORT", "0")
         .args(args)
         .current_dir(d)
         .env("PHONETRUST_DATA", d.join("data"))
@@ -949,6 +951,7 @@ fn serve_creates_the_identity_on_first_start_and_listens() {
     let port = free_port();
     let others = [free_port(), free_port(), free_port()].map(|p| p.to_string());
     let mut child = Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+        .env("PHONETRUST_WEB_PORT", "0")
         .args([
             "serve",
             "--bind",
@@ -1073,6 +1076,7 @@ impl Server {
         }
         let log = std::fs::File::create(d.join("serve.log")).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+            .env("PHONETRUST_WEB_PORT", "0")
             .args([
                 "serve",
                 "--bind",
@@ -1390,6 +1394,7 @@ fn phone_sim_enrols_against_serve() {
 fn pt_in(dir: &Path, args: &[&str], input: &str) -> Output {
     use std::io::Write as _;
     let mut child = Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+        .env("PHONETRUST_WEB_PORT", "0")
         .args(args)
         .current_dir(dir)
         .env("PHONETRUST_DATA", dir.join("data"))
@@ -1969,6 +1974,7 @@ fn softhsm_tokens(d: &Path) -> Option<PathBuf> {
 
 fn pt_env<V: AsRef<std::ffi::OsStr>>(dir: &Path, args: &[&str], env: &[(&str, V)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_phonetrust"));
+    c.env("PHONETRUST_WEB_PORT", "0");
     c.args(args)
         .current_dir(dir)
         .env("PHONETRUST_DATA", dir.join("data"));
@@ -2672,6 +2678,7 @@ fn pt_closed_stdout(d: &Path, args: &[&str]) -> Output {
     let (reader, writer) = std::io::pipe().unwrap();
     drop(reader);
     Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+        .env("PHONETRUST_WEB_PORT", "0")
         .args(args)
         .current_dir(d)
         .env("PHONETRUST_DATA", d.join("data"))
@@ -3212,6 +3219,7 @@ fn stalled_downloads_cost_bounded_memory() {
     std::fs::write(stat.join("ring.raw"), b"ring ring").unwrap();
     let [capf, tvs, tftp, http] = [0; 4].map(|_| free_port());
     let mut child = Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+        .env("PHONETRUST_WEB_PORT", "0")
         .args(["serve", "--bind", "127.0.0.1", "--host", "pub.example.test"])
         .args(["--rsa-bits", "1024"])
         .args([
@@ -3532,6 +3540,7 @@ fn cluster_nodes_are_defined_on_the_publisher() {
 
 fn pt_db(dir: &Path, db: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+        .env("PHONETRUST_WEB_PORT", "0")
         .args(args)
         .current_dir(dir)
         .env("PHONETRUST_DATA", dir.join("data"))
@@ -3778,6 +3787,7 @@ impl NodeProc {
     fn start(dir: &Path, url: &str, ip: &str, ready: u16) -> Self {
         let log = std::fs::File::create(dir.join("serve.log")).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+            .env("PHONETRUST_WEB_PORT", "0")
             .args(["serve", "--bind", ip, "-v"])
             .current_dir(dir)
             .env("PHONETRUST_DATA", dir.join("data"))
@@ -4190,6 +4200,7 @@ fn three_nodes_on_loopback_fail_over_and_ride_out_the_database() {
 
     // A node killed during a boot storm: the phones move to the next TFTP server.
     let storm = Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+        .env("PHONETRUST_WEB_PORT", "0")
         .args([
             "phone-sim",
             "boot",
@@ -4262,6 +4273,7 @@ fn three_nodes_on_loopback_fail_over_and_ride_out_the_database() {
     // RETRY_LATER.
     let capf_load = |retries: &str| {
         Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+            .env("PHONETRUST_WEB_PORT", "0")
             .args([
                 "phone-sim",
                 "capf",
@@ -4716,6 +4728,7 @@ fn serve_monitors_certificates_and_notifies_once_a_day() {
     // A password file others can read is refused, naming the fix.
     std::fs::set_permissions(&pass, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_phonetrust"))
+        .env("PHONETRUST_WEB_PORT", "0")
         .args([
             "serve",
             "--capf-port",
@@ -5333,7 +5346,11 @@ fn user_accounts_without_defaults() {
     );
     let o = pt(&d, &["user", "add", "bob", "--role", "root"]);
     assert_eq!(o.status.code(), Some(2), "a usage error");
-    assert!(stderr(&o).contains("admin, operator or read-only"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("admin, operator or read-only"),
+        "{}",
+        stderr(&o)
+    );
     std::fs::write(d.join("pw"), "another good one 2\n").unwrap();
     let o = pt(
         &d,
@@ -5383,4 +5400,220 @@ fn user_accounts_without_defaults() {
         "{audit}"
     );
     assert!(!stdout(&o).contains("correct horse"));
+}
+
+/// curl against the web administration: (status, headers and body as text).
+fn web(base: &str, method: &str, path: &str, jar: &Path, form: Option<&str>) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args(["-s", "-k", "-i", "-X", method, "-b"])
+        .arg(jar)
+        .arg("-c")
+        .arg(jar)
+        .arg(format!("{base}{path}"));
+    if let Some(f) = form {
+        c.args([
+            "-H",
+            "Content-Type: application/x-www-form-urlencoded",
+            "--data-raw",
+            f,
+        ]);
+    }
+    let o = c.output().expect("curl");
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// The value of the hidden `csrf` field of a page.
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    page[at..].split('"').next().unwrap().to_string()
+}
+
+/// 18.1–18.3 without a browser: the set-up page until an account exists, login with
+/// CSRF, cookies' attributes, CSP, roles, escaping, logout, per-account lock.
+#[test]
+fn web_admin_is_safe_by_default() {
+    if !phonetrust_testsupport::have_tool("curl", "--version", "curl") {
+        return;
+    }
+    let d = tmp("web");
+    init_node(&d);
+    let web_port = free_port();
+    let _s = Server::start_with(
+        &d,
+        free_port(),
+        &[
+            "--tvs-port",
+            "0",
+            "--tftp-port",
+            "0",
+            "--http-port",
+            "0",
+            "--web-port",
+            &web_port.to_string(),
+        ],
+    );
+    let base = format!("https://127.0.0.1:{web_port}");
+    let jar = d.join("cookies");
+    // No account: every route says how to make one, and nothing else.
+    for path in ["/", "/phones", "/login", "/anything"] {
+        let (code, page) = web(&base, "GET", path, &jar, None);
+        assert_eq!(code, 503, "{path}: {page}");
+        assert!(
+            page.contains("phonetrust user add NAME --role admin"),
+            "{page}"
+        );
+    }
+    for (name, role) in [("alice", "admin"), ("reader", "read-only")] {
+        let o = pt_in(
+            &d,
+            &["user", "add", name, "--role", role, "--password-stdin"],
+            "correct horse battery\n",
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = pt(
+        &d,
+        &[
+            "phone",
+            "add",
+            "SEP001122334455",
+            "--model",
+            "8845",
+            "--description",
+            "<script>alert(1)</script>",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Without a session: to the login page.
+    let (code, page) = web(&base, "GET", "/phones", &jar, None);
+    assert_eq!(code, 303, "{page}");
+    assert!(
+        page.to_ascii_lowercase().contains("location: /login"),
+        "{page}"
+    );
+    let (code, login) = web(&base, "GET", "/login", &jar, None);
+    assert_eq!(code, 200);
+    assert!(
+        login.contains("content-security-policy: default-src 'none'"),
+        "{login}"
+    );
+    let token = csrf_of(&login);
+    // CSRF missing or wrong: refused.
+    let (code, _) = web(
+        &base,
+        "POST",
+        "/login",
+        &jar,
+        Some("name=alice&password=correct+horse+battery&csrf="),
+    );
+    assert_eq!(code, 403);
+    let (code, _) = web(
+        &base,
+        "POST",
+        "/login",
+        &jar,
+        Some("name=alice&password=correct+horse+battery&csrf=00"),
+    );
+    assert_eq!(code, 403);
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/login",
+        &jar,
+        Some(&format!(
+            "name=alice&password=wrong+password+x&csrf={token}"
+        )),
+    );
+    assert_eq!(code, 401, "{page}");
+    assert!(page.contains("wrong account name or password"), "{page}");
+    let token = csrf_of(&page);
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/login",
+        &jar,
+        Some(&format!(
+            "name=alice&password=correct+horse+battery&csrf={token}"
+        )),
+    );
+    assert_eq!(code, 303, "{page}");
+    let cookie = page
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie: pt_session=")
+        })
+        .unwrap_or_else(|| panic!("{page}"));
+    for attr in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    let (code, dash) = web(&base, "GET", "/", &jar, None);
+    assert_eq!(code, 200, "{dash}");
+    assert!(
+        dash.contains("Cluster Security Mode") && dash.contains("<svg"),
+        "{dash}"
+    );
+    // Hostile text is shown as text.
+    let (code, list) = web(&base, "GET", "/phones?lsc=none", &jar, None);
+    assert_eq!(code, 200);
+    assert!(
+        list.contains("&lt;script&gt;alert(1)&lt;"),
+        "{list}"
+    );
+    assert!(!list.contains("<script>"), "{list}");
+    let (code, p) = web(&base, "GET", "/phones/SEP001122334455", &jar, None);
+    assert_eq!(code, 200);
+    assert!(
+        p.contains("Certification Authority Proxy Function (CAPF) Information"),
+        "{p}"
+    );
+    assert!(p.contains("Certificate Operation Status: None"), "{p}");
+    // Logout needs the session's CSRF token.
+    let (code, _) = web(&base, "POST", "/logout", &jar, Some("csrf=nope"));
+    assert_eq!(code, 403);
+    let (code, _) = web(
+        &base,
+        "POST",
+        "/logout",
+        &jar,
+        Some(&format!("csrf={}", csrf_of(&dash))),
+    );
+    assert_eq!(code, 303);
+    let (code, _) = web(&base, "GET", "/", &jar, None);
+    assert_eq!(code, 303, "the session is gone");
+    // Five wrong passwords lock the account: then even the right one is refused.
+    for _ in 0..5 {
+        let (_, login) = web(&base, "GET", "/login", &jar, None);
+        web(
+            &base,
+            "POST",
+            "/login",
+            &jar,
+            Some(&format!(
+                "name=reader&password=not+the+password&csrf={}",
+                csrf_of(&login)
+            )),
+        );
+    }
+    let (_, login) = web(&base, "GET", "/login", &jar, None);
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/login",
+        &jar,
+        Some(&format!(
+            "name=reader&password=correct+horse+battery&csrf={}",
+            csrf_of(&login)
+        )),
+    );
+    assert_eq!(code, 429, "{page}");
+    assert!(page.contains("too many failed logins"), "{page}");
+    assert!(stdout(&pt(&d, &["user", "list"])).contains("locked until"));
+    assert!(stdout(&pt(&d, &["show", "audit"])).contains("web login"));
 }

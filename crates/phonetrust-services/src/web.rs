@@ -1,0 +1,774 @@
+//! The web administration over HTTPS (port 8443 by default) with the node's tomcat
+//! certificate: server-rendered pages (`minijinja`, every value escaped; templates and
+//! the style sheet embedded in the binary), usable without JavaScript.
+//!
+//! Safe by default: until an account exists every route answers with the page that says
+//! how to create one; every other route needs a session; sessions are random 256-bit
+//! cookies (`Secure; HttpOnly; SameSite=Strict`) with an idle and an absolute timeout;
+//! every form carries a CSRF token (the login form's is bound to a cookie, the others to
+//! the session); logins are slowed per account ([`phonetrust_rules::accounts`]) and per
+//! address; every response carries a strict Content-Security-Policy. Roles are checked on
+//! every route, server side.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use openssl::ssl::{SslAcceptor, SslMethod, SslVersion};
+use phonetrust_rules::accounts::{self, LoginRefused, Role};
+use phonetrust_store::Db;
+use phonetrust_store::layout::DataDir;
+use phonetrust_store::model::format_time;
+use serde::Deserialize;
+
+use crate::ServiceError;
+use crate::limits::Limiter;
+
+/// The Content-Security-Policy of every response: nothing but this origin's style sheet,
+/// forms posting to this origin, no frames, no scripts.
+pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+/// Session cookie.
+pub const SESSION_COOKIE: &str = "pt_session";
+/// The login form's CSRF cookie.
+pub const LOGIN_COOKIE: &str = "pt_login";
+/// Failed logins from one address within [`ADDRESS_WINDOW_SECS`] before it must wait.
+pub const ADDRESS_FAILURES: u32 = 20;
+/// The window of [`ADDRESS_FAILURES`], and how long the address then waits.
+pub const ADDRESS_WINDOW_SECS: i64 = 900;
+/// Rows per page of a list.
+pub const PAGE: usize = 100;
+
+/// Settings of the web administration.
+#[derive(Clone, Debug)]
+pub struct WebConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// A session unused this long ends.
+    pub idle: Duration,
+    /// A session ends this long after login, used or not.
+    pub absolute: Duration,
+    /// Connections at once, and from one address.
+    pub max_connections: usize,
+    /// From one address.
+    pub max_per_address: usize,
+    /// Sessions at once (oldest ended beyond).
+    pub max_sessions: usize,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8443)),
+            idle: Duration::from_secs(15 * 60),
+            absolute: Duration::from_secs(8 * 3_600),
+            max_connections: 256,
+            max_per_address: 32,
+            max_sessions: 1_000,
+        }
+    }
+}
+
+struct Session {
+    account: String,
+    role: Role,
+    csrf: String,
+    created: i64,
+    last: i64,
+}
+
+/// What the handlers share.
+struct Web {
+    db: Db,
+    data_dir: DataDir,
+    node: String,
+    cfg: WebConfig,
+    env: minijinja::Environment<'static>,
+    sessions: Mutex<HashMap<String, Session>>,
+    failures: Mutex<HashMap<IpAddr, (u32, i64)>>,
+}
+
+type Shared = Arc<Web>;
+
+fn now() -> i64 {
+    phonetrust_proto::clock::unix_now() as i64
+}
+
+fn random_token() -> String {
+    let mut b = [0u8; 32];
+    if openssl::rand::rand_bytes(&mut b).is_err() {
+        // No randomness: no token that could be guessed either.
+        return String::new();
+    }
+    phonetrust_proto::codec::hex(&b)
+}
+
+/// Constant-time comparison of two tokens.
+fn same(a: &str, b: &str) -> bool {
+    !a.is_empty() && a.len() == b.len() && openssl::memcmp::eq(a.as_bytes(), b.as_bytes())
+}
+
+fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn set_cookie(name: &str, value: &str, max_age: Option<u64>) -> HeaderValue {
+    let age = max_age
+        .map(|a| format!("; Max-Age={a}"))
+        .unwrap_or_default();
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; Secure; HttpOnly; SameSite=Strict{age}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
+}
+
+/// Headers every response gets.
+async fn secure_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    r
+}
+
+fn redirect(to: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
+}
+
+/// A logged-in request.
+struct Ctx {
+    account: String,
+    role: Role,
+    csrf: String,
+}
+
+impl Web {
+    fn render(&self, status: StatusCode, name: &str, ctx: minijinja::Value) -> Response {
+        match self.env.get_template(name).and_then(|t| t.render(ctx)) {
+            Ok(html) => (
+                status,
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                html,
+            )
+                .into_response(),
+            Err(e) => {
+                tracing::warn!(template = name, error = %e, "web: a page could not be rendered");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "the page could not be rendered; see the node's log",
+                )
+                    .into_response()
+            }
+        }
+    }
+
+    /// The set-up page while no account exists; None once one does.
+    async fn setup(&self) -> Option<Response> {
+        match self.db.account_count().await {
+            Ok(0) => Some(self.render(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "setup.html",
+                minijinja::context! { title => "Set-up", node => self.node },
+            )),
+            Ok(_) => None,
+            Err(e) => Some(
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the database cannot be read: {e}"),
+                )
+                    .into_response(),
+            ),
+        }
+    }
+
+    /// The session of this request, with at least `need`; else the answer to give.
+    async fn gate(&self, h: &HeaderMap, need: Role) -> Result<Ctx, Response> {
+        if let Some(r) = self.setup().await {
+            return Err(r);
+        }
+        let t = now();
+        let id = cookie(h, SESSION_COOKIE).unwrap_or("").to_string();
+        let (account, role, csrf) = {
+            let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            let fresh = s.get(&id).is_some_and(|x| {
+                t - x.last < self.cfg.idle.as_secs() as i64
+                    && t - x.created < self.cfg.absolute.as_secs() as i64
+            });
+            if !fresh {
+                s.remove(&id);
+                return Err(redirect("/login"));
+            }
+            let Some(x) = s.get_mut(&id) else {
+                return Err(redirect("/login"));
+            };
+            x.last = t;
+            (x.account.clone(), x.role, x.csrf.clone())
+        };
+        // A disabled or deleted account loses its sessions at once; a changed role counts.
+        let role = match self.db.account(&account).await {
+            Ok(Some(a)) if !a.disabled => Role::parse(&a.role).unwrap_or(role),
+            _ => {
+                self.sessions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                return Err(redirect("/login"));
+            }
+        };
+        if !role.allows(need) {
+            return Err(self.render(
+                StatusCode::FORBIDDEN,
+                "setup.html",
+                minijinja::context! { title => "Not allowed", node => self.node },
+            ));
+        }
+        Ok(Ctx {
+            account,
+            role,
+            csrf,
+        })
+    }
+
+    fn base(&self, c: &Ctx, title: &str) -> minijinja::Value {
+        minijinja::context! {
+            title => title, node => self.node, account => c.account,
+            role => c.role.as_str(), csrf => c.csrf,
+        }
+    }
+}
+
+async fn style() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../templates/style.css"),
+    )
+        .into_response()
+}
+
+async fn login_page(State(w): State<Shared>) -> Response {
+    if let Some(r) = w.setup().await {
+        return r;
+    }
+    login_form(&w, StatusCode::OK, None)
+}
+
+fn login_form(w: &Web, status: StatusCode, error: Option<String>) -> Response {
+    let token = random_token();
+    let mut r = w.render(
+        status,
+        "login.html",
+        minijinja::context! { title => "Log in", node => w.node, csrf => token, error => error },
+    );
+    r.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(LOGIN_COOKIE, &token, Some(900)),
+    );
+    r
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    csrf: String,
+    name: String,
+    password: String,
+}
+
+async fn login(
+    State(w): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    h: HeaderMap,
+    axum::Form(f): axum::Form<LoginForm>,
+) -> Response {
+    if let Some(r) = w.setup().await {
+        return r;
+    }
+    if !same(&f.csrf, cookie(&h, LOGIN_COOKIE).unwrap_or("")) {
+        return (
+            StatusCode::FORBIDDEN,
+            "the form's CSRF token is missing or wrong: reload the login page",
+        )
+            .into_response();
+    }
+    let t = now();
+    let ip = peer.ip();
+    {
+        let f = w.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((n, since)) = f.get(&ip)
+            && *n >= ADDRESS_FAILURES
+            && t - since < ADDRESS_WINDOW_SECS
+        {
+            tracing::warn!(%peer, "web: login refused: too many failures from this address");
+            return login_form(
+                &w,
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(format!(
+                    "too many failed logins from this address: try again after {}",
+                    format_time(since + ADDRESS_WINDOW_SECS)
+                )),
+            );
+        }
+    }
+    match accounts::login(&w.db, &f.name, &f.password, t).await {
+        Ok(role) => {
+            w.failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&ip);
+            let id = random_token();
+            {
+                let mut s = w.sessions.lock().unwrap_or_else(|p| p.into_inner());
+                if s.len() >= w.cfg.max_sessions
+                    && let Some(oldest) =
+                        s.iter().min_by_key(|(_, x)| x.last).map(|(k, _)| k.clone())
+                {
+                    s.remove(&oldest);
+                }
+                s.insert(
+                    id.clone(),
+                    Session {
+                        account: f.name.trim().to_string(),
+                        role,
+                        csrf: random_token(),
+                        created: t,
+                        last: t,
+                    },
+                );
+            }
+            tracing::info!(%peer, account = f.name.trim(), "web: logged in");
+            let _ =
+                w.db.audit(&phonetrust_store::audit::AuditEntry {
+                    at_ms: t * 1_000,
+                    actor: f.name.trim().to_string(),
+                    node: w.node.clone(),
+                    action: "web login".into(),
+                    detail: format!("from {ip}"),
+                    result: "ok".into(),
+                })
+                .await;
+            let mut r = redirect("/");
+            r.headers_mut()
+                .append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, &id, None));
+            r.headers_mut()
+                .append(header::SET_COOKIE, set_cookie(LOGIN_COOKIE, "", Some(0)));
+            r
+        }
+        Err(e) => {
+            {
+                let mut m = w.failures.lock().unwrap_or_else(|p| p.into_inner());
+                if m.len() > 10_000 {
+                    m.retain(|_, (_, since)| t - *since < ADDRESS_WINDOW_SECS);
+                }
+                let x = m.entry(ip).or_insert((0, t));
+                if t - x.1 >= ADDRESS_WINDOW_SECS {
+                    *x = (0, t);
+                }
+                x.0 += 1;
+            }
+            tracing::warn!(%peer, account = f.name.trim(), reason = %e, "web: login refused");
+            let status = match e {
+                LoginRefused::Locked(_) => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            login_form(&w, status, Some(e.to_string()))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(
+    State(w): State<Shared>,
+    h: HeaderMap,
+    axum::Form(f): axum::Form<CsrfForm>,
+) -> Response {
+    let c = match w.gate(&h, Role::ReadOnly).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if !same(&f.csrf, &c.csrf) {
+        return (
+            StatusCode::FORBIDDEN,
+            "the form's CSRF token is missing or wrong",
+        )
+            .into_response();
+    }
+    if let Some(id) = cookie(&h, SESSION_COOKIE) {
+        w.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+    let mut r = redirect("/login");
+    r.headers_mut()
+        .append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, "", Some(0)));
+    r
+}
+
+/// An inline SVG bar chart of `bars` (label, count).
+fn bar_chart(title: &str, bars: &[(&str, i64)]) -> String {
+    let max = bars.iter().map(|b| b.1).max().unwrap_or(0).max(1);
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"420\" height=\"{}\" role=\"img\" aria-label=\"{}\">",
+        bars.len() * 24 + 8,
+        esc(title)
+    );
+    for (i, (label, n)) in bars.iter().enumerate() {
+        let w = 250 * n / max;
+        let y = i * 24 + 4;
+        s.push_str(&format!(
+            "<text x=\"0\" y=\"{}\" font-size=\"12\">{}</text><rect x=\"110\" y=\"{y}\" width=\"{w}\" height=\"18\" fill=\"#1f3b57\"/><text x=\"{}\" y=\"{}\" font-size=\"12\">{n}</text>",
+            y + 14,
+            esc(label),
+            115 + w,
+            y + 14
+        ));
+    }
+    s.push_str("</svg>");
+    s
+}
+
+async fn dashboard(State(w): State<Shared>, h: HeaderMap) -> Response {
+    let c = match w.gate(&h, Role::ReadOnly).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let db = &w.db;
+    let t = now();
+    let mode = match db.security_mode().await {
+        Ok(phonetrust_store::ctlfile::ClusterSecurityMode::Mixed) => "Mixed (1)",
+        Ok(_) => "Non-secure (0)",
+        Err(_) => "unknown (database unavailable)",
+    };
+    let mut nodes = Vec::new();
+    for n in db.nodes().await.unwrap_or_default() {
+        let itl = db
+            .itl(&n.name)
+            .await
+            .ok()
+            .flatten()
+            .map(|i| i.sha256)
+            .unwrap_or_default();
+        nodes.push(minijinja::context! {
+            name => n.name, role => n.role, services => n.services,
+            alive => if phonetrust_rules::cluster::is_alive(n.heartbeat_at, t) { "yes" } else { "no" },
+            itl => itl,
+        });
+    }
+    let phones = db.device_count().await.unwrap_or(0);
+    let with_lsc = db.lscs().await.map(|l| l.len() as i64).unwrap_or(0);
+    let count = |s| {
+        let db = db.clone();
+        async move {
+            db.devices(&phonetrust_store::devices::DeviceFilter {
+                state: Some(s),
+                ..Default::default()
+            })
+            .await
+            .map(|v| v.len() as i64)
+            .unwrap_or(0)
+        }
+    };
+    let pending = count(phonetrust_store::model::OpState::Pending).await;
+    let failed = count(phonetrust_store::model::OpState::Failed).await;
+    let expiring: Vec<_> = phonetrust_rules::monitor::findings(&w.data(), db, &w.node, 30, t)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .take(50)
+        .map(|n| minijinja::context! { kind => n.cert.kind, name => n.cert.name, until => format_time(n.cert.not_after) })
+        .collect();
+    let chart = bar_chart(
+        "Phones by LSC status",
+        &[("with an LSC", with_lsc), ("without", phones - with_lsc)],
+    );
+    let mut ctx = w.base(&c, "Dashboard");
+    ctx = minijinja::context! { mode => mode, nodes => nodes, phones => phones,
+    with_lsc => with_lsc, pending => pending, failed => failed, expiring => expiring,
+    lsc_chart => chart, ..ctx };
+    w.render(StatusCode::OK, "dashboard.html", ctx)
+}
+
+#[derive(Deserialize, Default)]
+struct PhoneQuery {
+    lsc: Option<String>,
+    status: Option<String>,
+    profile: Option<String>,
+    page: Option<usize>,
+}
+
+async fn phones(State(w): State<Shared>, h: HeaderMap, Query(q): Query<PhoneQuery>) -> Response {
+    let c = match w.gate(&h, Role::ReadOnly).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let lsc = q.lsc.clone().unwrap_or_default();
+    let status = q.status.clone().unwrap_or_default();
+    let profile = q.profile.clone().unwrap_or_default();
+    let f = phonetrust_store::devices::DeviceFilter {
+        lsc: match lsc.as_str() {
+            "installed" => Some(phonetrust_store::devices::LscFilter::Installed),
+            "none" => Some(phonetrust_store::devices::LscFilter::None),
+            _ => None,
+        },
+        state: status.parse().ok(),
+        profile: (!profile.is_empty()).then(|| profile.clone()),
+        ..Default::default()
+    };
+    let all = match w.db.devices(&f).await {
+        Ok(v) => v,
+        Err(e) => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the database cannot be read: {e}"),
+            )
+                .into_response();
+        }
+    };
+    let pages = all.len().div_ceil(PAGE).max(1);
+    let page = q.page.unwrap_or(1).clamp(1, pages);
+    let rows: Vec<_> = all
+        .iter()
+        .skip((page - 1) * PAGE)
+        .take(PAGE)
+        .map(|d| minijinja::context! {
+            name => d.name, model => d.model, description => d.description,
+            profile => d.profile, operation => d.capf.operation.to_string(), status => d.capf.status,
+        })
+        .collect();
+    let link = |p: usize| {
+        let enc = |s: &str| {
+            s.bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect::<String>()
+        };
+        format!(
+            "/phones?lsc={}&status={}&profile={}&page={p}",
+            enc(&lsc),
+            enc(&status),
+            enc(&profile)
+        )
+    };
+    let ctx = w.base(&c, "Phones");
+    let ctx = minijinja::context! { rows => rows, total => all.len(), page => page,
+    pages => pages, lsc => lsc, status => status, profile => profile,
+    prev => (page > 1).then(|| link(page - 1)), next => (page < pages).then(|| link(page + 1)), ..ctx };
+    w.render(StatusCode::OK, "phones.html", ctx)
+}
+
+async fn phone(State(w): State<Shared>, h: HeaderMap, Path(name): Path<String>) -> Response {
+    let c = match w.gate(&h, Role::ReadOnly).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let d = match w.db.device(&name).await {
+        Ok(d) => d,
+        Err(e) => {
+            return w.render(
+                StatusCode::NOT_FOUND,
+                "setup.html",
+                minijinja::context! { title => e.to_string(), node => w.node },
+            );
+        }
+    };
+    let certs: Vec<_> = w
+        .db
+        .device_certs(&d.name)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|x| minijinja::context! { kind => x.kind.as_str(), subject => x.subject, issuer => x.issuer, serial => x.serial, until => format_time(x.not_after) })
+        .collect();
+    let cap = &d.capf;
+    let info = minijinja::context! {
+        model => d.model, protocol => d.protocol.to_string(), profile => d.profile,
+        description => d.description, operation => cap.operation.to_string(),
+        auth_mode => cap.auth_mode.to_string(),
+        // Operators and admins see the string they must give the user; read-only does not.
+        auth_string => if c.role.allows(Role::Operator) { cap.auth_string.clone().unwrap_or_default() } else if cap.auth_string.is_some() { "(hidden)".to_string() } else { String::new() },
+        key_order => cap.key_order.to_string(), rsa_bits => cap.rsa_bits, ec_curve => cap.ec_curve.to_string(),
+        completes_by => cap.completes_by.map(format_time).unwrap_or_default(), status => cap.status,
+    };
+    let ctx = w.base(&c, &d.name);
+    w.render(
+        StatusCode::OK,
+        "phone.html",
+        minijinja::context! { d => info, certs => certs, ..ctx },
+    )
+}
+
+impl Web {
+    fn data(&self) -> DataDir {
+        self.data_dir.clone()
+    }
+}
+
+/// The web administration, bound.
+pub struct WebServer {
+    listener: tokio::net::TcpListener,
+    acceptor: Arc<SslAcceptor>,
+    app: axum::Router,
+    limiter: Limiter,
+}
+
+fn environment() -> Result<minijinja::Environment<'static>, minijinja::Error> {
+    let mut env = minijinja::Environment::new();
+    for (name, text) in [
+        ("base.html", include_str!("../templates/base.html")),
+        ("setup.html", include_str!("../templates/setup.html")),
+        ("login.html", include_str!("../templates/login.html")),
+        (
+            "dashboard.html",
+            include_str!("../templates/dashboard.html"),
+        ),
+        ("phones.html", include_str!("../templates/phones.html")),
+        ("phone.html", include_str!("../templates/phone.html")),
+    ] {
+        env.add_template(name, text)?;
+    }
+    Ok(env)
+}
+
+impl WebServer {
+    /// Bind `cfg.listen` with the tomcat certificate `tls`.
+    pub async fn bind(
+        db: Db,
+        data: DataDir,
+        node: String,
+        tls: &phonetrust_proto::cert::CertAndKey,
+        cfg: WebConfig,
+    ) -> Result<Self, ServiceError> {
+        let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls())?;
+        b.set_min_proto_version(Some(SslVersion::TLS1_2))?;
+        // Level 1: a tomcat certificate with a 1024-bit key (older nodes) still serves.
+        b.set_security_level(1);
+        b.set_certificate(&tls.cert)?;
+        b.set_private_key(&tls.key)?;
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| ServiceError::Bind(cfg.listen, e))?;
+        let env = environment().map_err(|e| ServiceError::Other(format!("templates: {e}")))?;
+        let limiter = Limiter::new(cfg.max_connections, cfg.max_per_address);
+        let web = Arc::new(Web {
+            db,
+            data_dir: data,
+            node,
+            cfg,
+            env,
+            sessions: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
+        });
+        let app = axum::Router::new()
+            .route("/", axum::routing::get(dashboard))
+            .route("/login", axum::routing::get(login_page).post(login))
+            .route("/logout", axum::routing::post(logout))
+            .route("/phones", axum::routing::get(phones))
+            .route("/phones/{name}", axum::routing::get(phone))
+            .route("/static/style.css", axum::routing::get(style))
+            .fallback(|State(w): State<Shared>, h: HeaderMap| async move {
+                match w.gate(&h, Role::ReadOnly).await {
+                    Ok(_) => (StatusCode::NOT_FOUND, "no such page").into_response(),
+                    Err(r) => r,
+                }
+            })
+            .layer(axum::middleware::map_response(secure_headers))
+            .with_state(web);
+        Ok(Self {
+            listener,
+            acceptor: Arc::new(b.build()),
+            app,
+            limiter,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> Result<SocketAddr, ServiceError> {
+        self.listener.local_addr().map_err(ServiceError::Io)
+    }
+
+    /// Serve until the task is dropped.
+    pub async fn run(self) {
+        let mut h1 = hyper::server::conn::http1::Builder::new();
+        h1.timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10))
+            .max_buf_size(64 * 1024);
+        let h1 = Arc::new(h1);
+        loop {
+            let (tcp, peer) = match self.listener.accept().await {
+                Ok(x) => x,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            };
+            let Ok(slot) = self.limiter.admit(peer.ip()) else {
+                continue; // dropped: the connection closes
+            };
+            let acceptor = self.acceptor.clone();
+            let svc = hyper_util::service::TowerToHyperService::new(
+                self.app
+                    .clone()
+                    .layer(axum::Extension(ConnectInfo(peer)))
+                    .into_service(),
+            );
+            let h1 = h1.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                let Ok(ssl) = openssl::ssl::Ssl::new(acceptor.context()) else {
+                    return;
+                };
+                let Ok(mut s) = tokio_openssl::SslStream::new(ssl, tcp) else {
+                    return;
+                };
+                match tokio::time::timeout(
+                    Duration::from_secs(10),
+                    std::pin::Pin::new(&mut s).accept(),
+                )
+                .await
+                {
+                    Ok(Ok(())) => {}
+                    _ => return,
+                }
+                let io = hyper_util::rt::TokioIo::new(s);
+                let _ = h1.serve_connection(io, svc).await;
+            });
+        }
+    }
+}
