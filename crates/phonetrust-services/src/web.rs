@@ -242,8 +242,9 @@ impl Web {
         if !role.allows(need) {
             return Err(self.render(
                 StatusCode::FORBIDDEN,
-                "setup.html",
-                minijinja::context! { title => "Not allowed", node => self.node },
+                "message.html",
+                minijinja::context! { title => "Not allowed", node => self.node,
+                    message => format!("the {} role may not do this: it needs {} (an administrator can change the role)", role.as_str(), need.as_str()) },
             ));
         }
         Ok(Ctx {
@@ -598,13 +599,23 @@ async fn phone(State(w): State<Shared>, h: HeaderMap, Path(name): Path<String>) 
         Ok(c) => c,
         Err(r) => return r,
     };
-    let d = match w.db.device(&name).await {
+    phone_page(&w, &c, &name, StatusCode::OK, None).await
+}
+
+async fn phone_page(
+    w: &Web,
+    c: &Ctx,
+    name: &str,
+    status: StatusCode,
+    error: Option<String>,
+) -> Response {
+    let d = match w.db.device(name).await {
         Ok(d) => d,
         Err(e) => {
             return w.render(
                 StatusCode::NOT_FOUND,
-                "setup.html",
-                minijinja::context! { title => e.to_string(), node => w.node },
+                "message.html",
+                minijinja::context! { title => "Not found", node => w.node, message => e.to_string() },
             );
         }
     };
@@ -626,12 +637,74 @@ async fn phone(State(w): State<Shared>, h: HeaderMap, Path(name): Path<String>) 
         key_order => cap.key_order.to_string(), rsa_bits => cap.rsa_bits, ec_curve => cap.ec_curve.to_string(),
         completes_by => cap.completes_by.map(format_time).unwrap_or_default(), status => cap.status,
     };
-    let ctx = w.base(&c, &d.name);
+    let ctx = w.base(c, &d.name);
     w.render(
-        StatusCode::OK,
+        status,
         "phone.html",
-        minijinja::context! { d => info, certs => certs, ..ctx },
+        minijinja::context! { d => info, certs => certs, name => d.name, error => error,
+        can_change => c.role.allows(Role::Operator), ..ctx },
     )
+}
+
+#[derive(Deserialize)]
+struct CapfForm {
+    csrf: String,
+    operation: String,
+    auth: String,
+    #[serde(default)]
+    auth_string: String,
+}
+
+/// Schedule (or change) a phone's CAPF operation: operators and administrators.
+async fn phone_capf(
+    State(w): State<Shared>,
+    h: HeaderMap,
+    Path(name): Path<String>,
+    axum::Form(f): axum::Form<CapfForm>,
+) -> Response {
+    let c = match w.gate(&h, Role::Operator).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if !same(&f.csrf, &c.csrf) {
+        return (
+            StatusCode::FORBIDDEN,
+            "the form's CSRF token is missing or wrong: reload the page",
+        )
+            .into_response();
+    }
+    let parsed =
+        (|| -> Result<phonetrust_store::devices::CapfChange, phonetrust_store::StoreError> {
+            Ok(phonetrust_store::devices::CapfChange {
+                operation: Some(f.operation.parse()?),
+                auth_mode: Some(f.auth.parse()?),
+                auth_string: (!f.auth_string.trim().is_empty())
+                    .then(|| f.auth_string.trim().to_string()),
+                ..Default::default()
+            })
+        })();
+    let t = now();
+    let result = match parsed {
+        Ok(ch) => w.db.set_capf(&name, &ch, t).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    let _ =
+        w.db.audit(&phonetrust_store::audit::AuditEntry {
+            at_ms: t * 1_000,
+            actor: c.account.clone(),
+            node: w.node.clone(),
+            action: "web phone capf".into(),
+            detail: format!("{name} --operation {} --auth {}", f.operation, f.auth),
+            result: match &result {
+                Ok(()) => "ok".into(),
+                Err(e) => format!("failed: {e}"),
+            },
+        })
+        .await;
+    match result {
+        Ok(()) => redirect(&format!("/phones/{name}")),
+        Err(e) => phone_page(&w, &c, &name, StatusCode::BAD_REQUEST, Some(e.to_string())).await,
+    }
 }
 
 impl Web {
@@ -653,6 +726,7 @@ fn environment() -> Result<minijinja::Environment<'static>, minijinja::Error> {
     for (name, text) in [
         ("base.html", include_str!("../templates/base.html")),
         ("setup.html", include_str!("../templates/setup.html")),
+        ("message.html", include_str!("../templates/message.html")),
         ("login.html", include_str!("../templates/login.html")),
         (
             "dashboard.html",
@@ -701,6 +775,7 @@ impl WebServer {
             .route("/logout", axum::routing::post(logout))
             .route("/phones", axum::routing::get(phones))
             .route("/phones/{name}", axum::routing::get(phone))
+            .route("/phones/{name}/capf", axum::routing::post(phone_capf))
             .route("/static/style.css", axum::routing::get(style))
             .fallback(|State(w): State<Shared>, h: HeaderMap| async move {
                 match w.gate(&h, Role::ReadOnly).await {

@@ -177,7 +177,9 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
             Ok(web) => {
                 let at = web.local_addr()?;
                 if db.account_count().await? == 0 {
-                    outln!("phonetrust: web administration on https://{at}/ — no account yet: `phonetrust user add NAME --role admin`");
+                    outln!(
+                        "phonetrust: web administration on https://{at}/ — no account yet: `phonetrust user add NAME --role admin`"
+                    );
                 } else {
                     outln!("phonetrust: web administration on https://{at}/");
                 }
@@ -185,7 +187,9 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
             }
             // Phones do not need the web administration: the other services go on.
             Err(e) => {
-                outln!("phonetrust: warning: the web administration did not start: {e} (set [web] port, or [web] enabled = false)");
+                outln!(
+                    "phonetrust: warning: the web administration did not start: {e} (set [web] port, or [web] enabled = false)"
+                );
                 tracing::warn!(error = %e, "web administration not started");
             }
         }

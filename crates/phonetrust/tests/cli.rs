@@ -5562,10 +5562,7 @@ fn web_admin_is_safe_by_default() {
     // Hostile text is shown as text.
     let (code, list) = web(&base, "GET", "/phones?lsc=none", &jar, None);
     assert_eq!(code, 200);
-    assert!(
-        list.contains("&lt;script&gt;alert(1)&lt;"),
-        "{list}"
-    );
+    assert!(list.contains("&lt;script&gt;alert(1)&lt;"), "{list}");
     assert!(!list.contains("<script>"), "{list}");
     let (code, p) = web(&base, "GET", "/phones/SEP001122334455", &jar, None);
     assert_eq!(code, 200);
@@ -5616,4 +5613,150 @@ fn web_admin_is_safe_by_default() {
     assert!(page.contains("too many failed logins"), "{page}");
     assert!(stdout(&pt(&d, &["user", "list"])).contains("locked until"));
     assert!(stdout(&pt(&d, &["show", "audit"])).contains("web login"));
+}
+
+/// Log in as `name` (password "correct horse battery") with cookie jar `jar`.
+fn web_login(base: &str, jar: &Path, name: &str) {
+    let (_, login) = web(base, "GET", "/login", jar, None);
+    let (code, page) = web(
+        base,
+        "POST",
+        "/login",
+        jar,
+        Some(&format!(
+            "name={name}&password=correct+horse+battery&csrf={}",
+            csrf_of(&login)
+        )),
+    );
+    assert_eq!(code, 303, "{page}");
+}
+
+/// 18.2–18.3: roles on the server side — a read-only account sees the phone page without
+/// the form and is refused when it posts anyway; an operator schedules an install from
+/// the phone page (CSRF checked), a refusal shows the store's message, and a simulated
+/// phone's enrolment shows on the page.
+#[test]
+fn web_phone_page_schedules_by_role() {
+    if !phonetrust_testsupport::have_tool("curl", "--version", "curl") {
+        return;
+    }
+    let d = tmp("web-roles");
+    init_node(&d);
+    let (web_port, capf) = (free_port(), free_port());
+    let _s = Server::start_with(
+        &d,
+        capf,
+        &[
+            "--tvs-port",
+            "0",
+            "--tftp-port",
+            "0",
+            "--http-port",
+            "0",
+            "--web-port",
+            &web_port.to_string(),
+        ],
+    );
+    let base = format!("https://127.0.0.1:{web_port}");
+    for (name, role) in [("olivia", "operator"), ("reader", "read-only")] {
+        let o = pt_in(
+            &d,
+            &["user", "add", name, "--role", role, "--password-stdin"],
+            "correct horse battery\n",
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert!(
+        pt(&d, &["phone", "add", "SEP001122334455", "--model", "8845"])
+            .status
+            .success()
+    );
+    let (rj, oj) = (d.join("reader.jar"), d.join("operator.jar"));
+    web_login(&base, &rj, "reader");
+    web_login(&base, &oj, "olivia");
+    let (_, page) = web(&base, "GET", "/phones/SEP001122334455", &rj, None);
+    assert!(
+        !page.contains("action=\"/phones/SEP001122334455/capf\""),
+        "no form for read-only"
+    );
+    let form =
+        |csrf: &str, auth: &str| format!("csrf={csrf}&operation=install&auth={auth}&auth_string=");
+    let (code, _) = web(
+        &base,
+        "POST",
+        "/phones/SEP001122334455/capf",
+        &rj,
+        Some(&form(&csrf_of(&page), "null-string")),
+    );
+    assert_eq!(code, 403, "read-only may not schedule");
+    let (_, refused) = web(
+        &base,
+        "POST",
+        "/phones/SEP001122334455/capf",
+        &rj,
+        Some(&form("x", "null-string")),
+    );
+    assert!(
+        refused.contains("the read-only role may not do this: it needs operator"),
+        "{refused}"
+    );
+    let (_, page) = web(&base, "GET", "/phones/SEP001122334455", &oj, None);
+    assert!(
+        page.contains("action=\"/phones/SEP001122334455/capf\""),
+        "{page}"
+    );
+    let token = csrf_of(&page);
+    let (code, _) = web(
+        &base,
+        "POST",
+        "/phones/SEP001122334455/capf",
+        &oj,
+        Some(&form("bad", "null-string")),
+    );
+    assert_eq!(code, 403, "CSRF");
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/phones/SEP001122334455/capf",
+        &oj,
+        Some(&form(&token, "auth-string")),
+    );
+    assert_eq!(code, 400);
+    assert!(page.contains("needs an authentication string"), "{page}");
+    let (code, _) = web(
+        &base,
+        "POST",
+        "/phones/SEP001122334455/capf",
+        &oj,
+        Some(&form(&token, "null-string")),
+    );
+    assert_eq!(code, 303);
+    let (_, page) = web(&base, "GET", "/phones/SEP001122334455", &oj, None);
+    assert!(
+        page.contains("Certificate Operation Status: Operation Pending"),
+        "{page}"
+    );
+    let o = pt(
+        &d,
+        &[
+            "phone-sim",
+            "capf",
+            "--mac",
+            "001122334455",
+            "--server",
+            &format!("127.0.0.1:{capf}"),
+        ],
+    );
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let (_, page) = web(&base, "GET", "/phones/SEP001122334455", &rj, None);
+    assert!(
+        page.contains("Certificate Operation Status: Upgrade Success"),
+        "{page}"
+    );
+    assert!(page.contains("LSC: "), "{page}");
+    let audit = stdout(&pt(&d, &["show", "audit"]));
+    assert!(
+        audit.contains("web phone capf") && audit.contains("olivia"),
+        "{audit}"
+    );
 }
