@@ -909,6 +909,7 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, hands
                 {
                     let _ = shared.record(capf, &outcome, unix_now(), None).await;
                 }
+                crate::metrics::CAPF.inc("lost");
                 tracing::warn!(%peer, device = s.device().unwrap_or("?"), cause = %why, "CAPF: session ended");
                 break;
             }
@@ -920,6 +921,14 @@ async fn connection(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, hands
 }
 
 fn log_outcome(o: &Outcome, peer: SocketAddr) {
+    crate::metrics::CAPF.inc(match o {
+        Outcome::Installed { .. } => "installed",
+        Outcome::Fetched { .. } => "fetched",
+        Outcome::Deleted { .. } => "deleted",
+        Outcome::NothingScheduled { .. } => "nothing_scheduled",
+        Outcome::UnknownDevice { .. } => "unknown_device",
+        _ => "failed",
+    });
     match o {
         Outcome::Installed { device, .. } => {
             tracing::info!(%peer, device, "CAPF: LSC installed (Upgrade Success)")

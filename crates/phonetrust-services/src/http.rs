@@ -66,6 +66,7 @@ async fn get<S: FileSource>(
 ) -> Response {
     match source.open(&name, peer, Via::Http).await {
         Ok(content) => {
+            crate::metrics::HTTP.inc("ok");
             tracing::debug!(%peer, file = name, bytes = content.len(), "HTTP GET");
             let len = content.len();
             let body = match content {
@@ -100,6 +101,7 @@ async fn get<S: FileSource>(
             not_found()
         }
         Err(e @ NotServed::Unavailable(..)) => {
+            crate::metrics::HTTP.inc("unavailable");
             if let Some(k) = UNAVAILABLE_LOG.hit(Instant::now()) {
                 tracing::warn!(%peer, file = name, error = %e, count = k, "HTTP: 503, database unavailable");
             }
@@ -120,6 +122,7 @@ async fn get<S: FileSource>(
 }
 
 fn not_found() -> Response {
+    crate::metrics::HTTP.inc("not_found");
     let mut r = (StatusCode::NOT_FOUND, "File not found\n").into_response();
     r.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

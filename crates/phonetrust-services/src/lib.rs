@@ -8,6 +8,7 @@
 //! - [`limits`]: caps per service and per address, and summarised refusal logs.
 //! - [`tvs`]: the TVS server (is this certificate trusted, and for which roles).
 //! - [`token`]: hardware security tokens (PKCS#11) that sign the CTL.
+//! - [`metrics`]: the services' counters and the Prometheus exposition.
 //! - [`web`]: the web administration over HTTPS (sessions, CSRF, CSP, roles).
 //! - [`renewal`]: the LSC renewal policy's minute tick and its reset hook.
 //! - [`monitor`]: the certificate monitor's hourly check; [`notify`]: its targets (a
@@ -19,6 +20,7 @@ pub mod capf;
 pub mod guard;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod monitor;
 pub mod notify;
 pub mod provision;

@@ -220,12 +220,14 @@ async fn transfer<S: FileSource>(
     {
         Ok(Ok(c)) => Ok(c),
         Ok(Err(NotServed::NotFound(why))) => {
+            crate::metrics::TFTP.inc("not_found");
             if let Some(k) = shared.notfound_log.hit(Instant::now()) {
                 tracing::info!(%peer, file = name, reason = why, count = k, "TFTP: File not found");
             }
             Err((tftp_server::code::FILE_NOT_FOUND, "File not found"))
         }
         Ok(Err(e @ NotServed::Unavailable(..))) => {
+            crate::metrics::TFTP.inc("busy");
             // The phone tries its next TFTP server, or this one again later.
             if let Some(k) = shared.failed_log.hit(Instant::now()) {
                 tracing::warn!(%peer, file = name, error = %e, count = k, "TFTP: Server busy (database unavailable)");
@@ -264,14 +266,17 @@ async fn transfer<S: FileSource>(
     let started = Instant::now();
     match tokio::time::timeout(deadline, run(&sock, cfg, req, content)).await {
         Ok(Ok(sent)) => {
+            crate::metrics::TFTP.inc("ok");
             tracing::debug!(%peer, file = name, bytes = len, sent, ms = started.elapsed().as_millis() as u64, "TFTP read");
         }
         Ok(Err(e)) => {
+            crate::metrics::TFTP.inc("failed");
             if let Some(k) = shared.failed_log.hit(Instant::now()) {
                 tracing::info!(%peer, file = name, error = %e, count = k, "TFTP: transfer failed");
             }
         }
         Err(_) => {
+            crate::metrics::TFTP.inc("timeout");
             if let Some(k) = shared.deadline_log.hit(Instant::now()) {
                 tracing::warn!(%peer, file = name, bytes = len, secs = deadline.as_secs(), count = k, "TFTP: transfer deadline passed, given up");
             }

@@ -135,6 +135,11 @@ pub fn decide(index: &TrustIndex, ttl: u32, peer: SocketAddr, req: &Request) -> 
             "tvsHandleQueryCertReq : Subject Name is: {subject} ; Issuer Name is: {issuer} ; Serial Number is: {serial} ; {found}"
         );
     }
+    crate::metrics::TVS.inc(if entry.is_some() {
+        "trusted"
+    } else {
+        "unknown"
+    });
     phonetrust_rules::tvs::verdict(entry, ttl)
 }
 

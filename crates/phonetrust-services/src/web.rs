@@ -57,6 +57,9 @@ pub struct WebConfig {
     pub max_per_address: usize,
     /// Sessions at once (oldest ended beyond).
     pub max_sessions: usize,
+    /// The bearer token `/metrics` requires; without one it answers without login (it
+    /// holds counts only).
+    pub metrics_token: Option<String>,
 }
 
 impl Default for WebConfig {
@@ -68,6 +71,7 @@ impl Default for WebConfig {
             max_connections: 256,
             max_per_address: 32,
             max_sessions: 1_000,
+            metrics_token: None,
         }
     }
 }
@@ -707,6 +711,33 @@ async fn phone_capf(
     }
 }
 
+/// `/metrics`: Prometheus text; a bearer token when one is configured.
+async fn metrics(State(w): State<Shared>, h: HeaderMap) -> Response {
+    if let Some(want) = &w.cfg.metrics_token {
+        let given = h
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !same(given, want) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                "metrics need the bearer token of [web] metrics_token_file\n",
+            )
+                .into_response();
+        }
+    }
+    let body = crate::metrics::render(&w.db, &w.data(), now()).await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
 impl Web {
     fn data(&self) -> DataDir {
         self.data_dir.clone()
@@ -777,6 +808,7 @@ impl WebServer {
             .route("/phones/{name}", axum::routing::get(phone))
             .route("/phones/{name}/capf", axum::routing::post(phone_capf))
             .route("/static/style.css", axum::routing::get(style))
+            .route("/metrics", axum::routing::get(metrics))
             .fallback(|State(w): State<Shared>, h: HeaderMap| async move {
                 match w.gate(&h, Role::ReadOnly).await {
                     Ok(_) => (StatusCode::NOT_FOUND, "no such page").into_response(),

@@ -90,6 +90,9 @@ pub(crate) struct WebSection {
     pub(crate) port: Option<u16>,
     /// Address (default `[server] bind`).
     pub(crate) bind: Option<IpAddr>,
+    /// A file holding the bearer token `/metrics` requires (0600); without it `/metrics`
+    /// answers without login.
+    pub(crate) metrics_token_file: Option<PathBuf>,
 }
 
 /// `[lifecycle]`: LSC renewal by policy (off unless `enabled = true`).
@@ -263,7 +266,9 @@ impl MonitorSection {
                 }
                 let credentials = match (&self.smtp_user, &self.smtp_password_file) {
                     (None, None) => None,
-                    (Some(u), Some(f)) => Some((u.clone(), read_secret(f)?)),
+                    (Some(u), Some(f)) => {
+                        Some((u.clone(), read_secret("[monitor] smtp_password_file", f)?))
+                    }
                     _ => anyhow::bail!(
                         "[monitor] smtp_user and smtp_password_file go together: set both or neither"
                     ),
@@ -291,18 +296,18 @@ impl MonitorSection {
 }
 
 /// A secret from a file that only its owner may read; its first line.
-fn read_secret(path: &Path) -> Result<String> {
+pub(crate) fn read_secret(what: &str, path: &Path) -> Result<String> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path)
-        .map_err(|e| anyhow::anyhow!("[monitor] smtp_password_file {}: {e}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).map_err(|e| anyhow::anyhow!("{what} {}: {e}", path.display()))?;
     if meta.permissions().mode() & 0o077 != 0 {
         anyhow::bail!(
-            "[monitor] smtp_password_file {} can be read by others: chmod 600 it",
+            "{what} {} can be read by others: chmod 600 it",
             path.display()
         );
     }
     let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("[monitor] smtp_password_file {}: {e}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("{what} {}: {e}", path.display()))?;
     Ok(text.lines().next().unwrap_or("").to_string())
 }
 

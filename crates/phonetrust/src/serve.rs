@@ -169,6 +169,12 @@ pub(crate) async fn serve(node: &Node, a: ServeArgs) -> Result<ExitCode> {
             &tomcat,
             phonetrust_services::web::WebConfig {
                 listen,
+                metrics_token: file
+                    .web
+                    .metrics_token_file
+                    .as_deref()
+                    .map(|f| crate::config::read_secret("[web] metrics_token_file", f))
+                    .transpose()?,
                 ..Default::default()
             },
         )

@@ -5443,6 +5443,20 @@ fn web_admin_is_safe_by_default() {
     }
     let d = tmp("web");
     init_node(&d);
+    std::fs::write(d.join("metrics.token"), "s3cret-metrics\n").unwrap();
+    std::fs::set_permissions(
+        d.join("metrics.token"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("data/phonetrust.toml"),
+        format!(
+            "[web]\nmetrics_token_file = \"{}\"\n",
+            d.join("metrics.token").display()
+        ),
+    )
+    .unwrap();
     let web_port = free_port();
     let _s = Server::start_with(
         &d,
@@ -5613,6 +5627,22 @@ fn web_admin_is_safe_by_default() {
     assert!(page.contains("too many failed logins"), "{page}");
     assert!(stdout(&pt(&d, &["user", "list"])).contains("locked until"));
     assert!(stdout(&pt(&d, &["show", "audit"])).contains("web login"));
+    // /metrics with a token configured: refused without it, served with it.
+    let (code, _) = web(&base, "GET", "/metrics", &jar, None);
+    assert_eq!(code, 401);
+    let o = Command::new("curl")
+        .args([
+            "-s",
+            "-k",
+            "-H",
+            "Authorization: Bearer s3cret-metrics",
+            &format!("{base}/metrics"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("# TYPE phonetrust_tvs_verdicts_total counter")
+    );
 }
 
 /// Log in as `name` (password "correct horse battery") with cookie jar `jar`.
