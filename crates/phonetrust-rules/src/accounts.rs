@@ -268,3 +268,45 @@ pub async fn login(
         .map_err(st)?;
     Role::parse(&a.role).map_err(LoginRefused::Store)
 }
+
+/// A new API token: (id, the token to show once, its SHA-256 to store).
+pub fn new_token() -> Result<(String, String, String), String> {
+    let mut id = [0u8; 4];
+    let mut secret = [0u8; 32];
+    openssl::rand::rand_bytes(&mut id).map_err(|e| e.to_string())?;
+    openssl::rand::rand_bytes(&mut secret).map_err(|e| e.to_string())?;
+    let id = phonetrust_proto::codec::hex(&id);
+    let token = format!("pt_{id}_{}", phonetrust_proto::codec::hex(&secret));
+    let sha = token_sha256(&token);
+    Ok((id, token, sha))
+}
+
+/// What is stored of a token.
+pub fn token_sha256(token: &str) -> String {
+    phonetrust_proto::codec::hex(&openssl::sha::sha256(token.as_bytes()))
+}
+
+/// The account and role of a bearer token at `now`: the account must exist and be
+/// enabled; its current role counts.
+pub async fn token_account(
+    db: &phonetrust_store::Db,
+    token: &str,
+    now: i64,
+) -> Result<(String, Role), LoginRefused> {
+    let st = |e: phonetrust_store::StoreError| LoginRefused::Store(e.to_string());
+    if token.len() > 128 {
+        return Err(LoginRefused::Wrong);
+    }
+    let Some(name) = db
+        .api_token_account(&token_sha256(token), now)
+        .await
+        .map_err(st)?
+    else {
+        return Err(LoginRefused::Wrong);
+    };
+    match db.account(&name).await.map_err(st)? {
+        Some(a) if !a.disabled => Ok((name, Role::parse(&a.role).map_err(LoginRefused::Store)?)),
+        Some(_) => Err(LoginRefused::Disabled),
+        None => Err(LoginRefused::Wrong),
+    }
+}

@@ -28,6 +28,9 @@ use serde::Deserialize;
 use crate::ServiceError;
 use crate::limits::Limiter;
 
+#[path = "web_api.rs"]
+pub mod api;
+
 /// The Content-Security-Policy of every response: nothing but this origin's style sheet,
 /// forms posting to this origin, no frames, no scripts.
 pub const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -800,7 +803,7 @@ impl WebServer {
             sessions: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
         });
-        let app = axum::Router::new()
+        let app = api::routes()
             .route("/", axum::routing::get(dashboard))
             .route("/login", axum::routing::get(login_page).post(login))
             .route("/logout", axum::routing::post(logout))

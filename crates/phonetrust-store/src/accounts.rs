@@ -198,3 +198,104 @@ impl Db {
         Ok(())
     }
 }
+
+/// A REST API token as stored (its SHA-256 only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiToken {
+    /// Short id (list, revoke).
+    pub id: String,
+    /// Its account.
+    pub account: String,
+    /// What it is for.
+    pub label: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds (0: never).
+    pub last_used_at: i64,
+}
+
+impl Db {
+    /// Store a token's SHA-256 for `account`.
+    pub async fn add_api_token(
+        &self,
+        id: &str,
+        account: &str,
+        label: &str,
+        sha256: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_token (id, account, label, sha256, created_at, last_used_at) VALUES ($1, $2, $3, $4, $5, 0)",
+        )
+        .bind(id)
+        .bind(account)
+        .bind(label)
+        .bind(sha256)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// The account of the token whose SHA-256 is `sha256`, noting its use.
+    pub async fn api_token_account(
+        &self,
+        sha256: &str,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let a: Option<String> =
+            sqlx::query_scalar("SELECT account FROM api_token WHERE sha256 = $1")
+                .bind(sha256)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+        if a.is_some() {
+            sqlx::query("UPDATE api_token SET last_used_at = $2 WHERE sha256 = $1 AND last_used_at < $2 - 60")
+                .bind(sha256)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(a)
+    }
+
+    /// Tokens, of one account or all.
+    pub async fn api_tokens(&self, account: Option<&str>) -> Result<Vec<ApiToken>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, account, label, created_at, last_used_at FROM api_token \
+             WHERE ($1 = '' OR account = $1) ORDER BY account, created_at",
+        )
+        .bind(account.unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(ApiToken {
+                    id: r.try_get(0).map_err(db_err)?,
+                    account: r.try_get(1).map_err(db_err)?,
+                    label: r.try_get(2).map_err(db_err)?,
+                    created_at: r.try_get(3).map_err(db_err)?,
+                    last_used_at: r.try_get(4).map_err(db_err)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Revoke a token by id.
+    pub async fn revoke_api_token(&self, id: &str) -> Result<(), StoreError> {
+        let r = sqlx::query("DELETE FROM api_token WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "no API token {id} (`phonetrust user token list` lists them)"
+            )));
+        }
+        Ok(())
+    }
+}

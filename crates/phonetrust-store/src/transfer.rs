@@ -19,7 +19,7 @@ use crate::db::{Db, db_err};
 
 /// Every table of the store, parents before children (foreign keys). A test checks that
 /// this lists exactly the tables the migrations create.
-pub const TABLES: [&str; 19] = [
+pub const TABLES: [&str; 20] = [
     "processconfig",
     "securityprofile",
     "device",
@@ -39,6 +39,7 @@ pub const TABLES: [&str; 19] = [
     "renewal_batch",
     "renewal",
     "account",
+    "api_token",
 ];
 
 /// Rows inserted per statement (PostgreSQL takes at most 65,535 parameters).

@@ -46,6 +46,10 @@ pub(crate) enum UserCmd {
         /// The account.
         name: String,
     },
+    /// REST API tokens: `user token create NAME [--label L]` (shown once),
+    /// `user token list [NAME]`, `user token revoke ID`.
+    #[command(subcommand)]
+    Token(TokenCmd),
     /// Delete an account.
     Delete {
         /// The account.
@@ -53,6 +57,29 @@ pub(crate) enum UserCmd {
         /// Do not ask for confirmation.
         #[arg(short = 'y', long)]
         yes: bool,
+    },
+}
+
+/// `phonetrust user token ...`
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCmd {
+    /// Create a bearer token for an account (it has the account's role); printed once.
+    Create {
+        /// The account.
+        name: String,
+        /// What it is for (e.g. "inventory sync").
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List tokens (id, account, label, created, last used), of one account or all.
+    List {
+        /// Only this account's.
+        name: Option<String>,
+    },
+    /// Revoke a token by its id.
+    Revoke {
+        /// The id `user token list` prints.
+        id: String,
     },
 }
 
@@ -192,6 +219,40 @@ pub(crate) async fn run(node: &Node, cmd: UserCmd) -> Result<ExitCode> {
         UserCmd::Disable { name } => {
             db.set_account_disabled(&name, true).await?;
             outln!("Account {name} disabled.");
+        }
+        UserCmd::Token(TokenCmd::Create { name, label }) => {
+            if db.account(&name).await?.is_none() {
+                bail!("no account {name} (`phonetrust user list` lists them)");
+            }
+            let (id, token, sha) = accounts::new_token().map_err(anyhow::Error::msg)?;
+            db.add_api_token(&id, &name, &label, &sha, now).await?;
+            outln!("{token}");
+            outln!(
+                "Token {id} for {name}: keep it now, it is not shown again (`Authorization: Bearer <token>`)."
+            );
+        }
+        UserCmd::Token(TokenCmd::List { name }) => {
+            let list = db.api_tokens(name.as_deref()).await?;
+            let mut t =
+                crate::table::Table::new(&["Id", "Account", "Label", "Created", "Last used"]);
+            for k in &list {
+                t.row(vec![
+                    k.id.clone(),
+                    k.account.clone(),
+                    k.label.clone(),
+                    format_time(k.created_at),
+                    if k.last_used_at > 0 {
+                        format_time(k.last_used_at)
+                    } else {
+                        "never".into()
+                    },
+                ]);
+            }
+            out!("{}", t.render());
+        }
+        UserCmd::Token(TokenCmd::Revoke { id }) => {
+            db.revoke_api_token(&id).await?;
+            outln!("Token {id} revoked.");
         }
         UserCmd::Delete { name, yes } => {
             if db.account(&name).await?.is_none() {

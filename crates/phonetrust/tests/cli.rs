@@ -5790,3 +5790,189 @@ fn web_phone_page_schedules_by_role() {
         "{audit}"
     );
 }
+
+/// curl a JSON API route with an optional bearer token: (status, body).
+fn api(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args(["-s", "-k", "-o", "-", "-w", "\n%{http_code}", "-X", method]);
+    if let Some(t) = token {
+        c.args(["-H", &format!("Authorization: Bearer {t}")]);
+    }
+    if let Some(b) = body {
+        c.args(["-H", "Content-Type: application/json", "--data-raw", b]);
+    }
+    c.arg(format!("{base}{path}"));
+    let out = String::from_utf8_lossy(&c.output().expect("curl").stdout).into_owned();
+    let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// 18.4: the REST API — tokens per account (shown once, listed, revoked), refused without
+/// a token or with a revoked one, the role enforced, every route answering, errors as
+/// JSON with the CLI's messages, paging, the OpenAPI document listing every route.
+#[test]
+fn rest_api_with_tokens_and_openapi() {
+    if !phonetrust_testsupport::have_tool("curl", "--version", "curl") {
+        return;
+    }
+    let d = tmp("api");
+    init_node(&d);
+    let web_port = free_port();
+    let _s = Server::start_with(
+        &d,
+        free_port(),
+        &[
+            "--tvs-port",
+            "0",
+            "--tftp-port",
+            "0",
+            "--http-port",
+            "0",
+            "--web-port",
+            &web_port.to_string(),
+        ],
+    );
+    let base = format!("https://127.0.0.1:{web_port}");
+    for (name, role) in [("olivia", "operator"), ("reader", "read-only")] {
+        let o = pt_in(
+            &d,
+            &["user", "add", name, "--role", role, "--password-stdin"],
+            "correct horse battery\n",
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let token = |name: &str| {
+        let o = pt(&d, &["user", "token", "create", name, "--label", "tests"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o).lines().next().unwrap().to_string()
+    };
+    let (op, ro) = (token("olivia"), token("reader"));
+    assert!(op.starts_with("pt_"), "{op}");
+    for i in 0..3 {
+        assert!(
+            pt(
+                &d,
+                &[
+                    "phone",
+                    "add",
+                    &format!("SEP00112233445{i}"),
+                    "--model",
+                    "8845"
+                ]
+            )
+            .status
+            .success()
+        );
+    }
+    // No token, a wrong one: refused, with the way to get one.
+    let (code, body) = api(&base, "GET", "/api/v1/phones", None, None);
+    assert_eq!(code, 401);
+    assert!(body.contains("phonetrust user token create"), "{body}");
+    assert_eq!(
+        api(&base, "GET", "/api/v1/phones", Some("pt_0_bad"), None).0,
+        401
+    );
+    // Every route.
+    let (code, body) = api(
+        &base,
+        "GET",
+        "/api/v1/phones?limit=2&offset=1",
+        Some(&ro),
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("\"total\":3")
+            && body.contains("\"limit\":2")
+            && body.contains("SEP001122334451"),
+        "{body}"
+    );
+    assert!(!body.contains("SEP001122334450"), "offset 1: {body}");
+    let (code, body) = api(
+        &base,
+        "GET",
+        "/api/v1/phones/SEP001122334450",
+        Some(&ro),
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"status\":\"None\""), "{body}");
+    let (code, body) = api(
+        &base,
+        "GET",
+        "/api/v1/phones/SEP001122339999",
+        Some(&ro),
+        None,
+    );
+    assert_eq!(code, 404, "{body}");
+    assert!(body.starts_with("{\"error\":"), "{body}");
+    let (code, body) = api(&base, "GET", "/api/v1/certificates/own", Some(&ro), None);
+    assert_eq!(code, 200);
+    assert!(
+        body.contains("\"name\":\"CAPF\"") && body.contains("\"name\":\"tomcat\""),
+        "{body}"
+    );
+    let capf = r#"{"operation":"install","auth":"null-string"}"#;
+    let (code, body) = api(
+        &base,
+        "POST",
+        "/api/v1/phones/SEP001122334450/capf",
+        Some(&ro),
+        Some(capf),
+    );
+    assert_eq!(code, 403, "{body}");
+    assert!(
+        body.contains("the read-only role may not do this: it needs operator"),
+        "{body}"
+    );
+    let (code, body) = api(
+        &base,
+        "POST",
+        "/api/v1/phones/SEP001122334450/capf",
+        Some(&op),
+        Some(r#"{"operation":"install","auth":"auth-string"}"#),
+    );
+    assert_eq!(code, 400);
+    assert!(
+        body.contains("needs an authentication string"),
+        "the CLI's message: {body}"
+    );
+    let (code, body) = api(
+        &base,
+        "POST",
+        "/api/v1/phones/SEP001122334450/capf",
+        Some(&op),
+        Some(capf),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("Operation Pending"), "{body}");
+    let (code, _) = api(&base, "GET", "/api/v1/nothing", Some(&ro), None);
+    assert_eq!(code, 404);
+    // The OpenAPI document lists every route.
+    let (code, doc) = api(&base, "GET", "/api/v1/openapi.json", None, None);
+    assert_eq!(code, 200);
+    for p in [
+        "/api/v1/phones",
+        "/api/v1/phones/{name}",
+        "/api/v1/phones/{name}/capf",
+        "/api/v1/certificates/own",
+    ] {
+        assert!(doc.contains(&format!("\"{p}\"")), "{p}: {doc}");
+    }
+    // Tokens are listed (never shown again) and revoked.
+    let list = stdout(&pt(&d, &["user", "token", "list"]));
+    assert!(
+        list.contains("olivia") && list.contains("tests") && !list.contains(&op),
+        "{list}"
+    );
+    let id = ro.split('_').nth(1).unwrap();
+    assert!(pt(&d, &["user", "token", "revoke", id]).status.success());
+    assert_eq!(api(&base, "GET", "/api/v1/phones", Some(&ro), None).0, 401);
+    assert!(stdout(&pt(&d, &["show", "audit"])).contains("api phone capf"));
+}

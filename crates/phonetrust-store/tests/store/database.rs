@@ -48,7 +48,7 @@ fn phone(name: &str) -> NewDevice {
 #[tokio::test]
 async fn fresh_database_has_schema_defaults_and_seed_queries() {
     let (_d, db) = db("fresh").await;
-    assert_eq!(db.schema_version().await.unwrap(), 10);
+    assert_eq!(db.schema_version().await.unwrap(), 11);
     assert_eq!(db.param("ClusterSecurityMode").await.unwrap(), 0);
     assert_eq!(db.param("CAPF Phone Port").await.unwrap(), 3804);
     assert_eq!(db.param("CapfOperationExpiresInDays").await.unwrap(), 10);
