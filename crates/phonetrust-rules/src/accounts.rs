@@ -52,6 +52,15 @@ impl Role {
     pub fn allows(self, needed: Role) -> bool {
         self >= needed
     }
+
+    /// What a request of this role that needs `needed` is told (web pages and API alike).
+    pub fn refusal(self, needed: Role) -> String {
+        format!(
+            "the {} role may not do this: it needs {} (an administrator can change the role)",
+            self.as_str(),
+            needed.as_str()
+        )
+    }
 }
 
 /// Check an account name: 1 to 64 of `a-z 0-9 . _ -`, starting with a letter or digit.

@@ -144,6 +144,8 @@ pub fn check_itl(bytes: &[u8], capf: &X509, node: &str) -> Vec<Finding> {
 
 /// What the doctor needs from the node.
 struct Node {
+    id: phonetrust_store::identity::Identity,
+    topo: crate::groups::Topology,
     host: String,
     capf: X509,
     capf_host: String,
@@ -170,6 +172,8 @@ async fn node(db: &Db, data: &DataDir) -> Result<Node, String> {
     let capf_port =
         u16::try_from(db.param(params::CAPF_PHONE_PORT).await.map_err(e)?).unwrap_or(3804);
     Ok(Node {
+        id,
+        topo,
         host,
         capf,
         capf_host,
@@ -282,12 +286,11 @@ pub async fn node_checks(
     let n = node(db, data).await?;
     let mut out = Vec::new();
     // The ITL this node serves.
-    let id = phonetrust_store::identity::load(data).map_err(e)?;
     let recovery = db.param(params::ITL_SIGNER).await.map_err(e)? == 1;
     let itl = crate::trustlists::served_itl(
         db,
         &n.host,
-        &id,
+        &n.id,
         recovery,
         u32::try_from(now).unwrap_or(u32::MAX),
     )
@@ -399,10 +402,10 @@ pub async fn phone_checks(
         .find(|c| c.kind == phonetrust_store::model::DeviceCertKind::Lsc);
     match lsc {
         Some(c) => {
-            let chains = X509::from_pem(c.pem.as_bytes())
-                .ok()
-                .and_then(|x| n.capf.public_key().ok().and_then(|k| x.verify(&k).ok()))
-                .unwrap_or(false);
+            let chains = n
+                .capf
+                .public_key()
+                .is_ok_and(|k| phonetrust_store::own::signed_by(&c.pem, &k));
             lines.push(format!(
                 "LSC: issued by {} (serial {}), valid until {}{}",
                 c.issuer,
@@ -438,23 +441,15 @@ pub async fn phone_checks(
         d.capf.status
     ));
     let place = db.placement(&d.name).await.map_err(e)?;
-    let nodes = crate::groups::Topology::load(db)
-        .await
-        .map_err(e)?
-        .nodes_for(&place);
+    let nodes = n.topo.nodes_for(&place);
     let capf_host = nodes.capf.clone().unwrap_or_else(|| n.host.clone());
     lines.push(format!(
         "Told: CAPF {capf_host}:{}, call managers {}",
         n.capf_port,
         nodes.call_managers.join(", ")
     ));
-    let itl = crate::itlstatus::status(db)
-        .await?
-        .into_iter()
-        .find(|p| p.device == d.name);
-    if let Some(p) = &itl {
-        lines.push(format!("ITL: {}", p.state.label()));
-    }
+    let itl = crate::itlstatus::of_phone(db, &d.name).await?;
+    lines.push(format!("ITL: {}", itl.state.label()));
     for dl in db.downloads_of(&d.name).await.map_err(e)? {
         lines.push(format!(
             "Last {}: {} from {} over {} at {}",
@@ -476,7 +471,7 @@ pub async fn phone_checks(
     out.extend(net);
     out.extend(phone_operation(
         &d,
-        itl.map(|p| p.state),
+        Some(itl.state),
         unresolved,
         lsc.is_some(),
         now,

@@ -93,6 +93,21 @@ pub async fn status(db: &phonetrust_store::Db) -> Result<Vec<PhoneItl>, String> 
     Ok(classify(&devices, &downloads, &itls))
 }
 
+/// [`classify`] for one phone (its own records and its node's ITL only).
+pub async fn of_phone(db: &phonetrust_store::Db, device: &str) -> Result<PhoneItl, String> {
+    let e = |e: phonetrust_store::StoreError| e.to_string();
+    let downloads = db.downloads_of(device).await.map_err(e)?;
+    let mut itls = Vec::new();
+    if let Some(d) = downloads.iter().find(|d| d.kind == DownloadKind::Itl)
+        && let Some(i) = db.itl(&d.node).await.map_err(e)?
+    {
+        itls.push(i);
+    }
+    classify(&[device.to_string()], &downloads, &itls)
+        .pop()
+        .ok_or_else(|| format!("no ITL status for {device}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,6 @@
 
 use std::collections::HashSet;
 
-use openssl::x509::X509;
 use phonetrust_pki::profiles::OwnCert;
 use phonetrust_store::Db;
 use phonetrust_store::devices::CapfChange;
@@ -180,10 +179,7 @@ async fn lscs(db: &Db, data: &phonetrust_store::layout::DataDir) -> Result<Vec<L
     Ok(list
         .into_iter()
         .map(|(device, c)| {
-            let chains = X509::from_pem(c.pem.as_bytes())
-                .ok()
-                .and_then(|x| x.verify(&key).ok())
-                .unwrap_or(false);
+            let chains = phonetrust_store::own::signed_by(&c.pem, &key);
             Lsc {
                 device,
                 serial: c.serial,
@@ -203,20 +199,25 @@ pub async fn due_now(
     p: &Policy,
     now: i64,
 ) -> Result<Vec<(String, String, Reason)>, String> {
-    let mut v: Vec<(i64, String, String, Reason)> = lscs(db, data)
-        .await?
-        .into_iter()
+    Ok(due_among(&lscs(db, data).await?, p, now))
+}
+
+/// The LSCs of `all` due at `now`, soonest expiry first.
+fn due_among(all: &[Lsc], p: &Policy, now: i64) -> Vec<(String, String, Reason)> {
+    let mut v: Vec<(i64, String, String, Reason)> = all
+        .iter()
         .filter_map(|l| {
             due(p, l.not_before, l.not_after, l.chains, now)
-                .map(|r| (l.not_after, l.device, l.serial, r))
+                .map(|r| (l.not_after, l.device.clone(), l.serial.clone(), r))
         })
         .collect();
     v.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    Ok(v.into_iter().map(|(_, d, s, r)| (d, s, r)).collect())
+    v.into_iter().map(|(_, d, s, r)| (d, s, r)).collect()
 }
 
 /// Record how the renewals in flight did, then schedule the next batch if the window and
-/// the hour's budget allow. `completes_days`: the operations' deadline in days.
+/// the hour's budget allow. The operations' deadline is the parameter "CAPF Operation
+/// Expires in (days)".
 pub async fn tick(
     db: &Db,
     data: &phonetrust_store::layout::DataDir,
@@ -225,6 +226,8 @@ pub async fn tick(
 ) -> Result<TickReport, String> {
     let e = |e: phonetrust_store::StoreError| e.to_string();
     let mut r = TickReport::default();
+    // Every LSC, read and checked against the current CAPF once for the whole tick.
+    let all = lscs(db, data).await?;
     // 1. How did the scheduled ones do?
     let open = db
         .renewals(Some(RenewalState::Scheduled))
@@ -233,18 +236,17 @@ pub async fn tick(
     if !open.is_empty() {
         let names: Vec<String> = open.iter().map(|x| x.device.clone()).collect();
         let devices = db.devices_named(&names).await.map_err(e)?;
-        let serials: std::collections::HashMap<String, String> = db
-            .lscs()
-            .await
-            .map_err(e)?
-            .into_iter()
-            .map(|(d, c)| (d, c.serial))
+        let serials: std::collections::HashMap<&str, &str> = all
+            .iter()
+            .map(|l| (l.device.as_str(), l.serial.as_str()))
             .collect();
         for x in &open {
             let Some(d) = devices.get(&x.device) else {
                 continue; // deleted: its row went with it
             };
-            let renewed = serials.get(&x.device).is_some_and(|s| *s != x.lsc_serial);
+            let renewed = serials
+                .get(x.device.as_str())
+                .is_some_and(|s| *s != x.lsc_serial);
             let outcome = if renewed && d.capf.operation == CertOperation::None {
                 Some((RenewalState::Done, "new LSC installed".to_string()))
             } else if d.capf.state == OpState::Failed {
@@ -299,7 +301,7 @@ pub async fn tick(
         })
         .map(|x| (x.device, x.lsc_serial))
         .collect();
-    let candidates = due_now(db, data, p, now).await?;
+    let candidates = due_among(&all, p, now);
     let names: Vec<String> = candidates.iter().map(|c| c.0.clone()).collect();
     let devices = db.devices_named(&names).await.map_err(e)?;
     let mut batch = Vec::new();

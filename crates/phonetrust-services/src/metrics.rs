@@ -121,14 +121,14 @@ pub async fn render(
         f.render(&mut out);
     }
     let phones = db.device_count().await.unwrap_or(0);
-    let lscs = db.lscs().await.unwrap_or_default();
+    let with_lsc = db.lsc_device_names().await.map(|v| v.len()).unwrap_or(0);
     let _ = writeln!(out, "# HELP phonetrust_phones Phones by LSC status.");
     let _ = writeln!(out, "# TYPE phonetrust_phones gauge");
-    let _ = writeln!(out, "phonetrust_phones{{lsc=\"installed\"}} {}", lscs.len());
+    let _ = writeln!(out, "phonetrust_phones{{lsc=\"installed\"}} {}", with_lsc);
     let _ = writeln!(
         out,
         "phonetrust_phones{{lsc=\"none\"}} {}",
-        phones - lscs.len() as i64
+        phones - with_lsc as i64
     );
     let days = |t: i64| (t - now) as f64 / 86_400.0;
     if let Ok(id) = phonetrust_store::identity::load(data)
@@ -144,7 +144,7 @@ pub async fn render(
         let _ = writeln!(out, "# TYPE phonetrust_own_certificate_expiry_days gauge");
         let _ = writeln!(out, "phonetrust_own_certificate_expiry_days {:.2}", days(t));
     }
-    if let Some(t) = lscs.iter().map(|(_, c)| c.not_after).min() {
+    if let Ok(Some(t)) = db.lsc_earliest_expiry().await {
         let _ = writeln!(
             out,
             "# HELP phonetrust_lsc_expiry_days Days until the LSC that expires first expires."

@@ -251,7 +251,7 @@ impl Web {
                 StatusCode::FORBIDDEN,
                 "message.html",
                 minijinja::context! { title => "Not allowed", node => self.node,
-                    message => format!("the {} role may not do this: it needs {} (an administrator can change the role)", role.as_str(), need.as_str()) },
+                message => role.refusal(need) },
             ));
         }
         Ok(Ctx {
@@ -259,6 +259,31 @@ impl Web {
             role,
             csrf,
         })
+    }
+
+    /// Record a change made through the web or the API in the audit log; a log that cannot
+    /// be written is reported in the node's log.
+    async fn audit<T, E: std::fmt::Display>(
+        &self,
+        actor: &str,
+        action: &str,
+        detail: String,
+        result: &Result<T, E>,
+    ) {
+        let e = phonetrust_store::audit::AuditEntry {
+            at_ms: now() * 1_000,
+            actor: actor.to_string(),
+            node: self.node.clone(),
+            action: action.to_string(),
+            detail,
+            result: match result {
+                Ok(_) => "ok".into(),
+                Err(e) => format!("failed: {e}"),
+            },
+        };
+        if let Err(err) = self.db.audit(&e).await {
+            tracing::warn!(actor, action, error = %err, "web: the change was not written to the audit log");
+        }
     }
 
     fn base(&self, c: &Ctx, title: &str) -> minijinja::Value {
@@ -367,16 +392,13 @@ async fn login(
                 );
             }
             tracing::info!(%peer, account = f.name.trim(), "web: logged in");
-            let _ =
-                w.db.audit(&phonetrust_store::audit::AuditEntry {
-                    at_ms: t * 1_000,
-                    actor: f.name.trim().to_string(),
-                    node: w.node.clone(),
-                    action: "web login".into(),
-                    detail: format!("from {ip}"),
-                    result: "ok".into(),
-                })
-                .await;
+            w.audit(
+                f.name.trim(),
+                "web login",
+                format!("from {ip}"),
+                &Ok::<(), String>(()),
+            )
+            .await;
             let mut r = redirect("/");
             r.headers_mut()
                 .append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, &id, None));
@@ -495,7 +517,11 @@ async fn dashboard(State(w): State<Shared>, h: HeaderMap) -> Response {
         });
     }
     let phones = db.device_count().await.unwrap_or(0);
-    let with_lsc = db.lscs().await.map(|l| l.len() as i64).unwrap_or(0);
+    let with_lsc = db
+        .lsc_device_names()
+        .await
+        .map(|l| l.len() as i64)
+        .unwrap_or(0);
     let count = |s| {
         let db = db.clone();
         async move {
@@ -680,34 +706,29 @@ async fn phone_capf(
         )
             .into_response();
     }
-    let parsed =
-        (|| -> Result<phonetrust_store::devices::CapfChange, phonetrust_store::StoreError> {
-            Ok(phonetrust_store::devices::CapfChange {
-                operation: Some(f.operation.parse()?),
-                auth_mode: Some(f.auth.parse()?),
-                auth_string: (!f.auth_string.trim().is_empty())
-                    .then(|| f.auth_string.trim().to_string()),
-                ..Default::default()
-            })
-        })();
+    let parsed = api::CapfRequest {
+        operation: Some(f.operation.clone()),
+        auth: Some(f.auth.clone()),
+        // The form's field left blank: no string.
+        auth_string: (!f.auth_string.trim().is_empty()).then(|| f.auth_string.trim().to_string()),
+        key_order: None,
+        rsa_bits: None,
+        ec_curve: None,
+        completes_by: None,
+    }
+    .change();
     let t = now();
     let result = match parsed {
         Ok(ch) => w.db.set_capf(&name, &ch, t).await.map(|_| ()),
         Err(e) => Err(e),
     };
-    let _ =
-        w.db.audit(&phonetrust_store::audit::AuditEntry {
-            at_ms: t * 1_000,
-            actor: c.account.clone(),
-            node: w.node.clone(),
-            action: "web phone capf".into(),
-            detail: format!("{name} --operation {} --auth {}", f.operation, f.auth),
-            result: match &result {
-                Ok(()) => "ok".into(),
-                Err(e) => format!("failed: {e}"),
-            },
-        })
-        .await;
+    w.audit(
+        &c.account,
+        "web phone capf",
+        format!("{name} --operation {} --auth {}", f.operation, f.auth),
+        &result,
+    )
+    .await;
     match result {
         Ok(()) => redirect(&format!("/phones/{name}")),
         Err(e) => phone_page(&w, &c, &name, StatusCode::BAD_REQUEST, Some(e.to_string())).await,

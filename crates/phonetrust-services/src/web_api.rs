@@ -45,14 +45,7 @@ async fn auth(w: &super::Web, h: &HeaderMap, need: Role) -> Result<(String, Role
         .await
         .map_err(|e| error(StatusCode::UNAUTHORIZED, e.to_string()))?;
     if !role.allows(need) {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            format!(
-                "the {} role may not do this: it needs {}",
-                role.as_str(),
-                need.as_str()
-            ),
-        ));
+        return Err(error(StatusCode::FORBIDDEN, role.refusal(need)));
     }
     Ok((name, role))
 }
@@ -175,11 +168,10 @@ pub(super) async fn list_phones(
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
     let with_lsc: std::collections::HashSet<String> =
-        w.db.lscs()
+        w.db.lsc_device_names()
             .await
             .unwrap_or_default()
             .into_iter()
-            .map(|(d, _)| d)
             .collect();
     let offset = q.offset.unwrap_or(0);
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
@@ -246,6 +238,32 @@ pub struct CapfRequest {
     pub completes_by: Option<String>,
 }
 
+impl CapfRequest {
+    /// The change these values ask for, checked as `phone capf` checks its options.
+    pub fn change(
+        &self,
+    ) -> Result<phonetrust_store::devices::CapfChange, phonetrust_store::StoreError> {
+        fn opt<T: std::str::FromStr<Err = phonetrust_store::StoreError>>(
+            s: &Option<String>,
+        ) -> Result<Option<T>, phonetrust_store::StoreError> {
+            s.as_deref().map(str::parse).transpose()
+        }
+        Ok(phonetrust_store::devices::CapfChange {
+            operation: opt(&self.operation)?,
+            auth_mode: opt(&self.auth)?,
+            auth_string: self.auth_string.clone(),
+            key_order: opt(&self.key_order)?,
+            rsa_bits: self.rsa_bits,
+            ec_curve: opt(&self.ec_curve)?,
+            completes_by: self
+                .completes_by
+                .as_deref()
+                .map(phonetrust_store::model::parse_time)
+                .transpose()?,
+        })
+    }
+}
+
 /// Schedule or change a phone's CAPF operation (operator).
 #[utoipa::path(post, path = "/api/v1/phones/{name}/capf", params(("name" = String, Path, description = "SEP<MAC>")),
     request_body = CapfRequest,
@@ -261,48 +279,23 @@ pub(super) async fn set_phone_capf(
         Ok(x) => x,
         Err(r) => return r,
     };
-    fn opt<T: std::str::FromStr<Err = phonetrust_store::StoreError>>(
-        s: &Option<String>,
-    ) -> Result<Option<T>, phonetrust_store::StoreError> {
-        s.as_deref().map(str::parse).transpose()
-    }
-    let ch = (|| -> Result<phonetrust_store::devices::CapfChange, phonetrust_store::StoreError> {
-        Ok(phonetrust_store::devices::CapfChange {
-            operation: opt(&r.operation)?,
-            auth_mode: opt(&r.auth)?,
-            auth_string: r.auth_string.clone(),
-            key_order: opt(&r.key_order)?,
-            rsa_bits: r.rsa_bits,
-            ec_curve: opt(&r.ec_curve)?,
-            completes_by: r
-                .completes_by
-                .as_deref()
-                .map(phonetrust_store::model::parse_time)
-                .transpose()?,
-        })
-    })();
+    let ch = r.change();
     let t = now();
     let result = match ch {
         Ok(ch) => w.db.set_capf(&name, &ch, t).await,
         Err(e) => Err(e),
     };
-    let _ =
-        w.db.audit(&phonetrust_store::audit::AuditEntry {
-            at_ms: t * 1_000,
-            actor: account,
-            node: w.node.clone(),
-            action: "api phone capf".into(),
-            detail: format!(
-                "{name} operation={} auth={}",
-                r.operation.as_deref().unwrap_or("-"),
-                r.auth.as_deref().unwrap_or("-")
-            ),
-            result: match &result {
-                Ok(_) => "ok".into(),
-                Err(e) => format!("failed: {e}"),
-            },
-        })
-        .await;
+    w.audit(
+        &account,
+        "api phone capf",
+        format!(
+            "{name} operation={} auth={}",
+            r.operation.as_deref().unwrap_or("-"),
+            r.auth.as_deref().unwrap_or("-")
+        ),
+        &result,
+    )
+    .await;
     match result {
         Ok(d) => Json(phone_json(&d, d.md5hash.is_some())).into_response(),
         Err(e @ phonetrust_store::StoreError::NotFound(_)) => {

@@ -32,6 +32,16 @@ pub struct Account {
 
 const COLUMNS: &str = "name, role, password_hash, disabled, failures, locked_until, created_at, password_changed_at, last_login_at";
 
+/// `Ok` when a statement touched the account `name`, else "no account".
+fn found(rows: u64, name: &str) -> Result<(), StoreError> {
+    if rows == 0 {
+        return Err(StoreError::NotFound(format!(
+            "no account {name} (`phonetrust user list` lists them)"
+        )));
+    }
+    Ok(())
+}
+
 fn row(r: &sqlx::any::AnyRow) -> Result<Account, StoreError> {
     Ok(Account {
         name: r.try_get(0).map_err(db_err)?,
@@ -129,12 +139,7 @@ impl Db {
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
-        if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!(
-                "no account {name} (`phonetrust user list` lists them)"
-            )));
-        }
-        Ok(())
+        found(r.rows_affected(), name)
     }
 
     /// Record a login: its failure count and lock, or a success (count cleared).
@@ -166,12 +171,7 @@ impl Db {
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
-        if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!(
-                "no account {name} (`phonetrust user list` lists them)"
-            )));
-        }
-        Ok(())
+        found(r.rows_affected(), name)
     }
 
     async fn update_account(
@@ -190,12 +190,7 @@ impl Db {
         .execute(&self.pool)
         .await
         .map_err(db_err)?;
-        if r.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!(
-                "no account {name} (`phonetrust user list` lists them)"
-            )));
-        }
-        Ok(())
+        found(r.rows_affected(), name)
     }
 }
 

@@ -821,6 +821,22 @@ impl Db {
         self.device_certs_of(DeviceCertKind::Lsc).await
     }
 
+    /// The phones that hold an LSC, by name (no certificates read).
+    pub async fn lsc_device_names(&self) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT device FROM devicecert WHERE kind = 'LSC' ORDER BY device")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
+    /// When the LSC that expires first expires (Unix seconds), if any phone holds one.
+    pub async fn lsc_earliest_expiry(&self) -> Result<Option<i64>, StoreError> {
+        sqlx::query_scalar("SELECT MIN(not_after) FROM devicecert WHERE kind = 'LSC'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
     /// Every MIC CAPF has seen, by phone name.
     pub async fn mics(&self) -> Result<Vec<(String, DeviceCert)>, StoreError> {
         self.device_certs_of(DeviceCertKind::Mic).await

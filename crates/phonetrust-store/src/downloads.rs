@@ -74,34 +74,28 @@ impl Db {
                 "INSERT INTO download_log (device, kind, file, sha256, node, protocol, at) \
                  SELECT v.device, v.kind, v.file, v.sha256, v.node, v.protocol, v.at FROM (",
             );
-            for (i, _) in chunk.iter().enumerate() {
-                let b = i * 7;
-                if i > 0 {
-                    sql.push_str(" UNION ALL ");
-                }
-                if i == 0 {
-                    sql.push_str(&format!(
-                        "SELECT ${} AS device, ${} AS kind, ${} AS file, ${} AS sha256, \
-                         ${} AS node, ${} AS protocol, CAST(${} AS BIGINT) AS at",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6,
-                        b + 7
-                    ));
+            // One SELECT per record; the first names the columns.
+            const COLUMNS: [&str; 7] =
+                ["device", "kind", "file", "sha256", "node", "protocol", "at"];
+            for i in 0..chunk.len() {
+                sql.push_str(if i == 0 {
+                    "SELECT "
                 } else {
-                    sql.push_str(&format!(
-                        "SELECT ${}, ${}, ${}, ${}, ${}, ${}, CAST(${} AS BIGINT)",
-                        b + 1,
-                        b + 2,
-                        b + 3,
-                        b + 4,
-                        b + 5,
-                        b + 6,
-                        b + 7
-                    ));
+                    " UNION ALL SELECT "
+                });
+                for (j, col) in COLUMNS.iter().enumerate() {
+                    let n = i * COLUMNS.len() + j + 1;
+                    if j > 0 {
+                        sql.push_str(", ");
+                    }
+                    if *col == "at" {
+                        sql.push_str(&format!("CAST(${n} AS BIGINT)"));
+                    } else {
+                        sql.push_str(&format!("${n}"));
+                    }
+                    if i == 0 {
+                        sql.push_str(&format!(" AS {col}"));
+                    }
                 }
             }
             sql.push_str(

@@ -107,12 +107,7 @@ pub async fn impact(data: &DataDir, db: &Db, which: OwnCert) -> Result<Impact, S
             .await?
             .into_iter()
             .filter(|(_, c)| c.issuer == issuer)
-            .filter(|(_, c)| {
-                X509::from_pem(c.pem.as_bytes())
-                    .ok()
-                    .and_then(|x| x.verify(&key).ok())
-                    .unwrap_or(false)
-            })
+            .filter(|(_, c)| signed_by(&c.pem, &key))
             .map(|(d, _)| d)
             .collect();
         let devices = db.devices_named(&holders).await?;
@@ -436,6 +431,15 @@ pub struct CapfGeneration {
     pub in_capf_trust: Option<String>,
     /// Phones holding an LSC it issued, by name.
     pub lsc_holders: Vec<String>,
+}
+
+/// Whether the certificate in `pem` (an LSC) was signed by the key `issuer` (a CAPF
+/// generation's public key); false when it does not parse.
+pub fn signed_by(pem: &str, issuer: &openssl::pkey::PKeyRef<openssl::pkey::Public>) -> bool {
+    X509::from_pem(pem.as_bytes())
+        .ok()
+        .and_then(|x| x.verify(issuer).ok())
+        .unwrap_or(false)
 }
 
 /// Whether `cert` is a CAPF certificate (its CN is `CAPF-…`, as the node's own).

@@ -5402,6 +5402,27 @@ fn user_accounts_without_defaults() {
     assert!(!stdout(&o).contains("correct horse"));
 }
 
+/// `serve` in `d` with CAPF on `capf` and the web administration on a reserved port;
+/// the server and the web administration's base URL.
+fn web_server(d: &Path, capf: u16) -> (Server, String) {
+    let web_port = free_port();
+    let s = Server::start_with(
+        d,
+        capf,
+        &[
+            "--tvs-port",
+            "0",
+            "--tftp-port",
+            "0",
+            "--http-port",
+            "0",
+            "--web-port",
+            &web_port.to_string(),
+        ],
+    );
+    (s, format!("https://127.0.0.1:{web_port}"))
+}
+
 /// curl against the web administration: (status, headers and body as text).
 fn web(base: &str, method: &str, path: &str, jar: &Path, form: Option<&str>) -> (u16, String) {
     let mut c = Command::new("curl");
@@ -5457,22 +5478,7 @@ fn web_admin_is_safe_by_default() {
         ),
     )
     .unwrap();
-    let web_port = free_port();
-    let _s = Server::start_with(
-        &d,
-        free_port(),
-        &[
-            "--tvs-port",
-            "0",
-            "--tftp-port",
-            "0",
-            "--http-port",
-            "0",
-            "--web-port",
-            &web_port.to_string(),
-        ],
-    );
-    let base = format!("https://127.0.0.1:{web_port}");
+    let (_s, base) = web_server(&d, free_port());
     let jar = d.join("cookies");
     // No account: every route says how to make one, and nothing else.
     for path in ["/", "/phones", "/login", "/anything"] {
@@ -5672,22 +5678,8 @@ fn web_phone_page_schedules_by_role() {
     }
     let d = tmp("web-roles");
     init_node(&d);
-    let (web_port, capf) = (free_port(), free_port());
-    let _s = Server::start_with(
-        &d,
-        capf,
-        &[
-            "--tvs-port",
-            "0",
-            "--tftp-port",
-            "0",
-            "--http-port",
-            "0",
-            "--web-port",
-            &web_port.to_string(),
-        ],
-    );
-    let base = format!("https://127.0.0.1:{web_port}");
+    let capf = free_port();
+    let (_s, base) = web_server(&d, capf);
     for (name, role) in [("olivia", "operator"), ("reader", "read-only")] {
         let o = pt_in(
             &d,
@@ -5823,22 +5815,7 @@ fn rest_api_with_tokens_and_openapi() {
     }
     let d = tmp("api");
     init_node(&d);
-    let web_port = free_port();
-    let _s = Server::start_with(
-        &d,
-        free_port(),
-        &[
-            "--tvs-port",
-            "0",
-            "--tftp-port",
-            "0",
-            "--http-port",
-            "0",
-            "--web-port",
-            &web_port.to_string(),
-        ],
-    );
-    let base = format!("https://127.0.0.1:{web_port}");
+    let (_s, base) = web_server(&d, free_port());
     for (name, role) in [("olivia", "operator"), ("reader", "read-only")] {
         let o = pt_in(
             &d,
