@@ -14,6 +14,7 @@
 //! - [`ports`]: which ports phones are told (the parameters) against where a server
 //!   listens;
 //! - [`tvs`]: what TVS trusts (the trust index) and its answer for a certificate;
+//! - [`certs`]: changes of own certificates and trust stores (warnings, reports, guards);
 //! - [`accounts`]: web/API accounts: roles, names, the password rule, Argon2id, login locks;
 //! - [`authguard`]: how CAPF slows down authentication guessing (per phone first, per
 //!   address proportionally, truthful delays);
@@ -31,6 +32,7 @@
 pub mod accounts;
 pub mod authguard;
 pub mod capf;
+pub mod certs;
 pub mod cluster;
 pub mod ctl;
 pub mod doctor;

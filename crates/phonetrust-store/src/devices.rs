@@ -44,6 +44,72 @@ fn row_to_profile(r: &AnyRow) -> Result<SecurityProfile, StoreError> {
     })
 }
 
+/// A value bound to a filter's placeholder.
+#[derive(Clone)]
+enum FilterValue {
+    Text(String),
+    Int(i64),
+}
+
+/// The WHERE condition of `f` with `$1…` placeholders, and their values.
+fn filter_sql(f: &DeviceFilter) -> (String, Vec<FilterValue>) {
+    let mut sql = String::from("1 = 1");
+    let mut values = Vec::new();
+    // `cond` with `?` standing for the next placeholder.
+    let mut when = |cond: &str, v: FilterValue| {
+        values.push(v);
+        sql.push_str(" AND ");
+        sql.push_str(&cond.replace('?', &format!("${}", values.len())));
+    };
+    if let Some(s) = &f.auth_string {
+        when("capf_auth_string = ?", FilterValue::Text(s.clone()));
+    }
+    if let Some(t) = f.lsc_expires_before {
+        when(
+            "name IN (SELECT device FROM devicecert WHERE kind = 'LSC' AND not_after < ?)",
+            FilterValue::Int(t),
+        );
+    }
+    if let Some(s) = f.state {
+        when("capf_state = ?", FilterValue::Text(s.as_str().into()));
+    }
+    if let Some(p) = &f.profile {
+        when("securityprofile = ?", FilterValue::Text(p.clone()));
+    }
+    if let Some(m) = &f.model {
+        when("LOWER(model) = LOWER(?)", FilterValue::Text(m.clone()));
+    }
+    if let Some(i) = &f.lsc_issuer {
+        when(
+            "name IN (SELECT device FROM devicecert WHERE kind = 'LSC' AND LOWER(issuer) = LOWER(?))",
+            FilterValue::Text(i.clone()),
+        );
+    }
+    match f.lsc {
+        Some(LscFilter::Installed) => {
+            sql.push_str(" AND name IN (SELECT device FROM devicecert WHERE kind = 'LSC')")
+        }
+        Some(LscFilter::None) => {
+            sql.push_str(" AND name NOT IN (SELECT device FROM devicecert WHERE kind = 'LSC')")
+        }
+        None => {}
+    }
+    (sql, values)
+}
+
+fn bind_all<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    values: Vec<FilterValue>,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    for v in values {
+        q = match v {
+            FilterValue::Text(t) => q.bind(t),
+            FilterValue::Int(i) => q.bind(i),
+        };
+    }
+    q
+}
+
 fn row_to_device(r: &AnyRow) -> Result<Device, StoreError> {
     Ok(Device {
         name: get(r, "name")?,
@@ -514,61 +580,49 @@ impl Db {
 
     /// Phones matching `f`, by name.
     pub async fn devices(&self, f: &DeviceFilter) -> Result<Vec<Device>, StoreError> {
-        enum Value {
-            Text(String),
-            Int(i64),
-        }
-        let mut sql = format!("SELECT {DEVICE_COLUMNS} FROM device WHERE 1 = 1");
-        let mut values = Vec::new();
-        // `cond` with `?` standing for the next placeholder.
-        let mut when = |cond: &str, v: Value| {
-            values.push(v);
-            sql.push_str(" AND ");
-            sql.push_str(&cond.replace('?', &format!("${}", values.len())));
-        };
-        if let Some(s) = &f.auth_string {
-            when("capf_auth_string = ?", Value::Text(s.clone()));
-        }
-        if let Some(t) = f.lsc_expires_before {
-            when(
-                "name IN (SELECT device FROM devicecert WHERE kind = 'LSC' AND not_after < ?)",
-                Value::Int(t),
-            );
-        }
-        if let Some(s) = f.state {
-            when("capf_state = ?", Value::Text(s.as_str().into()));
-        }
-        if let Some(p) = &f.profile {
-            when("securityprofile = ?", Value::Text(p.clone()));
-        }
-        if let Some(m) = &f.model {
-            when("LOWER(model) = LOWER(?)", Value::Text(m.clone()));
-        }
-        if let Some(i) = &f.lsc_issuer {
-            when(
-                "name IN (SELECT device FROM devicecert WHERE kind = 'LSC' AND LOWER(issuer) = LOWER(?))",
-                Value::Text(i.clone()),
-            );
-        }
-        match f.lsc {
-            Some(LscFilter::Installed) => {
-                sql.push_str(" AND name IN (SELECT device FROM devicecert WHERE kind = 'LSC')")
-            }
-            Some(LscFilter::None) => {
-                sql.push_str(" AND name NOT IN (SELECT device FROM devicecert WHERE kind = 'LSC')")
-            }
-            None => {}
-        }
-        sql.push_str(" ORDER BY name");
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for v in values {
-            q = match v {
-                Value::Text(t) => q.bind(t),
-                Value::Int(i) => q.bind(i),
-            };
-        }
-        let rows = q.fetch_all(&self.pool).await.map_err(db_err)?;
+        let (cond, values) = filter_sql(f);
+        let sql = format!("SELECT {DEVICE_COLUMNS} FROM device WHERE {cond} ORDER BY name");
+        let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), values)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
         rows.iter().map(row_to_device).collect()
+    }
+
+    /// One page of the phones matching `f` (by name, `limit` from `offset`) and how many
+    /// match in all: two indexed queries, whatever the size of the fleet.
+    pub async fn devices_page(
+        &self,
+        f: &DeviceFilter,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(Vec<Device>, i64), StoreError> {
+        let (cond, values) = filter_sql(f);
+        let n = values.len();
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS} FROM device WHERE {cond} ORDER BY name LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let mut page_values = values.clone();
+        page_values.push(FilterValue::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
+        page_values.push(FilterValue::Int(i64::try_from(offset).unwrap_or(i64::MAX)));
+        let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), page_values)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let total: i64 = {
+            let sql = format!("SELECT COUNT(*) FROM device WHERE {cond}");
+            let mut q = sqlx::query_scalar(AssertSqlSafe(sql));
+            for v in values {
+                q = match v {
+                    FilterValue::Text(t) => q.bind(t),
+                    FilterValue::Int(i) => q.bind(i),
+                };
+            }
+            q.fetch_one(&self.pool).await.map_err(db_err)?
+        };
+        Ok((rows.iter().map(row_to_device).collect::<Result<_, _>>()?, total))
     }
 
     /// Number of phones.

@@ -516,18 +516,6 @@ pub(crate) async fn take_place(db: &Db, id: &Identity) -> Result<String> {
     Ok(name)
 }
 
-/// After this node's own certificates changed: publish their public parts again when the
-/// node is in the cluster, so every node's ITL, CTL input and TVS take the new ones.
-pub(crate) async fn republish(db: &Db, data: &phonetrust_store::layout::DataDir) -> Result<()> {
-    let id = phonetrust_store::identity::load(data)?;
-    if let Some((name, _)) = this_node(&id)
-        && db.node(&name).await?.is_some()
-    {
-        cluster::publish_identity(db, &name, &id, now()).await?;
-    }
-    Ok(())
-}
-
 /// The services the node `name` runs (every service for a node not found: a single node).
 pub(crate) async fn services_of(db: &Db, name: &str) -> Result<Services> {
     Ok(db
