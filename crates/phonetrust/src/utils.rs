@@ -10,7 +10,6 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use phonetrust_pki::profiles::OwnCert;
 use phonetrust_rules::ctl::{self, CtlSigner};
 use phonetrust_store::ctlfile::{ClusterSecurityMode, CtlChange, StoredCtl};
 use phonetrust_store::identity;
@@ -205,135 +204,46 @@ pub(crate) async fn ctl_client(node: &Node, a: CtlClientArgs) -> Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
-const RELOAD: &str = "Services that reload: TFTP and HTTP (serve the new CTL) and TVS (trusts its records); a running `phonetrust serve` does so within a second, no restart needed.\nReset the phones so that they download the CTL file.";
+use phonetrust_rules::security::{RELOAD, SecurityAction, ctl_cluster};
 
 fn timestamp() -> u32 {
     u32::try_from(phonetrust_proto::clock::unix_now()).unwrap_or(u32::MAX)
 }
 
-/// The cluster as this node's CTL lists it (refused on a subscriber).
-async fn ctl_cluster(
-    db: &phonetrust_store::Db,
-    id: &identity::Identity,
-) -> Result<ctl::CtlCluster> {
-    let Some(me) = id.node() else {
-        return Ok(ctl::CtlCluster::default());
-    };
-    Ok(ctl::CtlCluster::of(db, &me.host).await?)
-}
-
-/// Build the tokenless (or recovery-signed) CTL of the cluster.
-async fn own_ctl(node: &Node, db: &phonetrust_store::Db, recovery: bool) -> Result<Vec<u8>> {
-    let id = identity::load(&node.data)?;
-    let signer = if recovery {
-        CtlSigner::ItlRecovery
-    } else {
-        CtlSigner::CallManager
-    };
-    let cluster = ctl_cluster(db, &id).await?;
-    Ok(ctl::build_ctl_in(&id, &signer, &cluster, timestamp())?)
+/// Run one of the cluster's security actions: tell when there is nothing to do, ask,
+/// then run it.
+async fn security(node: &Node, action: SecurityAction, yes: bool) -> Result<ExitCode> {
+    let db = node.db().await?;
+    if let Some(m) = action.precheck(&node.data, &db).await? {
+        outln!("{m}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !crate::confirm::operation(action.what(), yes, action.unchanged())? {
+        return Ok(ExitCode::FAILURE);
+    }
+    for l in action
+        .run(&node.data, &db, phonetrust_proto::clock::unix_now())
+        .await?
+    {
+        outln!("{l}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run_ctl(node: &Node, cmd: CtlCmd) -> Result<ExitCode> {
-    let db = node.db().await?;
-    // Refused on a subscriber before anything is asked: the CTL is the publisher's.
-    ctl_cluster(&db, &identity::load(&node.data)?).await?;
-    let now = phonetrust_proto::clock::unix_now();
-    let mixed = db.security_mode().await? == ClusterSecurityMode::Mixed;
-    match cmd {
+    let (action, yes) = match cmd {
         CtlCmd::SetCluster {
             mode: ClusterMode::MixedMode,
             yes,
-        } => {
-            if mixed {
-                outln!(
-                    "The cluster is already in Mixed mode. To rebuild the CTL file run `phonetrust utils ctl update CTLFile`."
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            if !crate::confirm::operation(
-                "sets the cluster to Mixed mode",
-                yes,
-                "the cluster stays in non-secure mode.",
-            )? {
-                return Ok(ExitCode::FAILURE);
-            }
-            outln!("Moving Cluster to Mixed Mode");
-            // The CTL and the mode in one transaction: on a failure neither changes.
-            let bytes = own_ctl(node, &db, false).await?;
-            db.set_cluster_security(
-                CtlChange::Write(&bytes),
-                Some(ClusterSecurityMode::Mixed),
-                now,
-            )
-            .await?;
-            outln!("Cluster set to Mixed Mode");
-            outln!("{RELOAD}");
-        }
+        } => (SecurityAction::MixedMode, yes),
         CtlCmd::SetCluster {
             mode: ClusterMode::NonSecureMode,
             yes,
-        } => {
-            if !mixed {
-                outln!("The cluster is already in non-secure mode.");
-                return Ok(ExitCode::SUCCESS);
-            }
-            if !crate::confirm::operation(
-                "sets the cluster to non-secure mode",
-                yes,
-                "the cluster stays in Mixed mode.",
-            )? {
-                return Ok(ExitCode::FAILURE);
-            }
-            outln!("Moving Cluster to non-secure mode");
-            db.set_cluster_security(CtlChange::Keep, Some(ClusterSecurityMode::NonSecure), now)
-                .await?;
-            outln!("Cluster set to non-secure mode");
-            outln!(
-                "The CTL file stays on the TFTP server and on the phones. Once no phone needs it, delete it with `phonetrust file delete tftp CTLFile.tlv`; phones keep their copy until it is deleted on each phone."
-            );
-        }
-        CtlCmd::Update { yes, .. } => {
-            if !mixed {
-                bail!(
-                    "the cluster is not in Mixed mode (Cluster Security Mode 0): run `phonetrust utils ctl set-cluster mixed-mode` first"
-                );
-            }
-            if !crate::confirm::operation("updates the CTLFile", yes, "the CTL file is unchanged.")?
-            {
-                return Ok(ExitCode::FAILURE);
-            }
-            outln!("Updating CTL file");
-            let bytes = own_ctl(node, &db, false).await?;
-            db.set_cluster_security(CtlChange::Write(&bytes), None, now)
-                .await?;
-            outln!("CTL file Updated");
-            outln!("{RELOAD}");
-        }
-        CtlCmd::Reset { yes, .. } => {
-            if !mixed {
-                bail!(
-                    "the cluster is not in Mixed mode: there is no CTL to recover (for the ITL use `phonetrust utils itl reset localkey`)"
-                );
-            }
-            if !crate::confirm::operation(
-                "signs the CTLFile with the ITLRecovery key",
-                yes,
-                "the CTL file is unchanged.",
-            )? {
-                return Ok(ExitCode::FAILURE);
-            }
-            outln!("Updating CTL file");
-            let bytes = own_ctl(node, &db, true).await?;
-            db.set_cluster_security(CtlChange::Write(&bytes), None, now)
-                .await?;
-            outln!("CTL file Updated: signed with the ITLRecovery certificate.");
-            outln!(
-                "Reset the phones: they accept it because their trust list lists ITLRecovery. Then run `phonetrust utils ctl update CTLFile` to sign with the CallManager certificate again."
-            );
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+        } => (SecurityAction::NonSecureMode, yes),
+        CtlCmd::Update { yes, .. } => (SecurityAction::UpdateCtl, yes),
+        CtlCmd::Reset { yes, .. } => (SecurityAction::ResetCtl, yes),
+    };
+    security(node, action, yes).await
 }
 
 /// `file delete tftp NAME`.
@@ -399,67 +309,15 @@ pub(crate) enum ResetCmd {
 
 /// Run a `utils` command.
 pub(crate) async fn run(node: &Node, cmd: UtilsCmd) -> Result<ExitCode> {
-    let cmd = match cmd {
-        UtilsCmd::Ctl(c) => return run_ctl(node, c).await,
-        UtilsCmd::Itl(c) => c,
-    };
-    let db = node.db().await?;
-    let id = identity::load(&node.data)?;
-    let host = id.node().map(|n| n.host).unwrap_or_default();
-    let subject = |w: OwnCert| {
-        id.get(w)
-            .map(|c| phonetrust_proto::cert::name_string(c.cert.subject_name()))
-            .unwrap_or_default()
-    };
-    let now = phonetrust_proto::clock::unix_now();
     match cmd {
-        ItlCmd::Reset(ResetCmd::Localkey { yes }) => {
-            id.get(OwnCert::ItlRecovery)
-                .context("the identity has no ITLRecovery certificate")?;
-            if !crate::confirm::operation(
-                "signs the ITL file with the ITLRecovery key",
-                yes,
-                "the ITL file is unchanged.",
-            )? {
-                return Ok(ExitCode::FAILURE);
-            }
-            outln!("Locating active Tftp servers in the cluster.....");
-            outln!();
-            outln!("Following is the list of Active tftp servers in the cluster");
-            outln!();
-            outln!("{host}");
-            outln!();
-            db.set_param(ITL_SIGNER, "1", now).await?;
-            outln!(
-                "The ITL file is now signed with the ITLRecovery certificate ({}).",
-                subject(OwnCert::ItlRecovery)
-            );
-            outln!(
-                "A running `phonetrust serve` serves it within a second. Reset the phones: they accept it because their ITL lists ITLRecovery."
-            );
-            outln!(
-                "Once they have it, run `phonetrust utils itl restore` to sign with the CallManager certificate again."
-            );
+        UtilsCmd::Ctl(c) => run_ctl(node, c).await,
+        UtilsCmd::Itl(ItlCmd::Reset(ResetCmd::Localkey { yes })) => {
+            security(node, SecurityAction::ItlReset, yes).await
         }
-        ItlCmd::Restore { yes } => {
-            if !crate::confirm::operation(
-                "signs the ITL file with the CallManager certificate again",
-                yes,
-                "the ITL file is unchanged.",
-            )? {
-                return Ok(ExitCode::FAILURE);
-            }
-            db.set_param(ITL_SIGNER, "0", now).await?;
-            outln!(
-                "The ITL file is signed with the CallManager certificate ({}) again.",
-                subject(OwnCert::CallManager)
-            );
-            outln!(
-                "Phones that took the ITLRecovery-signed ITL accept it: that ITL lists this CallManager certificate."
-            );
+        UtilsCmd::Itl(ItlCmd::Restore { yes }) => {
+            security(node, SecurityAction::ItlRestore, yes).await
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `show itl`: the ITL this node serves, built now, in the seeds' layout.
