@@ -228,9 +228,9 @@ pub async fn import_signed(
 
 /// The question asked before a trust-store change that alters what TVS vouches for.
 pub fn trust_import_warning(store: TrustStore) -> Option<String> {
-    store
-        .vouched_to_phones()
-        .then(|| format!("This operation adds certificates to {store}, which TVS vouches for to phones."))
+    store.vouched_to_phones().then(|| {
+        format!("This operation adds certificates to {store}, which TVS vouches for to phones.")
+    })
 }
 
 /// One line per outcome of an import into `store`.
@@ -248,7 +248,9 @@ pub fn import_lines(store: TrustStore, out: &[ImportOutcome]) -> Vec<String> {
 /// The question asked before deleting `name` from `store` when TVS vouches for it.
 pub fn trust_delete_warning(store: TrustStore, name: &str) -> Option<String> {
     store.vouched_to_phones().then(|| {
-        format!("This operation deletes {name} from {store}: TVS no longer vouches for it to phones.")
+        format!(
+            "This operation deletes {name} from {store}: TVS no longer vouches for it to phones."
+        )
     })
 }
 
@@ -301,7 +303,10 @@ mod tests {
             ..Default::default()
         };
         let w = impact_warning(OwnCert::Capf, &i, "regenerates");
-        assert!(w.starts_with("This operation regenerates the CAPF certificate"), "{w}");
+        assert!(
+            w.starts_with("This operation regenerates the CAPF certificate"),
+            "{w}"
+        );
         assert!(w.contains("the 2 phone(s) must be reset"), "{w}");
         assert!(w.contains("7 phone(s) hold an LSC"), "{w}");
         assert!(!needs_confirmation(OwnCert::Tomcat));

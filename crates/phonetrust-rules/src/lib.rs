@@ -13,6 +13,7 @@
 //! - [`names`]: which names are served to phones (static files by checked name);
 //! - [`ports`]: which ports phones are told (the parameters) against where a server
 //!   listens;
+//! - [`reports`]: the CAPF report and CSV;
 //! - [`security`]: mixed mode, the CTL rebuilt or recovery-signed, ITL recovery;
 //! - [`tvs`]: what TVS trusts (the trust index) and its answer for a certificate;
 //! - [`certs`]: changes of own certificates and trust stores (warnings, reports, guards);
@@ -45,6 +46,7 @@ pub mod lifecycle;
 pub mod monitor;
 pub mod names;
 pub mod ports;
+pub mod reports;
 pub mod security;
 pub mod trustlists;
 pub mod tvs;

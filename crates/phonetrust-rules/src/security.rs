@@ -150,7 +150,12 @@ impl SecurityAction {
     }
 
     /// Run it (after [`Self::precheck`] and the confirmation): what to tell, line by line.
-    pub async fn run(self, data: &DataDir, db: &Db, now: i64) -> Result<Vec<String>, SecurityError> {
+    pub async fn run(
+        self,
+        data: &DataDir,
+        db: &Db,
+        now: i64,
+    ) -> Result<Vec<String>, SecurityError> {
         if let Some(m) = self.precheck(data, db).await? {
             return Ok(vec![m.to_string()]);
         }
@@ -164,12 +169,13 @@ impl SecurityAction {
         let build = |recovery: bool| {
             let id = &id;
             async move {
+                let cluster = ctl_cluster(db, id).await?;
+                // Made after the await: a signer may hold a token that is not `Send`.
                 let signer = if recovery {
                     CtlSigner::ItlRecovery
                 } else {
                     CtlSigner::CallManager
                 };
-                let cluster = ctl_cluster(db, id).await?;
                 Ok::<_, SecurityError>(ctl::build_ctl_in(id, &signer, &cluster, stamp)?)
             }
         };
@@ -245,6 +251,14 @@ pub async fn ctl_cluster(db: &Db, id: &identity::Identity) -> Result<ctl::CtlClu
         return Ok(ctl::CtlCluster::default());
     };
     ctl::CtlCluster::of(db, &me.host).await
+}
+
+/// The actions run inside the web server's tasks: their futures must be `Send`.
+#[allow(dead_code)]
+fn _futures_are_send(a: SecurityAction, d: &DataDir, db: &Db) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(a.precheck(d, db));
+    is_send(a.run(d, db, 0));
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ use crate::limits::Limiter;
 
 #[path = "web_api.rs"]
 pub mod api;
+#[path = "web_pages.rs"]
+pub mod pages;
 
 /// The Content-Security-Policy of every response: nothing but this origin's style sheet,
 /// forms posting to this origin, no frames, no scripts.
@@ -580,7 +582,12 @@ async fn phones(State(w): State<Shared>, h: HeaderMap, Query(q): Query<PhoneQuer
         profile: (!profile.is_empty()).then(|| profile.clone()),
         ..Default::default()
     };
-    let all = match w.db.devices(&f).await {
+    let want = q.page.unwrap_or(1).max(1);
+    let (mut rows, mut total) = match w
+        .db
+        .devices_page(&f, ((want - 1) * PAGE) as u64, PAGE as u64)
+        .await
+    {
         Ok(v) => v,
         Err(e) => {
             return (
@@ -590,12 +597,27 @@ async fn phones(State(w): State<Shared>, h: HeaderMap, Query(q): Query<PhoneQuer
                 .into_response();
         }
     };
-    let pages = all.len().div_ceil(PAGE).max(1);
-    let page = q.page.unwrap_or(1).clamp(1, pages);
-    let rows: Vec<_> = all
+    let pages = (total.max(0) as usize).div_ceil(PAGE).max(1);
+    let page = want.min(pages);
+    if page != want {
+        // Past the end: the last page.
+        match w
+            .db
+            .devices_page(&f, ((page - 1) * PAGE) as u64, PAGE as u64)
+            .await
+        {
+            Ok(v) => (rows, total) = v,
+            Err(e) => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the database cannot be read: {e}"),
+                )
+                    .into_response();
+            }
+        }
+    }
+    let rows: Vec<_> = rows
         .iter()
-        .skip((page - 1) * PAGE)
-        .take(PAGE)
         .map(|d| minijinja::context! {
             name => d.name, model => d.model, description => d.description,
             profile => d.profile, operation => d.capf.operation.to_string(), status => d.capf.status,
@@ -621,7 +643,8 @@ async fn phones(State(w): State<Shared>, h: HeaderMap, Query(q): Query<PhoneQuer
         )
     };
     let ctx = w.base(&c, "Phones");
-    let ctx = minijinja::context! { rows => rows, total => all.len(), page => page,
+    let ctx = minijinja::context! { rows => rows, total => total, page => page,
+    can_change => c.role.allows(Role::Operator),
     pages => pages, lsc => lsc, status => status, profile => profile,
     prev => (page > 1).then(|| link(page - 1)), next => (page < pages).then(|| link(page + 1)), ..ctx };
     w.render(StatusCode::OK, "phones.html", ctx)
@@ -789,6 +812,15 @@ fn environment() -> Result<minijinja::Environment<'static>, minijinja::Error> {
         ),
         ("phones.html", include_str!("../templates/phones.html")),
         ("phone.html", include_str!("../templates/phone.html")),
+        ("certs.html", include_str!("../templates/certs.html")),
+        ("cert.html", include_str!("../templates/cert.html")),
+        ("trust.html", include_str!("../templates/trust.html")),
+        ("lines.html", include_str!("../templates/lines.html")),
+        ("security.html", include_str!("../templates/security.html")),
+        (
+            "report_capf.html",
+            include_str!("../templates/report_capf.html"),
+        ),
     ] {
         env.add_template(name, text)?;
     }
@@ -828,9 +860,52 @@ impl WebServer {
             .route("/", axum::routing::get(dashboard))
             .route("/login", axum::routing::get(login_page).post(login))
             .route("/logout", axum::routing::post(logout))
-            .route("/phones", axum::routing::get(phones))
+            .route("/phones", axum::routing::get(phones).post(pages::phone_add))
             .route("/phones/{name}", axum::routing::get(phone))
             .route("/phones/{name}/capf", axum::routing::post(phone_capf))
+            .route(
+                "/phones/{name}/delete",
+                axum::routing::post(pages::phone_delete),
+            )
+            .route("/certificates", axum::routing::get(pages::certificates))
+            .route(
+                "/certificates/own/{name}",
+                axum::routing::get(pages::own_cert),
+            )
+            .route(
+                "/certificates/own/{name}/download",
+                axum::routing::get(pages::own_download),
+            )
+            .route(
+                "/certificates/own/{name}/regenerate",
+                axum::routing::post(pages::own_regenerate),
+            )
+            .route(
+                "/certificates/own/{name}/csr",
+                axum::routing::post(pages::own_csr),
+            )
+            .route(
+                "/certificates/own/{name}/import",
+                axum::routing::post(pages::own_import),
+            )
+            .route(
+                "/certificates/trust",
+                axum::routing::post(pages::trust_upload),
+            )
+            .route(
+                "/certificates/trust/{store}/{name}",
+                axum::routing::get(pages::trust_cert),
+            )
+            .route(
+                "/certificates/trust/{store}/{name}/delete",
+                axum::routing::post(pages::trust_delete),
+            )
+            .route("/security", axum::routing::get(pages::security))
+            .route(
+                "/security/{action}",
+                axum::routing::post(pages::security_action),
+            )
+            .route("/reports/capf", axum::routing::get(pages::report_capf))
             .route("/static/style.css", axum::routing::get(style))
             .route("/metrics", axum::routing::get(metrics))
             .fallback(|State(w): State<Shared>, h: HeaderMap| async move {

@@ -163,26 +163,23 @@ pub(super) async fn list_phones(
         model: q.model.clone(),
         ..Default::default()
     };
-    let all = match w.db.devices(&f).await {
+    let offset = q.offset.unwrap_or(0);
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
+    let (page, total) = match w.db.devices_page(&f, offset as u64, limit as u64).await {
         Ok(v) => v,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
-    let with_lsc: std::collections::HashSet<String> =
-        w.db.lsc_device_names()
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-    let offset = q.offset.unwrap_or(0);
-    let limit = q.limit.unwrap_or(100).clamp(1, MAX_LIMIT);
-    let items = all
+    let names: Vec<String> = page.iter().map(|d| d.name.clone()).collect();
+    let with_lsc = match w.db.lsc_among(&names).await {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+    };
+    let items = page
         .iter()
-        .skip(offset)
-        .take(limit)
         .map(|d| phone_json(d, with_lsc.contains(&d.name)))
         .collect();
     Json(PhonePage {
-        total: all.len(),
+        total: total.max(0) as usize,
         offset,
         limit,
         items,

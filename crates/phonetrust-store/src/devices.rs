@@ -622,7 +622,10 @@ impl Db {
             }
             q.fetch_one(&self.pool).await.map_err(db_err)?
         };
-        Ok((rows.iter().map(row_to_device).collect::<Result<_, _>>()?, total))
+        Ok((
+            rows.iter().map(row_to_device).collect::<Result<_, _>>()?,
+            total,
+        ))
     }
 
     /// Number of phones.
@@ -881,6 +884,27 @@ impl Db {
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)
+    }
+
+    /// Which of `names` (at most a page of them) hold an LSC.
+    pub async fn lsc_among(
+        &self,
+        names: &[String],
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut out = std::collections::HashSet::new();
+        for chunk in names.chunks(500) {
+            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT device FROM devicecert WHERE kind = 'LSC' AND device IN ({})",
+                marks.join(", ")
+            );
+            let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+            for n in chunk {
+                q = q.bind(n);
+            }
+            out.extend(q.fetch_all(&self.pool).await.map_err(db_err)?);
+        }
+        Ok(out)
     }
 
     /// When the LSC that expires first expires (Unix seconds), if any phone holds one.

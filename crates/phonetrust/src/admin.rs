@@ -10,9 +10,9 @@ use phonetrust_pki::DistinguishedName;
 use phonetrust_pki::details::details;
 use phonetrust_pki::profiles::{NodeIdentity, OwnCert};
 use phonetrust_proto::rand::OsRandom;
+use phonetrust_rules::certs;
 use phonetrust_store::layout::DataDir;
 use phonetrust_store::model::{TrustStore, format_time};
-use phonetrust_rules::certs;
 use phonetrust_store::{Db, identity, own};
 
 use crate::fsutil::{now, read};

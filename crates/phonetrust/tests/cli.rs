@@ -5953,3 +5953,401 @@ fn rest_api_with_tokens_and_openapi() {
     assert_eq!(api(&base, "GET", "/api/v1/phones", Some(&ro), None).0, 401);
     assert!(stdout(&pt(&d, &["show", "audit"])).contains("api phone capf"));
 }
+
+/// curl a multipart form (`-F`) to the web administration: (status, headers and body).
+fn web_upload(
+    base: &str,
+    path: &str,
+    jar: &Path,
+    fields: &[(&str, &str)],
+    file: Option<&Path>,
+) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args(["-s", "-k", "-i", "-b"]).arg(jar).arg("-c").arg(jar);
+    for (k, v) in fields {
+        c.args(["-F", &format!("{k}={v}")]);
+    }
+    if let Some(f) = file {
+        c.args(["-F", &format!("file=@{}", f.display())]);
+    }
+    c.arg(format!("{base}{path}"));
+    let text = String::from_utf8_lossy(&c.output().expect("curl").stdout).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+/// 18.3 Certificate Management, Mixed Mode, phones added and deleted, the CAPF report,
+/// through the web forms (curl): find the CAPF certificate, its details block, downloads,
+/// Regenerate refused without the confirmation and done with it (the warning with the
+/// count of phones, the serial changed), Generate CSR, a CA-signed tomcat certificate
+/// uploaded with its root in tomcat-trust, a trust certificate uploaded (refused without
+/// confirmation) and deleted, mixed mode set, operators refused the administrators' pages.
+#[test]
+fn web_certificate_management_and_mixed_mode() {
+    if !phonetrust_testsupport::have_tool("curl", "--version", "curl")
+        || !phonetrust_testsupport::have_tool("openssl", "version", "openssl")
+    {
+        return;
+    }
+    let d = tmp("web-certs");
+    init_node(&d);
+    let (_s, base) = web_server(&d, free_port());
+    for (name, role) in [("ada", "admin"), ("olivia", "operator")] {
+        let o = pt_in(
+            &d,
+            &["user", "add", name, "--role", role, "--password-stdin"],
+            "correct horse battery\n",
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let (aj, oj) = (d.join("admin.jar"), d.join("operator.jar"));
+    web_login(&base, &aj, "ada");
+    web_login(&base, &oj, "olivia");
+
+    // Phones: added through the form, shown in the list with SQL paging.
+    let (_, list) = web(&base, "GET", "/phones", &oj, None);
+    let csrf = csrf_of(&list);
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/phones",
+        &oj,
+        Some(&format!(
+            "csrf={csrf}&name=sep001122334455&model=8845&protocol=SIP&profile=&description=lobby"
+        )),
+    );
+    assert_eq!(code, 303, "{page}");
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/phones",
+        &oj,
+        Some(&format!("csrf={csrf}&name=SEPXYZ&model=8845")),
+    );
+    assert_eq!(code, 400, "{page}");
+    assert!(page.contains("SEPXYZ"), "{page}");
+    let (_, list) = web(&base, "GET", "/phones?page=7", &oj, None);
+    assert!(
+        list.contains("1 phone(s); page 1 of 1") && list.contains("SEP001122334455"),
+        "{list}"
+    );
+
+    // Find Certificate List where Certificate is exactly CAPF.
+    let (code, page) = web(&base, "GET", "/certificates?find=CAPF", &aj, None);
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("/certificates/own/CAPF\""), "{page}");
+    assert!(!page.contains("/certificates/own/CallManager\""), "{page}");
+    let (_, page) = web(&base, "GET", "/certificates/own/CAPF", &aj, None);
+    assert!(
+        page.contains("Certificate Details for") && page.contains("Certificate Purpose: CAPF"),
+        "{page}"
+    );
+    let csrf = csrf_of(&page);
+    let (_, pem) = web(
+        &base,
+        "GET",
+        "/certificates/own/CAPF/download?form=pem",
+        &aj,
+        None,
+    );
+    assert!(pem.contains("-----BEGIN CERTIFICATE-----") && pem.contains("CAPF.pem"));
+    let (_, der) = web(
+        &base,
+        "GET",
+        "/certificates/own/CAPF/download?form=der",
+        &aj,
+        None,
+    );
+    assert!(der.contains("application/pkix-cert") && der.contains("CAPF.der"));
+
+    // Regenerate: the warning shown; refused without the box, done with it.
+    let (_, page) = web(&base, "GET", "/certificates/own/CallManager", &aj, None);
+    assert!(
+        page.contains("This operation regenerates the CallManager certificate; the ITL lists it, so the 1 phone(s) must be reset"),
+        "{page}"
+    );
+    let before = stdout(&pt(&d, &["show", "cert", "own", "CallManager", "--pem"]));
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/certificates/own/CallManager/regenerate",
+        &aj,
+        Some(&format!("csrf={csrf}")),
+    );
+    assert_eq!(code, 400, "{page}");
+    assert!(
+        page.contains("Aborted: the CallManager certificate is unchanged"),
+        "{page}"
+    );
+    assert_eq!(
+        before,
+        stdout(&pt(&d, &["show", "cert", "own", "CallManager", "--pem"]))
+    );
+    let (code, _) = web(
+        &base,
+        "POST",
+        "/certificates/own/CallManager/regenerate",
+        &oj,
+        Some(&format!("csrf={csrf}&confirm=yes")),
+    );
+    assert_eq!(code, 403, "an operator may not regenerate");
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/certificates/own/CallManager/regenerate",
+        &aj,
+        Some(&format!("csrf={csrf}&confirm=yes")),
+    );
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains("Successfully Regenerated Certificate for CallManager.")
+            && page.contains("reset these 1 phone(s)")
+            && page.contains("SEP001122334455"),
+        "{page}"
+    );
+    assert_ne!(
+        before,
+        stdout(&pt(&d, &["show", "cert", "own", "CallManager", "--pem"]))
+    );
+
+    // Generate CSR for tomcat, sign it with a CA, upload the root and then the chain.
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/certificates/own/tomcat/csr",
+        &aj,
+        Some(&format!("csrf={csrf}")),
+    );
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains("-----BEGIN CERTIFICATE REQUEST-----"),
+        "{page}"
+    );
+    let (ok, out) = openssl_cli(
+        &d,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=Example Root CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "30",
+        ],
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = openssl_cli(
+        &d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "data/identity/pending/tomcat.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "20",
+            "-out",
+            "tomcat.pem",
+        ],
+    );
+    assert!(ok, "{out}");
+    let chain = format!(
+        "{}{}",
+        std::fs::read_to_string(d.join("tomcat.pem")).unwrap(),
+        std::fs::read_to_string(d.join("ca.pem")).unwrap()
+    );
+    std::fs::write(d.join("chain.pem"), chain).unwrap();
+    let (code, page) = web_upload(
+        &base,
+        "/certificates/trust",
+        &aj,
+        &[("csrf", &csrf), ("store", "CallManager-trust")],
+        Some(&d.join("ca.pem")),
+    );
+    assert_eq!(code, 400, "{page}");
+    assert!(
+        page.contains("Aborted: CallManager-trust is unchanged"),
+        "{page}"
+    );
+    let (code, page) = web_upload(
+        &base,
+        "/certificates/trust",
+        &aj,
+        &[("csrf", &csrf), ("store", "tomcat-trust")],
+        Some(&d.join("ca.pem")),
+    );
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("into tomcat-trust"), "{page}");
+    let (code, page) = web_upload(
+        &base,
+        "/certificates/own/tomcat/import",
+        &aj,
+        &[("csrf", "wrong")],
+        Some(&d.join("chain.pem")),
+    );
+    assert_eq!(code, 403, "{page}");
+    let (code, page) = web_upload(
+        &base,
+        "/certificates/own/tomcat/import",
+        &aj,
+        &[("csrf", &csrf)],
+        Some(&d.join("chain.pem")),
+    );
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains("Successfully imported the CA-signed certificate for tomcat."),
+        "{page}"
+    );
+    let (_, page) = web(&base, "GET", "/certificates?find=tomcat", &aj, None);
+    assert!(page.contains("CA-signed"), "{page}");
+
+    // A trust certificate: shown, uploaded into CallManager-trust with the box, deleted.
+    let (code, page) = web_upload(
+        &base,
+        "/certificates/trust",
+        &aj,
+        &[
+            ("csrf", &csrf),
+            ("store", "CallManager-trust"),
+            ("confirm", "yes"),
+        ],
+        Some(&d.join("ca.pem")),
+    );
+    assert_eq!(code, 200, "{page}");
+    let name = page
+        .split("Imported ")
+        .nth(1)
+        .and_then(|s| s.split(" into").next())
+        .expect("the imported name")
+        .to_string();
+    let (code, page) = web(
+        &base,
+        "GET",
+        &format!("/certificates/trust/CallManager-trust/{name}"),
+        &aj,
+        None,
+    );
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains("Example Root CA") && page.contains("TVS no longer vouches"),
+        "{page}"
+    );
+    let (code, page) = web(
+        &base,
+        "POST",
+        &format!("/certificates/trust/CallManager-trust/{name}/delete"),
+        &aj,
+        Some(&format!("csrf={csrf}")),
+    );
+    assert_eq!(code, 400, "{page}");
+    let (code, page) = web(
+        &base,
+        "POST",
+        &format!("/certificates/trust/CallManager-trust/{name}/delete"),
+        &aj,
+        Some(&format!("csrf={csrf}&confirm=yes")),
+    );
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains("Deleted ") && page.contains("from CallManager-trust"),
+        "{page}"
+    );
+
+    // Mixed mode with its confirmation; the CTL's checksum then shown.
+    let (_, page) = web(&base, "GET", "/security", &aj, None);
+    assert!(
+        page.contains("CTL File not found") && page.contains("Non-secure (0)"),
+        "{page}"
+    );
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/security/update-ctl",
+        &aj,
+        Some(&format!("csrf={csrf}&confirm=yes")),
+    );
+    assert_eq!(code, 400, "{page}");
+    assert!(page.contains("not in Mixed mode"), "{page}");
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/security/mixed-mode",
+        &aj,
+        Some(&format!("csrf={csrf}")),
+    );
+    assert_eq!(code, 400, "{page}");
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/security/mixed-mode",
+        &aj,
+        Some(&format!("csrf={csrf}&confirm=yes")),
+    );
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("Cluster set to Mixed Mode"), "{page}");
+    let (_, page) = web(&base, "GET", "/security", &aj, None);
+    assert!(
+        page.contains("Mixed (1)") && page.contains("SHA-256"),
+        "{page}"
+    );
+    assert!(stdout(&pt(&d, &["show", "ctl"])).contains("CTL"));
+
+    // The CAPF report, as a page and as CSV.
+    let (_, page) = web(&base, "GET", "/reports/capf", &oj, None);
+    assert!(
+        page.contains("SEP001122334455") && page.contains("LSC Status"),
+        "{page}"
+    );
+    let (_, csv) = web(&base, "GET", "/reports/capf?csv=1", &oj, None);
+    assert!(
+        csv.contains("text/csv") && csv.contains("Device Name,Model,LSC Status"),
+        "{csv}"
+    );
+
+    // A phone deleted with its box ticked.
+    let (_, page) = web(&base, "GET", "/phones/SEP001122334455", &oj, None);
+    let csrf_o = csrf_of(&page);
+    let (code, _) = web(
+        &base,
+        "POST",
+        "/phones/SEP001122334455/delete",
+        &oj,
+        Some(&format!("csrf={csrf_o}")),
+    );
+    assert_eq!(code, 400);
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/phones/SEP001122334455/delete",
+        &oj,
+        Some(&format!("csrf={csrf_o}&confirm=yes")),
+    );
+    assert_eq!(code, 200, "{page}");
+    assert!(!stdout(&pt(&d, &["phone", "list"])).contains("SEP001122334455"));
+    let audit = stdout(&pt(&d, &["show", "audit"]));
+    for a in [
+        "web set cert regen",
+        "web set cert import own",
+        "web set cert import trust",
+        "web set cert delete trust",
+        "web utils ctl set-cluster mixed-mode",
+        "web phone add",
+        "web phone delete",
+    ] {
+        assert!(audit.contains(a), "{a}: {audit}");
+    }
+}
