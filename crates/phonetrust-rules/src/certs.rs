@@ -20,6 +20,8 @@ pub struct OwnRow {
     pub name: &'static str,
     /// The subject's CN.
     pub common_name: String,
+    /// The whole subject, as the details block shows it.
+    pub subject: String,
     /// "Self-signed" or "CA-signed".
     pub signed: &'static str,
     /// "RSA" or "EC".
@@ -41,6 +43,7 @@ pub fn own_rows(id: &identity::Identity) -> Vec<OwnRow> {
             name: which.name(),
             common_name: phonetrust_pki::DistinguishedName::from_x509_name(ck.cert.subject_name())
                 .cn,
+            subject: phonetrust_pki::details::display_name(ck.cert.subject_name()),
             signed: if is_self_signed(&ck.cert) {
                 "Self-signed"
             } else {

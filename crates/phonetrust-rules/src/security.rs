@@ -200,21 +200,19 @@ impl SecurityAction {
                 out.push("Cluster set to non-secure mode".into());
                 out.push("The CTL file stays on the TFTP server and on the phones. Once no phone needs it, delete it with `phonetrust file delete tftp CTLFile.tlv`; phones keep their copy until it is deleted on each phone.".into());
             }
-            Self::UpdateCtl => {
+            Self::UpdateCtl | Self::ResetCtl => {
+                let recovery = self == Self::ResetCtl;
                 out.push("Updating CTL file".into());
-                let bytes = build(false).await?;
+                let bytes = build(recovery).await?;
                 db.set_cluster_security(CtlChange::Write(&bytes), None, now)
                     .await?;
-                out.push("CTL file Updated".into());
-                out.push(RELOAD.into());
-            }
-            Self::ResetCtl => {
-                out.push("Updating CTL file".into());
-                let bytes = build(true).await?;
-                db.set_cluster_security(CtlChange::Write(&bytes), None, now)
-                    .await?;
-                out.push("CTL file Updated: signed with the ITLRecovery certificate.".into());
-                out.push("Reset the phones: they accept it because their trust list lists ITLRecovery. Then run `phonetrust utils ctl update CTLFile` to sign with the CallManager certificate again.".into());
+                if recovery {
+                    out.push("CTL file Updated: signed with the ITLRecovery certificate.".into());
+                    out.push("Reset the phones: they accept it because their trust list lists ITLRecovery. Then run `phonetrust utils ctl update CTLFile` to sign with the CallManager certificate again.".into());
+                } else {
+                    out.push("CTL file Updated".into());
+                    out.push(RELOAD.into());
+                }
             }
             Self::ItlReset => {
                 let host = id.node().map(|n| n.host).unwrap_or_default();

@@ -164,6 +164,15 @@ async fn secure_headers(mut r: Response) -> Response {
     r
 }
 
+/// A form whose CSRF token is missing or not the session's.
+fn csrf_refused() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        "the form's CSRF token is missing or wrong: reload the page",
+    )
+        .into_response()
+}
+
 fn redirect(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
 }
@@ -261,6 +270,15 @@ impl Web {
             role,
             csrf,
         })
+    }
+
+    /// [`Self::gate`] for a form's POST: the session's CSRF token must be `given`.
+    async fn gate_form(&self, h: &HeaderMap, need: Role, given: &str) -> Result<Ctx, Response> {
+        let c = self.gate(h, need).await?;
+        if !same(given, &c.csrf) {
+            return Err(csrf_refused());
+        }
+        Ok(c)
     }
 
     /// Record a change made through the web or the API in the audit log; a log that cannot
@@ -583,38 +601,28 @@ async fn phones(State(w): State<Shared>, h: HeaderMap, Query(q): Query<PhoneQuer
         ..Default::default()
     };
     let want = q.page.unwrap_or(1).max(1);
-    let (mut rows, mut total) = match w
-        .db
-        .devices_page(&f, ((want - 1) * PAGE) as u64, PAGE as u64)
-        .await
-    {
+    let unavailable = |e: phonetrust_store::StoreError| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the database cannot be read: {e}"),
+        )
+            .into_response()
+    };
+    let fetch = |page: usize| {
+        w.db.devices_page(&f, ((page - 1) * PAGE) as u64, PAGE as u64)
+    };
+    let (mut rows, mut total) = match fetch(want).await {
         Ok(v) => v,
-        Err(e) => {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the database cannot be read: {e}"),
-            )
-                .into_response();
-        }
+        Err(e) => return unavailable(e),
     };
     let pages = (total.max(0) as usize).div_ceil(PAGE).max(1);
     let page = want.min(pages);
     if page != want {
         // Past the end: the last page.
-        match w
-            .db
-            .devices_page(&f, ((page - 1) * PAGE) as u64, PAGE as u64)
-            .await
-        {
-            Ok(v) => (rows, total) = v,
-            Err(e) => {
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("the database cannot be read: {e}"),
-                )
-                    .into_response();
-            }
-        }
+        (rows, total) = match fetch(page).await {
+            Ok(v) => v,
+            Err(e) => return unavailable(e),
+        };
     }
     let rows: Vec<_> = rows
         .iter()
@@ -718,17 +726,10 @@ async fn phone_capf(
     Path(name): Path<String>,
     axum::Form(f): axum::Form<CapfForm>,
 ) -> Response {
-    let c = match w.gate(&h, Role::Operator).await {
+    let c = match w.gate_form(&h, Role::Operator, &f.csrf).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if !same(&f.csrf, &c.csrf) {
-        return (
-            StatusCode::FORBIDDEN,
-            "the form's CSRF token is missing or wrong: reload the page",
-        )
-            .into_response();
-    }
     let parsed = api::CapfRequest {
         operation: Some(f.operation.clone()),
         auth: Some(f.auth.clone()),

@@ -327,18 +327,13 @@ pub(super) async fn own_certs(State(w): State<Shared>, h: HeaderMap) -> Response
         Ok(i) => i,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
     };
-    let list: Vec<OwnCertJson> = id
-        .all()
-        .map(|(which, c)| OwnCertJson {
-            name: which.name().to_string(),
-            subject: phonetrust_pki::details::display_name(c.cert.subject_name()),
-            serial: c
-                .cert
-                .serial_number()
-                .to_bn()
-                .and_then(|b| b.to_hex_str().map(|s| s.to_string()))
-                .unwrap_or_default(),
-            not_after: format_time(phonetrust_store::trust::unix_time(c.cert.not_after())),
+    let list: Vec<OwnCertJson> = phonetrust_rules::certs::own_rows(&id)
+        .into_iter()
+        .map(|r| OwnCertJson {
+            name: r.name.to_string(),
+            subject: r.subject,
+            serial: r.serial,
+            not_after: format_time(r.not_after),
         })
         .collect();
     Json(list).into_response()

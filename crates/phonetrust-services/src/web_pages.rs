@@ -19,17 +19,18 @@ use phonetrust_store::identity;
 use phonetrust_store::model::{TrustStore, format_time};
 use serde::Deserialize;
 
-use super::{Ctx, Shared, Web, now, redirect, same};
+use super::{Ctx, Shared, Web, csrf_refused, now, redirect, same};
 
 /// Most bytes of an uploaded certificate file or CSV.
 pub const MAX_UPLOAD: usize = 1024 * 1024;
 
-fn csrf_refused() -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        "the form's CSRF token is missing or wrong: reload the page",
-    )
-        .into_response()
+/// A page shown again with an error is a refusal.
+fn status_of(error: &Option<String>) -> StatusCode {
+    if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    }
 }
 
 impl Web {
@@ -190,11 +191,7 @@ async fn own_page(w: &Web, c: &Ctx, name: &str, error: Option<String>) -> Respon
     };
     let ctx = w.base(c, &format!("{which} certificate"));
     w.render(
-        if error.is_some() {
-            StatusCode::BAD_REQUEST
-        } else {
-            StatusCode::OK
-        },
+        status_of(&error),
         "cert.html",
         minijinja::context! { name => which.name(), details => details, regen_warning => regen,
         replace_warning => replace, confirm => certs::needs_confirmation(which), error => error,
@@ -282,13 +279,10 @@ pub(super) async fn own_regenerate(
     Path(name): Path<String>,
     axum::Form(f): axum::Form<ConfirmForm>,
 ) -> Response {
-    let c = match w.gate(&h, Role::Admin).await {
+    let c = match w.gate_form(&h, Role::Admin, &f.csrf).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if !same(&f.csrf, &c.csrf) {
-        return csrf_refused();
-    }
     let which = match own_of(&name) {
         Ok(x) => x,
         Err(e) => return w.message(&c, StatusCode::NOT_FOUND, "Not found", e),
@@ -329,13 +323,10 @@ pub(super) async fn own_csr(
     Path(name): Path<String>,
     axum::Form(f): axum::Form<ConfirmForm>,
 ) -> Response {
-    let c = match w.gate(&h, Role::Admin).await {
+    let c = match w.gate_form(&h, Role::Admin, &f.csrf).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if !same(&f.csrf, &c.csrf) {
-        return csrf_refused();
-    }
     let which = match own_of(&name) {
         Ok(x) => x,
         Err(e) => return w.message(&c, StatusCode::NOT_FOUND, "Not found", e),
@@ -478,11 +469,7 @@ async fn trust_page(
     );
     let ctx = w.base(c, &format!("{} in {s}", t.name));
     w.render(
-        if error.is_some() {
-            StatusCode::BAD_REQUEST
-        } else {
-            StatusCode::OK
-        },
+        status_of(&error),
         "trust.html",
         minijinja::context! { store => s.as_str(), name => t.name, details => details,
         warning => certs::trust_delete_warning(s, &t.name), guard => guard, error => error,
@@ -498,13 +485,10 @@ pub(super) async fn trust_delete(
     Path((store, name)): Path<(String, String)>,
     axum::Form(f): axum::Form<ConfirmForm>,
 ) -> Response {
-    let c = match w.gate(&h, Role::Admin).await {
+    let c = match w.gate_form(&h, Role::Admin, &f.csrf).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if !same(&f.csrf, &c.csrf) {
-        return csrf_refused();
-    }
     let s = match store_of(&store) {
         Ok(s) => s,
         Err(e) => return w.message(&c, StatusCode::NOT_FOUND, "Not found", e),
@@ -643,11 +627,7 @@ async fn security_page(w: &Web, c: &Ctx, error: Option<String>) -> Response {
         .collect();
     let ctx = w.base(c, "Mixed Mode and ITL Recovery");
     w.render(
-        if error.is_some() {
-            StatusCode::BAD_REQUEST
-        } else {
-            StatusCode::OK
-        },
+        status_of(&error),
         "security.html",
         minijinja::context! { mode => mode, ctl => ctl, actions => actions, error => error,
         can_change => c.role.allows(Role::Admin), ..ctx },
@@ -661,13 +641,10 @@ pub(super) async fn security_action(
     Path(action): Path<String>,
     axum::Form(f): axum::Form<ConfirmForm>,
 ) -> Response {
-    let c = match w.gate(&h, Role::Admin).await {
+    let c = match w.gate_form(&h, Role::Admin, &f.csrf).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if !same(&f.csrf, &c.csrf) {
-        return csrf_refused();
-    }
     let Some(a) = SecurityAction::parse(&action) else {
         return w.message(
             &c,
@@ -772,13 +749,10 @@ pub(super) async fn phone_add(
     h: HeaderMap,
     axum::Form(f): axum::Form<AddForm>,
 ) -> Response {
-    let c = match w.gate(&h, Role::Operator).await {
+    let c = match w.gate_form(&h, Role::Operator, &f.csrf).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if !same(&f.csrf, &c.csrf) {
-        return csrf_refused();
-    }
     let t = now();
     let protocol = if f.protocol.trim().is_empty() {
         Ok(phonetrust_store::model::Protocol::Sip)
@@ -820,13 +794,10 @@ pub(super) async fn phone_delete(
     Path(name): Path<String>,
     axum::Form(f): axum::Form<ConfirmForm>,
 ) -> Response {
-    let c = match w.gate(&h, Role::Operator).await {
+    let c = match w.gate_form(&h, Role::Operator, &f.csrf).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if !same(&f.csrf, &c.csrf) {
-        return csrf_refused();
-    }
     if f.confirm.as_deref() != Some("yes") {
         return w.message(
             &c,

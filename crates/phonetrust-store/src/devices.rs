@@ -549,10 +549,9 @@ impl Db {
     ) -> Result<std::collections::HashMap<String, Device>, StoreError> {
         let mut out = std::collections::HashMap::new();
         for chunk in names.chunks(200) {
-            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT {DEVICE_COLUMNS} FROM device WHERE name IN ({})",
-                marks.join(", ")
+                marks(1, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for n in chunk {
@@ -604,24 +603,19 @@ impl Db {
             n + 1,
             n + 2
         );
-        let mut page_values = values.clone();
-        page_values.push(FilterValue::Int(i64::try_from(limit).unwrap_or(i64::MAX)));
-        page_values.push(FilterValue::Int(i64::try_from(offset).unwrap_or(i64::MAX)));
-        let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), page_values)
+        let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), values.clone())
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(i64::try_from(offset).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
-        let total: i64 = {
-            let sql = format!("SELECT COUNT(*) FROM device WHERE {cond}");
-            let mut q = sqlx::query_scalar(AssertSqlSafe(sql));
-            for v in values {
-                q = match v {
-                    FilterValue::Text(t) => q.bind(t),
-                    FilterValue::Int(i) => q.bind(i),
-                };
-            }
-            q.fetch_one(&self.pool).await.map_err(db_err)?
-        };
+        let sql = format!("SELECT COUNT(*) FROM device WHERE {cond}");
+        let total: i64 = bind_all(sqlx::query(AssertSqlSafe(sql)), values)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?
+            .try_get(0)
+            .map_err(db_err)?;
         Ok((
             rows.iter().map(row_to_device).collect::<Result<_, _>>()?,
             total,
@@ -893,10 +887,9 @@ impl Db {
     ) -> Result<std::collections::HashSet<String>, StoreError> {
         let mut out = std::collections::HashSet::new();
         for chunk in names.chunks(500) {
-            let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
             let sql = format!(
                 "SELECT device FROM devicecert WHERE kind = 'LSC' AND device IN ({})",
-                marks.join(", ")
+                marks(1, chunk.len())
             );
             let mut q = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
             for n in chunk {
