@@ -171,8 +171,13 @@ async fn a_fleet_renews_in_hourly_batches_inside_the_window_after_a_capf_rollove
             .map(|l| l.split(' ').map(String::from).collect())
             .collect()
     };
-    // The next opening of the window, at least six hours ahead (a simulated clock).
-    let open = window.next_open(now() + 6 * 3_600);
+    // An opening of the window a day or more ahead (a simulated clock). It is taken from a
+    // midnight, which lies outside the window, so that it is the window's start whatever the
+    // hour the test runs at (from inside the window `next_open` would return that instant).
+    let midnight = (now() / 86_400 + 2) * 86_400;
+    assert!(!window.contains(midnight));
+    let open = window.next_open(midnight);
+    assert_eq!(open % 86_400, 3_600, "01:00 UTC");
     let r = tick(&db, &data, &policy, &hook, open - 1_800)
         .await
         .unwrap();
