@@ -23,6 +23,7 @@ pub mod limits;
 pub mod metrics;
 pub mod monitor;
 pub mod notify;
+pub mod probe;
 pub mod provision;
 pub mod renewal;
 pub mod tftp;

@@ -20,6 +20,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use openssl::ssl::{SslAcceptor, SslMethod, SslVersion};
 use phonetrust_rules::accounts::{self, LoginRefused, Role};
+use phonetrust_rules::doctor::{Finding, Severity};
+use phonetrust_rules::reports;
 use phonetrust_store::Db;
 use phonetrust_store::layout::DataDir;
 use phonetrust_store::model::format_time;
@@ -98,7 +100,12 @@ struct Web {
     env: minijinja::Environment<'static>,
     sessions: Mutex<HashMap<String, Session>>,
     failures: Mutex<HashMap<IpAddr, (u32, i64)>>,
+    /// The node's doctor findings and when they were found.
+    findings: tokio::sync::Mutex<Option<(i64, Vec<Finding>)>>,
 }
+
+/// How long the dashboard shows the same doctor findings before it checks again.
+pub const FINDINGS_TTL_SECS: i64 = 60;
 
 type Shared = Arc<Web>;
 
@@ -481,18 +488,19 @@ async fn logout(
     r
 }
 
-/// An inline SVG bar chart of `bars` (label, count).
-fn bar_chart(title: &str, bars: &[(&str, i64)]) -> String {
+/// An inline SVG bar chart of `bars` (label, count) under its title.
+fn bar_chart(title: &str, bars: &[(String, i64)]) -> String {
     let max = bars.iter().map(|b| b.1).max().unwrap_or(0).max(1);
     let esc = |s: &str| {
         s.replace('&', "&amp;")
             .replace('<', "&lt;")
             .replace('>', "&gt;")
+            .replace('"', "&quot;")
     };
     let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"420\" height=\"{}\" role=\"img\" aria-label=\"{}\">",
+        "<figure><figcaption>{t}</figcaption><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"420\" height=\"{}\" role=\"img\" aria-label=\"{t}\">",
         bars.len() * 24 + 8,
-        esc(title)
+        t = esc(title)
     );
     for (i, (label, n)) in bars.iter().enumerate() {
         let w = 250 * n / max;
@@ -505,7 +513,7 @@ fn bar_chart(title: &str, bars: &[(&str, i64)]) -> String {
             y + 14
         ));
     }
-    s.push_str("</svg>");
+    s.push_str("</svg></figure>");
     s
 }
 
@@ -537,20 +545,21 @@ async fn dashboard(State(w): State<Shared>, h: HeaderMap) -> Response {
         });
     }
     let phones = db.device_count().await.unwrap_or(0);
-    let with_lsc = db
-        .lsc_device_names()
-        .await
-        .map(|l| l.len() as i64)
-        .unwrap_or(0);
+    let times = db.lsc_times().await.unwrap_or_default();
+    let with_lsc = times.len() as i64;
     let count = |s| {
         let db = db.clone();
         async move {
-            db.devices(&phonetrust_store::devices::DeviceFilter {
-                state: Some(s),
-                ..Default::default()
-            })
+            db.devices_page(
+                &phonetrust_store::devices::DeviceFilter {
+                    state: Some(s),
+                    ..Default::default()
+                },
+                0,
+                0,
+            )
             .await
-            .map(|v| v.len() as i64)
+            .map(|(_, n)| n)
             .unwrap_or(0)
         }
     };
@@ -563,14 +572,44 @@ async fn dashboard(State(w): State<Shared>, h: HeaderMap) -> Response {
         .take(50)
         .map(|n| minijinja::context! { kind => n.cert.kind, name => n.cert.name, until => format_time(n.cert.not_after) })
         .collect();
-    let chart = bar_chart(
-        "Phones by LSC status",
-        &[("with an LSC", with_lsc), ("without", phones - with_lsc)],
-    );
+    let findings: Vec<_> = w
+        .node_findings(t)
+        .await
+        .into_iter()
+        .map(|f| minijinja::context! {
+            severity => match f.severity { Severity::Error => "ERROR", Severity::Warning => "WARNING" },
+            check => f.check, subject => f.subject, cause => f.cause, fix => f.fix,
+        })
+        .collect();
+    let itl = phonetrust_rules::itlstatus::status(db)
+        .await
+        .unwrap_or_default();
+    let by_month =
+        reports::lsc_expiry_by_month(&times.iter().map(|x| x.1).collect::<Vec<_>>(), t, 12);
+    let per_hour =
+        reports::enrolments_per_hour(&times.iter().map(|x| x.0).collect::<Vec<_>>(), t, 24);
+    let charts = [
+        bar_chart(
+            "Phones by LSC status",
+            &[
+                ("with an LSC".to_string(), with_lsc),
+                ("without".to_string(), phones - with_lsc),
+            ],
+        ),
+        bar_chart("LSCs by month of expiry", &by_month),
+        bar_chart("Enrolments per hour (last 24 hours, UTC)", &per_hour),
+        bar_chart(
+            "Phones by ITL status",
+            &reports::itl_counts(&itl)
+                .into_iter()
+                .map(|(l, n)| (l.to_string(), n))
+                .collect::<Vec<_>>(),
+        ),
+    ];
     let mut ctx = w.base(&c, "Dashboard");
     ctx = minijinja::context! { mode => mode, nodes => nodes, phones => phones,
     with_lsc => with_lsc, pending => pending, failed => failed, expiring => expiring,
-    lsc_chart => chart, ..ctx };
+    findings => findings, charts => charts, ..ctx };
     w.render(StatusCode::OK, "dashboard.html", ctx)
 }
 
@@ -701,11 +740,44 @@ async fn phone_page(
         key_order => cap.key_order.to_string(), rsa_bits => cap.rsa_bits, ec_curve => cap.ec_curve.to_string(),
         completes_by => cap.completes_by.map(format_time).unwrap_or_default(), status => cap.status,
     };
+    let itl = match phonetrust_rules::itlstatus::of_phone(&w.db, &d.name).await {
+        Ok(p) => minijinja::context! {
+            state => p.state.label(),
+            node => p.last.as_ref().map(|l| l.node.clone()),
+            at => p.last.as_ref().map(|l| format_time(l.at)),
+            sha => p.last.as_ref().map(|l| l.sha256.clone()),
+            current => p.current,
+        },
+        Err(e) => minijinja::context! { state => format!("unknown: {e}") },
+    };
+    let (diagnosis, findings) = match phonetrust_rules::doctor::phone_checks(
+        &w.db,
+        &w.data_dir,
+        &d.name,
+        &crate::probe::Net,
+        now(),
+    )
+    .await
+    {
+        Ok((lines, f)) => (lines, f),
+        Err(e) => (
+            vec![format!("the diagnosis could not run: {e}")],
+            Vec::new(),
+        ),
+    };
+    let findings: Vec<_> = findings
+        .into_iter()
+        .map(|f| minijinja::context! {
+            severity => match f.severity { Severity::Error => "ERROR", Severity::Warning => "WARNING" },
+            check => f.check, cause => f.cause, fix => f.fix,
+        })
+        .collect();
     let ctx = w.base(c, &d.name);
     w.render(
         status,
         "phone.html",
         minijinja::context! { d => info, certs => certs, name => d.name, error => error,
+        itl => itl, diagnosis => diagnosis, findings => findings,
         can_change => c.role.allows(Role::Operator), ..ctx },
     )
 }
@@ -790,6 +862,32 @@ impl Web {
     fn data(&self) -> DataDir {
         self.data_dir.clone()
     }
+
+    /// The node's doctor findings, checked again when older than [`FINDINGS_TTL_SECS`]
+    /// (one check at a time; the others wait for its result). A check that cannot run
+    /// is a finding itself.
+    async fn node_findings(&self, t: i64) -> Vec<Finding> {
+        let mut cache = self.findings.lock().await;
+        if let Some((at, f)) = cache.as_ref()
+            && t - at < FINDINGS_TTL_SECS
+        {
+            return f.clone();
+        }
+        let f =
+            phonetrust_rules::doctor::node_checks(&self.db, &self.data_dir, &crate::probe::Net, t)
+                .await
+                .unwrap_or_else(|e| {
+                    vec![Finding {
+                        check: "doctor-failed",
+                        severity: Severity::Error,
+                        subject: self.node.clone(),
+                        cause: format!("the checks could not run: {e}"),
+                        fix: "run `phonetrust doctor` on the node and see its log".into(),
+                    }]
+                });
+        *cache = Some((t, f.clone()));
+        f
+    }
 }
 
 /// The web administration, bound.
@@ -818,10 +916,7 @@ fn environment() -> Result<minijinja::Environment<'static>, minijinja::Error> {
         ("trust.html", include_str!("../templates/trust.html")),
         ("lines.html", include_str!("../templates/lines.html")),
         ("security.html", include_str!("../templates/security.html")),
-        (
-            "report_capf.html",
-            include_str!("../templates/report_capf.html"),
-        ),
+        ("report.html", include_str!("../templates/report.html")),
     ] {
         env.add_template(name, text)?;
     }
@@ -856,6 +951,7 @@ impl WebServer {
             env,
             sessions: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
+            findings: tokio::sync::Mutex::new(None),
         });
         let app = api::routes()
             .route("/", axum::routing::get(dashboard))
@@ -906,7 +1002,7 @@ impl WebServer {
                 "/security/{action}",
                 axum::routing::post(pages::security_action),
             )
-            .route("/reports/capf", axum::routing::get(pages::report_capf))
+            .route("/reports/{kind}", axum::routing::get(pages::report))
             .route("/static/style.css", axum::routing::get(style))
             .route("/metrics", axum::routing::get(metrics))
             .fallback(|State(w): State<Shared>, h: HeaderMap| async move {

@@ -684,48 +684,68 @@ pub(super) async fn security_action(
 }
 
 #[derive(Deserialize)]
-pub(super) struct CsvQuery {
+pub(super) struct ReportQuery {
     csv: Option<String>,
+    days: Option<u32>,
 }
 
-/// The CAPF report, as a page or as CSV.
-pub(super) async fn report_capf(
+/// How far ahead the expiry report looks, and how far back the audit log goes, unless
+/// the page's `days` says otherwise.
+pub const REPORT_DAYS: u32 = 30;
+
+/// A report (`/reports/capf|itl|expiry|audit`), as a page or as CSV
+/// (`?csv=1`); `?days=` for the expiry report and the audit log.
+pub(super) async fn report(
     State(w): State<Shared>,
     h: HeaderMap,
-    Query(q): Query<CsvQuery>,
+    Path(kind): Path<String>,
+    Query(q): Query<ReportQuery>,
 ) -> Response {
+    use phonetrust_rules::reports::{ReportKind, csv};
     let c = match w.gate(&h, Role::ReadOnly).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    if q.csv.is_some() {
-        return match phonetrust_rules::reports::capf_csv(&w.db).await {
-            Ok(s) => (
-                [
-                    (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        "attachment; filename=\"capf-report.csv\"",
-                    ),
-                ],
-                s,
-            )
-                .into_response(),
-            Err(e) => w.message(&c, StatusCode::SERVICE_UNAVAILABLE, "Error", e.to_string()),
-        };
-    }
-    let rows = match phonetrust_rules::reports::capf(&w.db).await {
-        Ok(r) => r,
-        Err(e) => return w.message(&c, StatusCode::SERVICE_UNAVAILABLE, "Error", e.to_string()),
+    let Some(k) = ReportKind::parse(&kind) else {
+        return w.message(
+            &c,
+            StatusCode::NOT_FOUND,
+            "Not found",
+            format!("no report {kind:?}: the reports are capf, itl, expiry and audit"),
+        );
     };
+    let days = q.days.unwrap_or(REPORT_DAYS).min(36_500);
+    let rows = match k.rows(&w.db, &w.data(), &w.node, days, now()).await {
+        Ok(r) => r,
+        Err(e) => return w.message(&c, StatusCode::SERVICE_UNAVAILABLE, "Error", e),
+    };
+    if q.csv.is_some() {
+        return (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{}-report.csv\"", k.as_str()),
+                ),
+            ],
+            csv(k.header(), &rows),
+        )
+            .into_response();
+    }
     let total = rows.len();
     let shown: Vec<_> = rows.into_iter().take(super::PAGE * 10).collect();
-    let ctx = w.base(&c, "CAPF Report");
+    let reports: Vec<_> = ReportKind::ALL
+        .iter()
+        .map(|r| minijinja::context! { path => r.as_str(), title => r.title() })
+        .collect();
+    let ctx = w.base(&c, k.title());
     w.render(
         StatusCode::OK,
-        "report_capf.html",
-        minijinja::context! { header => phonetrust_rules::reports::CAPF_HEADER, rows => shown,
-        total => total, ..ctx },
+        "report.html",
+        minijinja::context! { header => k.header(), rows => shown, total => total,
+        kind => k.as_str(), days => days,
+        with_days => matches!(k, ReportKind::Expiry | ReportKind::Audit),
+        reports => reports, ..ctx },
     )
 }
 

@@ -900,6 +900,18 @@ impl Db {
         Ok(out)
     }
 
+    /// Every LSC's recording time (when CAPF committed it) and notAfter (Unix seconds),
+    /// nothing else read: what the dashboard's pictures count.
+    pub async fn lsc_times(&self) -> Result<Vec<(i64, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT recorded_at, not_after FROM devicecert WHERE kind = 'LSC'")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|r| Ok((get(r, "recorded_at")?, get(r, "not_after")?)))
+            .collect()
+    }
+
     /// When the LSC that expires first expires (Unix seconds), if any phone holds one.
     pub async fn lsc_earliest_expiry(&self) -> Result<Option<i64>, StoreError> {
         sqlx::query_scalar("SELECT MIN(not_after) FROM devicecert WHERE kind = 'LSC'")

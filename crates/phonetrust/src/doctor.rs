@@ -1,13 +1,12 @@
 //! `phonetrust doctor [phone SEP…]`: the checks of [`phonetrust_rules::doctor`], each
 //! finding printed with its cause and fix; exit status 0 only when nothing is wrong.
 
-use std::net::ToSocketAddrs;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use phonetrust_rules::doctor::{self, Finding, Probe, Severity};
+use phonetrust_rules::doctor::{self, Finding, Severity};
+use phonetrust_services::probe::Net;
 
 use crate::node::Node;
 
@@ -40,34 +39,6 @@ fn parse_at(s: &str) -> Result<i64, String> {
         return Ok(now + (now - back));
     }
     phonetrust_store::model::parse_time(s).map_err(|e| e.to_string())
-}
-
-/// The real network, with short deadlines.
-struct Net;
-
-impl Probe for Net {
-    fn resolves(&self, host: &str) -> Result<(), String> {
-        match (host, 0).to_socket_addrs() {
-            Ok(a) if a.len() > 0 => Ok(()),
-            Ok(_) => Err("no address".into()),
-            Err(e) => Err(e.to_string()),
-        }
-    }
-
-    fn connects(&self, host: &str, port: u16) -> Result<(), String> {
-        let addrs: Vec<_> = (host, port)
-            .to_socket_addrs()
-            .map_err(|e| e.to_string())?
-            .collect();
-        let mut last = "no address".to_string();
-        for a in addrs {
-            match std::net::TcpStream::connect_timeout(&a, Duration::from_secs(3)) {
-                Ok(_) => return Ok(()),
-                Err(e) => last = format!("{a}: {e}"),
-            }
-        }
-        Err(last)
-    }
 }
 
 fn print(findings: &[Finding]) {

@@ -5781,6 +5781,100 @@ fn web_phone_page_schedules_by_role() {
         audit.contains("web phone capf") && audit.contains("olivia"),
         "{audit}"
     );
+
+    // 18.3: the phone page's ITL status and the doctor's diagnosis of the phone.
+    assert!(
+        page.contains("<th>ITL Status</th><td>never fetched an ITL</td>"),
+        "{page}"
+    );
+    let doctor = stdout(&pt(&d, &["doctor", "phone", "SEP001122334455"]));
+    assert!(
+        doctor.starts_with("SEP001122334455: model 8845"),
+        "{doctor}"
+    );
+    // Every line the CLI's diagnosis gives, as the page shows it (escaped).
+    let escaped = |l: &str| {
+        l.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    for l in doctor.lines().take_while(|l| !l.is_empty()) {
+        assert!(
+            page.contains(&format!("<p>{}</p>", escaped(l))),
+            "{l}\n{page}"
+        );
+    }
+    assert!(page.contains("<h2>Diagnosis</h2>"), "{page}");
+
+    // The dashboard's pictures, as inline SVG with the counts.
+    let (code, dash) = web(&base, "GET", "/", &rj, None);
+    assert_eq!(code, 200);
+    for title in [
+        "Phones by LSC status",
+        "LSCs by month of expiry",
+        "Enrolments per hour (last 24 hours, UTC)",
+        "Phones by ITL status",
+    ] {
+        assert!(
+            dash.contains(&format!("<figcaption>{title}</figcaption><svg")),
+            "{title}: {dash}"
+        );
+    }
+    let svg = |title: &str| -> String {
+        let at = dash.find(&format!("aria-label=\"{title}\"")).unwrap();
+        dash[at..].split("</svg>").next().unwrap().to_string()
+    };
+    // One enrolment, in the current hour (the last bar), and one phone never fetched an ITL.
+    let hours = svg("Enrolments per hour (last 24 hours, UTC)");
+    assert_eq!(hours.matches("<rect").count(), 24, "{hours}");
+    let counts: Vec<&str> = hours
+        .split("font-size=\"12\">")
+        .skip(1)
+        .map(|x| x.split('<').next().unwrap())
+        .collect();
+    assert_eq!(counts.last(), Some(&"1"), "{hours}");
+    assert_eq!(counts.iter().filter(|c| **c == "1").count(), 1, "{hours}");
+    let itl = svg("Phones by ITL status");
+    assert!(itl.contains(">never fetched an ITL</text>"), "{itl}");
+    let months = svg("LSCs by month of expiry");
+    assert!(
+        months.contains(">expired</text>") && months.contains(">later</text>"),
+        "{months}"
+    );
+    assert!(dash.contains("<h2>Doctor</h2>"), "{dash}");
+
+    // Reports: ITL file status, certificate expiry, the audit log; each as CSV too.
+    let (code, r) = web(&base, "GET", "/reports/itl", &rj, None);
+    assert_eq!(code, 200, "{r}");
+    assert!(
+        r.contains("<td>SEP001122334455</td><td>never fetched an ITL</td>"),
+        "{r}"
+    );
+    let (_, csv) = web(&base, "GET", "/reports/itl?csv=1", &rj, None);
+    assert!(csv.contains("filename=\"itl-report.csv\""), "{csv}");
+    assert!(
+        csv.contains("Device Name,ITL Status,TFTP Node,Last ITL Download,Phone's ITL SHA-256,Node's ITL SHA-256\r\nSEP001122334455,never fetched an ITL,,,,\r\n"),
+        "{csv}"
+    );
+    // The LSC is valid for years: in the expiry report only when looking far enough.
+    let (_, r) = web(&base, "GET", "/reports/expiry?days=30", &rj, None);
+    assert!(!r.contains("<td>LSC</td><td>SEP001122334455</td>"), "{r}");
+    let (_, r) = web(&base, "GET", "/reports/expiry?days=20000", &rj, None);
+    assert!(r.contains("<td>LSC</td><td>SEP001122334455</td>"), "{r}");
+    let (_, r) = web(&base, "GET", "/reports/audit?csv=1&days=1", &rj, None);
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    assert!(
+        r.lines()
+            .any(|l| l.contains(",olivia,") && l.contains(",web phone capf,")),
+        "{r}"
+    );
+    let (code, r) = web(&base, "GET", "/reports/nothing", &rj, None);
+    assert_eq!(code, 404);
+    assert!(
+        r.contains("the reports are capf, itl, expiry and audit"),
+        "{r}"
+    );
 }
 
 /// curl a JSON API route with an optional bearer token: (status, body).
