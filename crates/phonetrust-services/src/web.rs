@@ -321,6 +321,15 @@ impl Web {
     }
 }
 
+/// The tab's icon, asked for by every browser without a login.
+async fn favicon() -> Response {
+    (
+        [(header::CONTENT_TYPE, "image/svg+xml")],
+        include_str!("../templates/favicon.svg"),
+    )
+        .into_response()
+}
+
 async fn style() -> Response {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
@@ -329,15 +338,21 @@ async fn style() -> Response {
         .into_response()
 }
 
-async fn login_page(State(w): State<Shared>) -> Response {
+async fn login_page(State(w): State<Shared>, h: HeaderMap) -> Response {
     if let Some(r) = w.setup().await {
         return r;
     }
-    login_form(&w, StatusCode::OK, None)
+    login_form(&w, &h, StatusCode::OK, None)
 }
 
-fn login_form(w: &Web, status: StatusCode, error: Option<String>) -> Response {
-    let token = random_token();
+/// The login form. Its CSRF token is the browser's login cookie when it has one (so a
+/// second login page — another tab, or a request the browser makes on its own that is
+/// sent here — does not make the first one's form stale), else a new one.
+fn login_form(w: &Web, h: &HeaderMap, status: StatusCode, error: Option<String>) -> Response {
+    let token = cookie(h, LOGIN_COOKIE)
+        .filter(|t| t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_string)
+        .unwrap_or_else(random_token);
     let mut r = w.render(
         status,
         "login.html",
@@ -384,6 +399,7 @@ async fn login(
             tracing::warn!(%peer, "web: login refused: too many failures from this address");
             return login_form(
                 &w,
+                &h,
                 StatusCode::TOO_MANY_REQUESTS,
                 Some(format!(
                     "too many failed logins from this address: try again after {}",
@@ -450,7 +466,7 @@ async fn login(
                 LoginRefused::Locked(_) => StatusCode::TOO_MANY_REQUESTS,
                 _ => StatusCode::UNAUTHORIZED,
             };
-            login_form(&w, status, Some(e.to_string()))
+            login_form(&w, &h, status, Some(e.to_string()))
         }
     }
 }
@@ -497,20 +513,29 @@ fn bar_chart(title: &str, bars: &[(String, i64)]) -> String {
             .replace('>', "&gt;")
             .replace('"', "&quot;")
     };
+    // The labels' column as wide as the longest label (about 7 px a character at 12 px).
+    let left = bars
+        .iter()
+        .map(|b| b.0.chars().count())
+        .max()
+        .unwrap_or(0)
+        .clamp(6, 40)
+        * 7
+        + 8;
     let mut s = format!(
-        "<figure><figcaption>{t}</figcaption><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"420\" height=\"{}\" role=\"img\" aria-label=\"{t}\">",
-        bars.len() * 24 + 8,
+        "<figure><figcaption>{t}</figcaption><svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" role=\"img\" aria-label=\"{t}\">",
+        left + 300,
+        bars.len() * 20 + 4,
         t = esc(title)
     );
     for (i, (label, n)) in bars.iter().enumerate() {
-        let w = 250 * n / max;
-        let y = i * 24 + 4;
+        let w = 240 * n / max;
+        let y = i * 20 + 2;
         s.push_str(&format!(
-            "<text x=\"0\" y=\"{}\" font-size=\"12\">{}</text><rect x=\"110\" y=\"{y}\" width=\"{w}\" height=\"18\" fill=\"#1f3b57\"/><text x=\"{}\" y=\"{}\" font-size=\"12\">{n}</text>",
-            y + 14,
+            "<text x=\"0\" y=\"{ty}\" font-size=\"12\">{}</text><rect x=\"{left}\" y=\"{y}\" width=\"{w}\" height=\"16\" fill=\"#1f3b57\"/><text x=\"{}\" y=\"{ty}\" font-size=\"12\">{n}</text>",
             esc(label),
-            115 + w,
-            y + 14
+            left as i64 + 5 + w,
+            ty = y + 13,
         ));
     }
     s.push_str("</svg></figure>");
@@ -1004,6 +1029,7 @@ impl WebServer {
             )
             .route("/reports/{kind}", axum::routing::get(pages::report))
             .route("/static/style.css", axum::routing::get(style))
+            .route("/favicon.ico", axum::routing::get(favicon))
             .route("/metrics", axum::routing::get(metrics))
             .fallback(|State(w): State<Shared>, h: HeaderMap| async move {
                 match w.gate(&h, Role::ReadOnly).await {

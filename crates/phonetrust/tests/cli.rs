@@ -5524,6 +5524,16 @@ fn web_admin_is_safe_by_default() {
         "{login}"
     );
     let token = csrf_of(&login);
+    // What a browser asks for on its own (the tab's icon) is served without a login and
+    // does not replace the login form's token; a second login page keeps it too.
+    let (code, icon) = web(&base, "GET", "/favicon.ico", &jar, None);
+    assert_eq!(code, 200, "{icon}");
+    assert!(
+        icon.contains("image/svg+xml") && icon.contains("<svg"),
+        "{icon}"
+    );
+    let (_, again) = web(&base, "GET", "/login", &jar, None);
+    assert_eq!(csrf_of(&again), token, "one login token per browser");
     // CSRF missing or wrong: refused.
     let (code, _) = web(
         &base,
@@ -6444,4 +6454,328 @@ fn web_certificate_management_and_mixed_mode() {
     ] {
         assert!(audit.contains(a), "{a}: {audit}");
     }
+}
+
+/// chromedriver on a reserved loopback port, stopped when dropped.
+struct Driver {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chromedriver() -> Driver {
+    let port = free_port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("chromedriver");
+    let d = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    // Up within 20 s (bounded), or the test fails saying so.
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return d;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("chromedriver did not listen on {port} within 20 s");
+}
+
+/// The text of the page's `main`, once the page has it (a click's page may still be
+/// loading): at most 10 s.
+async fn page_text(c: &fantoccini::Client) -> String {
+    let mut last = String::new();
+    for _ in 0..100 {
+        match c.find(fantoccini::Locator::Css("main")).await {
+            Ok(m) => match m.text().await {
+                Ok(t) => return t,
+                Err(e) => last = e.to_string(),
+            },
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{last}: {}", c.source().await.unwrap_or_default());
+}
+
+/// The page's text once it holds `needle` (at most 10 s).
+async fn wait_text(c: &fantoccini::Client, needle: &str) -> String {
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = page_text(c).await;
+        if text.contains(needle) {
+            return text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the page never showed {needle:?}: {text}");
+}
+
+/// Wait (at most 10 s) until the browser shows `path`.
+async fn wait_path(c: &fantoccini::Client, path: &str) {
+    let mut at = String::new();
+    for _ in 0..100 {
+        at = c.current_url().await.unwrap().path().to_string();
+        if at == path {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the browser shows {at}, not {path}");
+}
+
+/// 18.3 in a real browser (headless Chromium through WebDriver): log in through the form,
+/// the dashboard with its four pictures, the phone list and the phone page (a description
+/// `<script>…` shown as text, nothing run), an Install/Upgrade scheduled through the CAPF
+/// form and its status line, the reports, mixed mode refused without its confirmation
+/// box and set with it, and logout. A screenshot of each page is saved under the target
+/// directory (`browser-screenshots/`) and checked to be a PNG.
+#[test]
+fn web_admin_in_a_real_browser() {
+    if !phonetrust_testsupport::have_tool("chromium", "--version", "chromium")
+        || !phonetrust_testsupport::have_tool("chromedriver", "--version", "chromium-driver")
+    {
+        return;
+    }
+    let d = tmp("browser");
+    init_node(&d);
+    let (_s, base) = web_server(&d, free_port());
+    let o = pt_in(
+        &d,
+        &["user", "add", "ada", "--role", "admin", "--password-stdin"],
+        "correct horse battery\n",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = pt(
+        &d,
+        &[
+            "phone",
+            "add",
+            "SEP001122334455",
+            "--model",
+            "8845",
+            "--description",
+            "<script>document.title='owned'</script>",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let driver = chromedriver();
+    let profile = d.join("chromium-profile");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use fantoccini::Locator;
+        let caps: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_value(serde_json::json!({
+                "acceptInsecureCerts": true,
+                "goog:chromeOptions": {
+                    "binary": "/usr/bin/chromium",
+                    "args": [
+                        "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                        "--disable-quic", "--no-first-run", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync", "--window-size=1280,1024",
+                        format!("--user-data-dir={}", profile.display()),
+                    ],
+                },
+            }))
+            .unwrap();
+        let c = fantoccini::ClientBuilder::new(
+            hyper_util::client::legacy::connect::HttpConnector::new(),
+        )
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session through chromedriver");
+        let shot = |name: &'static str| {
+            let c = c.clone();
+            let path = shots.join(format!("{name}.png"));
+            async move {
+                let png = c.screenshot().await.unwrap();
+                assert!(
+                    png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5_000,
+                    "{name}"
+                );
+                std::fs::write(&path, png).unwrap();
+            }
+        };
+        let body = |c: fantoccini::Client| async move { page_text(&c).await };
+
+        // Not logged in: the login page. A wrong password is refused on the page.
+        c.goto(&format!("{base}/")).await.unwrap();
+        assert!(c.current_url().await.unwrap().path().ends_with("/login"));
+        let f = c.form(Locator::Css("form")).await.unwrap();
+        f.set_by_name("name", "ada").await.unwrap();
+        f.set_by_name("password", "wrong password").await.unwrap();
+        f.submit().await.unwrap();
+        wait_text(&c, "wrong").await;
+        shot("login-refused").await;
+        let f = c.form(Locator::Css("main form")).await.unwrap();
+        f.set_by_name("name", "ada").await.unwrap();
+        f.set_by_name("password", "correct horse battery")
+            .await
+            .unwrap();
+        f.submit().await.unwrap();
+        wait_path(&c, "/").await;
+
+        // The dashboard: the security mode and four inline SVG pictures.
+        let text = body(c.clone()).await;
+        assert!(
+            text.contains("Cluster Security Mode: Non-secure (0)"),
+            "{text}"
+        );
+        let figures = c.find_all(Locator::Css("figure svg")).await.unwrap();
+        assert_eq!(figures.len(), 4);
+        for fig in &figures {
+            let (_, _, w, h) = fig.rectangle().await.unwrap();
+            assert!(w > 100.0 && h > 20.0, "a picture is drawn: {w}x{h}");
+        }
+        shot("dashboard").await;
+
+        // The phone list, then the phone page; the description is text, not a script.
+        c.find(Locator::LinkText("Phones"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_path(&c, "/phones").await;
+        c.find(Locator::LinkText("SEP001122334455"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_path(&c, "/phones/SEP001122334455").await;
+        assert!(
+            body(c.clone())
+                .await
+                .contains("<script>document.title='owned'</script>"),
+            "the description shows as text"
+        );
+        assert_eq!(
+            c.title().await.unwrap(),
+            "SEP001122334455 — phonetrust",
+            "nothing the description holds ran"
+        );
+        // Schedule Install/Upgrade by null string through the CAPF form.
+        let f = c
+            .form(Locator::Css("form[action='/phones/SEP001122334455/capf']"))
+            .await
+            .unwrap();
+        c.find(Locator::Css("select[name='operation']"))
+            .await
+            .unwrap()
+            .select_by_value("install")
+            .await
+            .unwrap();
+        c.find(Locator::Css("select[name='auth']"))
+            .await
+            .unwrap()
+            .select_by_value("null-string")
+            .await
+            .unwrap();
+        f.submit().await.unwrap();
+        let text = wait_text(&c, "Certificate Operation Status: Operation Pending").await;
+        assert!(text.contains("ITL Status never fetched an ITL"), "{text}");
+        shot("phone").await;
+
+        // The reports: CAPF report with the phone, then the audit log names the change.
+        c.find(Locator::LinkText("Reports"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_path(&c, "/reports/capf").await;
+        assert!(body(c.clone()).await.contains("SEP001122334455"));
+        c.find(Locator::LinkText("Audit Log"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_path(&c, "/reports/audit").await;
+        let text = body(c.clone()).await;
+        assert!(
+            text.contains("web phone capf") && text.contains("ada"),
+            "{text}"
+        );
+        shot("audit").await;
+
+        // Mixed mode: refused without the confirmation box, set with it.
+        c.find(Locator::LinkText("Mixed Mode"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_path(&c, "/security").await;
+        let form = "form[action='/security/mixed-mode']";
+        c.form(Locator::Css(form))
+            .await
+            .unwrap()
+            .submit()
+            .await
+            .unwrap();
+        wait_path(&c, "/security/mixed-mode").await;
+        let text = body(c.clone()).await;
+        assert!(
+            text.contains("Aborted: the cluster stays in non-secure mode. Tick the box"),
+            "{text}"
+        );
+        c.find(Locator::LinkText("Mixed Mode"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_path(&c, "/security").await;
+        c.find(Locator::Css(&format!("{form} input[name='confirm']")))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.form(Locator::Css(form))
+            .await
+            .unwrap()
+            .submit()
+            .await
+            .unwrap();
+        wait_path(&c, "/security/mixed-mode").await;
+        shot("mixed-mode").await;
+        c.goto(&format!("{base}/")).await.unwrap();
+        let text = body(c.clone()).await;
+        assert!(text.contains("Cluster Security Mode: Mixed (1)"), "{text}");
+
+        // Logout: back to the login page, and the dashboard needs a login again.
+        c.find(Locator::Css("form.logout button"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        wait_path(&c, "/login").await;
+        c.goto(&format!("{base}/")).await.unwrap();
+        assert!(c.current_url().await.unwrap().path().ends_with("/login"));
+        c.close().await.unwrap();
+    });
+    for name in ["login-refused", "dashboard", "phone", "audit", "mixed-mode"] {
+        assert!(shots.join(format!("{name}.png")).exists(), "{name}");
+    }
+    eprintln!("screenshots: {}", shots.display());
 }
