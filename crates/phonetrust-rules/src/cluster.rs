@@ -195,6 +195,16 @@ pub enum ClusterError {
     /// The ITL size could not be estimated (a certificate of the model identity).
     #[error("the ITL size could not be estimated: {0}")]
     Itl(String),
+    /// Nodes are defined on the publisher only.
+    #[error(
+        "{node} is a subscriber: define nodes on the publisher ({publisher}), as servers are defined there first"
+    )]
+    NotPublisher {
+        /// The node the change was asked on.
+        node: String,
+        /// The cluster's publisher.
+        publisher: String,
+    },
 }
 
 /// Check a node name: a host name (RFC 1123 labels), case kept as given.
@@ -541,6 +551,13 @@ pub async fn join(db: &Db, name: &str, now: i64) -> Result<NodeRecord, ClusterEr
     })
 }
 
+/// What removing node `name` does, as asked before it is done.
+pub fn remove_question(name: &str) -> String {
+    format!(
+        "removes node {name} from the cluster: its TFTP, TVS and CAPF leave what every node tells phones"
+    )
+}
+
 /// Remove a subscriber that no call manager group names (the Default group included).
 pub async fn remove_node(db: &Db, name: &str) -> Result<(), ClusterError> {
     let Some(n) = db.node(name).await? else {
@@ -553,6 +570,59 @@ pub async fn remove_node(db: &Db, name: &str) -> Result<(), ClusterError> {
         return Err(ClusterError::NotDefined(name.to_string()));
     }
     Ok(())
+}
+
+/// The node `id` is (name and the host it is reached at: the CallManager CN for both
+/// until the node is defined otherwise).
+pub fn this_node(id: &Identity) -> Option<(String, String)> {
+    id.node().map(|n| (n.host.clone(), n.host))
+}
+
+/// Refuse a cluster definition made anywhere but on the publisher (`me`).
+pub async fn require_publisher(db: &Db, me: &str) -> Result<(), ClusterError> {
+    if let Some(n) = db.node(me).await?
+        && n.role != Role::Publisher.as_str()
+    {
+        return Err(ClusterError::NotPublisher {
+            node: me.to_string(),
+            publisher: publisher_name(db).await?,
+        });
+    }
+    Ok(())
+}
+
+/// The publisher's name, or "none defined".
+pub async fn publisher_name(db: &Db) -> Result<String, StoreError> {
+    Ok(db
+        .nodes()
+        .await?
+        .into_iter()
+        .find(|n| n.role == Role::Publisher.as_str())
+        .map(|n| n.name)
+        .unwrap_or_else(|| "none defined".into()))
+}
+
+/// `cluster add-node` on the node whose identity is `id`: only on the publisher;
+/// [`define_node`], then this node's certificates published (it may have been recorded
+/// as the publisher just now).
+pub async fn add_node(
+    db: &Db,
+    id: &Identity,
+    new: &NewNode<'_>,
+    now: i64,
+) -> Result<NodeRecord, ClusterError> {
+    let me = this_node(id);
+    let me_ref = me.as_ref().map(|(n, h)| (n.as_str(), h.as_str()));
+    if let Some((n, _)) = me_ref {
+        require_publisher(db, n).await?;
+    }
+    let rec = define_node(db, me_ref, id, new, now).await?;
+    if let Some((n, _)) = me_ref
+        && db.node(n).await?.is_some()
+    {
+        publish_identity(db, n, id, now).await?;
+    }
+    Ok(rec)
 }
 
 /// Publish the public parts of `id`'s own certificates as `node`'s.

@@ -182,6 +182,15 @@ pub async fn define_group(
     }
 }
 
+/// What changing group `name` to `members` does, as asked before it is done.
+pub async fn set_question(db: &Db, name: &str, members: &[String]) -> Result<String, StoreError> {
+    let (n, _) = db.phones_in_group(name).await?;
+    Ok(format!(
+        "changes the nodes of call manager group {name} to {}: its phones ({n} given it directly, and those of its device pools) are told these call managers and TVS servers from their next configuration download",
+        members.join(", ")
+    ))
+}
+
 /// Replace a group's members.
 pub async fn set_group(db: &Db, name: &str, members: &[String]) -> Result<(), GroupError> {
     check_members(db, name, members).await?;
@@ -466,4 +475,41 @@ impl Topology {
             capf,
         }
     }
+}
+
+/// One line of `cluster group list`: a group, its members in priority order, and how
+/// many phones are given it directly.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupLine {
+    /// The group's name.
+    pub name: String,
+    /// Its nodes, first the phones' primary (the default group: every node).
+    pub members: Vec<String>,
+    /// Phones given it directly.
+    pub phones: i64,
+}
+
+/// Every group, the default one first when it is not stored, as `cluster group list`
+/// shows them.
+pub async fn list(db: &Db) -> Result<Vec<GroupLine>, StoreError> {
+    let topo = Topology::load(db).await?;
+    let mut names: Vec<String> = db.groups().await?.into_iter().map(|g| g.name).collect();
+    if !names.iter().any(|n| n == DEFAULT_GROUP) {
+        names.insert(0, DEFAULT_GROUP.to_string());
+    }
+    let mut out = Vec::new();
+    for g in names {
+        let p = Placement {
+            pool: None,
+            group: Some(g.clone()),
+        };
+        let members = topo.members_of(&p);
+        let (phones, _) = db.phones_in_group(&g).await?;
+        out.push(GroupLine {
+            name: g,
+            members,
+            phones,
+        });
+    }
+    Ok(out)
 }

@@ -32,6 +32,8 @@ use crate::limits::Limiter;
 
 #[path = "web_api.rs"]
 pub mod api;
+#[path = "web_config.rs"]
+pub mod config;
 #[path = "web_pages.rs"]
 pub mod pages;
 
@@ -178,6 +180,19 @@ fn csrf_refused() -> Response {
         "the form's CSRF token is missing or wrong: reload the page",
     )
         .into_response()
+}
+
+/// `s` as one URL path segment or query value (everything but `A-Za-z0-9-_.` escaped).
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 fn redirect(to: &str) -> Response {
@@ -696,17 +711,7 @@ async fn phones(State(w): State<Shared>, h: HeaderMap, Query(q): Query<PhoneQuer
         })
         .collect();
     let link = |p: usize| {
-        let enc = |s: &str| {
-            s.bytes()
-                .map(|b| {
-                    if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
-                        (b as char).to_string()
-                    } else {
-                        format!("%{b:02X}")
-                    }
-                })
-                .collect::<String>()
-        };
+        let enc = urlencode;
         format!(
             "/phones?lsc={}&status={}&profile={}&page={p}",
             enc(&lsc),
@@ -942,6 +947,14 @@ fn environment() -> Result<minijinja::Environment<'static>, minijinja::Error> {
         ("lines.html", include_str!("../templates/lines.html")),
         ("security.html", include_str!("../templates/security.html")),
         ("report.html", include_str!("../templates/report.html")),
+        ("profiles.html", include_str!("../templates/profiles.html")),
+        ("profile.html", include_str!("../templates/profile.html")),
+        (
+            "profile_fields.html",
+            include_str!("../templates/profile_fields.html"),
+        ),
+        ("params.html", include_str!("../templates/params.html")),
+        ("cluster.html", include_str!("../templates/cluster.html")),
     ] {
         env.add_template(name, text)?;
     }
@@ -1028,6 +1041,35 @@ impl WebServer {
                 axum::routing::post(pages::security_action),
             )
             .route("/reports/{kind}", axum::routing::get(pages::report))
+            .route(
+                "/profiles",
+                axum::routing::get(config::profiles).post(config::profile_add),
+            )
+            .route(
+                "/profiles/{name}",
+                axum::routing::get(config::profile).post(config::profile_change),
+            )
+            .route(
+                "/profiles/{name}/delete",
+                axum::routing::post(config::profile_delete),
+            )
+            .route("/parameters", axum::routing::get(config::params))
+            .route("/parameters/{name}", axum::routing::post(config::param_set))
+            .route("/cluster", axum::routing::get(config::cluster_get))
+            .route("/cluster/nodes", axum::routing::post(config::node_add))
+            .route(
+                "/cluster/nodes/{name}/delete",
+                axum::routing::post(config::node_remove),
+            )
+            .route("/cluster/groups", axum::routing::post(config::group_add))
+            .route(
+                "/cluster/groups/{name}",
+                axum::routing::post(config::group_set),
+            )
+            .route(
+                "/cluster/groups/{name}/delete",
+                axum::routing::post(config::group_remove),
+            )
             .route("/static/style.css", axum::routing::get(style))
             .route("/favicon.ico", axum::routing::get(favicon))
             .route("/metrics", axum::routing::get(metrics))

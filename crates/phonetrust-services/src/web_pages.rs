@@ -34,7 +34,13 @@ fn status_of(error: &Option<String>) -> StatusCode {
 }
 
 impl Web {
-    fn message(&self, c: &Ctx, status: StatusCode, title: &str, message: String) -> Response {
+    pub(super) fn message(
+        &self,
+        c: &Ctx,
+        status: StatusCode,
+        title: &str,
+        message: String,
+    ) -> Response {
         let ctx = self.base(c, title);
         self.render(
             status,
@@ -44,7 +50,13 @@ impl Web {
     }
 
     /// The result of an action: its lines, and a block of text (a CSR) when there is one.
-    fn lines(&self, c: &Ctx, title: &str, lines: Vec<String>, pre: Option<String>) -> Response {
+    pub(super) fn lines(
+        &self,
+        c: &Ctx,
+        title: &str,
+        lines: Vec<String>,
+        pre: Option<String>,
+    ) -> Response {
         let ctx = self.base(c, title);
         self.render(
             StatusCode::OK,

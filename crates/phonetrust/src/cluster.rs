@@ -140,30 +140,19 @@ fn parse_services(s: &str) -> Result<Services, String> {
     Services::parse(s).map_err(|e| e.to_string())
 }
 
-/// This node's name and the host it is reached at (the CallManager CN for both until
-/// the node is defined otherwise).
-fn this_node(id: &Identity) -> Option<(String, String)> {
-    id.node().map(|n| (n.host.clone(), n.host))
-}
-
 /// `phonetrust cluster ...`
 pub(crate) async fn run(node: &Node, cmd: ClusterCmd) -> Result<ExitCode> {
     let db = node.db().await?;
     let id = phonetrust_store::identity::load(&node.data)?;
-    let me = this_node(&id);
+    let me = cluster::this_node(&id);
     match cmd {
         ClusterCmd::AddNode {
             name,
             host,
             services,
         } => {
-            let me_ref = me.as_ref().map(|(n, h)| (n.as_str(), h.as_str()));
-            if let Some((n, _)) = me_ref {
-                require_publisher(&db, n).await?;
-            }
-            let rec = cluster::define_node(
+            let rec = cluster::add_node(
                 &db,
-                me_ref,
                 &id,
                 &NewNode {
                     name: &name,
@@ -173,11 +162,6 @@ pub(crate) async fn run(node: &Node, cmd: ClusterCmd) -> Result<ExitCode> {
                 now(),
             )
             .await?;
-            if let Some((n, _)) = me_ref
-                && db.node(n).await?.is_some()
-            {
-                cluster::publish_identity(&db, n, &id, now()).await?;
-            }
             outln!(
                 "Node {} defined as {} at {} (services {}). Start it on its own machine with:\n  phonetrust init --join {} --database <this cluster's database URL>",
                 rec.name,
@@ -205,9 +189,7 @@ pub(crate) async fn run(node: &Node, cmd: ClusterCmd) -> Result<ExitCode> {
                 return Err(ClusterError::NotDefined(name).into());
             }
             if !crate::confirm::operation(
-                &format!(
-                    "removes node {name} from the cluster: its TFTP, TVS and CAPF leave what every node tells phones"
-                ),
+                &cluster::remove_question(&name),
                 yes,
                 "the node stays defined",
             )? {
@@ -319,12 +301,8 @@ async fn group(db: &Db, cmd: GroupCmd) -> Result<ExitCode> {
             outln!("Call manager group {name}: {}", nodes.join(", "));
         }
         GroupCmd::Set { name, nodes, yes } => {
-            let (n, _) = db.phones_in_group(&name).await?;
             if !crate::confirm::operation(
-                &format!(
-                    "changes the nodes of call manager group {name} to {}: its phones ({n} given it directly, and those of its device pools) are told these call managers and TVS servers from their next configuration download",
-                    nodes.join(", ")
-                ),
+                &groups::set_question(db, &name, &nodes).await?,
                 yes,
                 "the group is unchanged",
             )? {
@@ -338,20 +316,9 @@ async fn group(db: &Db, cmd: GroupCmd) -> Result<ExitCode> {
             outln!("Call manager group {name} removed");
         }
         GroupCmd::List => {
-            let topo = groups::Topology::load(db).await?;
             let mut t = crate::table::Table::new(&["Group", "Members (priority order)", "Phones"]);
-            let mut names: Vec<String> = db.groups().await?.into_iter().map(|g| g.name).collect();
-            if !names.iter().any(|n| n == groups::DEFAULT_GROUP) {
-                names.insert(0, groups::DEFAULT_GROUP.to_string());
-            }
-            for g in names {
-                let p = phonetrust_store::groups::Placement {
-                    pool: None,
-                    group: Some(g.clone()),
-                };
-                let members = topo.members_of(&p);
-                let (n, _) = db.phones_in_group(&g).await?;
-                t.row(vec![g, members.join(", "), n.to_string()]);
+            for g in groups::list(db).await? {
+                t.row(vec![g.name, g.members.join(", "), g.phones.to_string()]);
             }
             out!("{}", t.render());
         }
@@ -393,29 +360,6 @@ async fn pool(db: &Db, cmd: PoolCmd) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Refuse a cluster definition made anywhere but on the publisher.
-async fn require_publisher(db: &Db, me: &str) -> Result<()> {
-    if let Some(n) = db.node(me).await?
-        && n.role != cluster::Role::Publisher.as_str()
-    {
-        anyhow::bail!(
-            "{me} is a subscriber: define nodes on the publisher ({}), as servers are defined there first",
-            publisher_name(db).await?
-        );
-    }
-    Ok(())
-}
-
-async fn publisher_name(db: &Db) -> Result<String> {
-    Ok(db
-        .nodes()
-        .await?
-        .into_iter()
-        .find(|n| n.role == cluster::Role::Publisher.as_str())
-        .map(|n| n.name)
-        .unwrap_or_else(|| "none defined".into()))
 }
 
 /// `phonetrust show network cluster`: every node, its host, role, services, published
@@ -490,7 +434,7 @@ pub(crate) async fn check_before_init(db: &Db, join: Option<&str>, host: &str) -
             if !nodes.is_empty() && !nodes.iter().any(|n| n.name == host) {
                 anyhow::bail!(
                     "this database belongs to a cluster (publisher {}) that does not define {host}: define the node on the publisher (`phonetrust cluster add-node {host} --host ADDRESS`), then run `phonetrust init --join {host} --database …`",
-                    publisher_name(db).await?
+                    cluster::publisher_name(db).await?
                 );
             }
         }
@@ -503,7 +447,7 @@ pub(crate) async fn check_before_init(db: &Db, join: Option<&str>, host: &str) -
 /// node not defined on the publisher. Publishes its certificates' public parts and
 /// returns its name.
 pub(crate) async fn take_place(db: &Db, id: &Identity) -> Result<String> {
-    let Some((name, host)) = this_node(id) else {
+    let Some((name, host)) = cluster::this_node(id) else {
         anyhow::bail!("the identity has no CallManager certificate: run `phonetrust init`");
     };
     let t = now();

@@ -6779,3 +6779,317 @@ fn web_admin_in_a_real_browser() {
     }
     eprintln!("screenshots: {}", shots.display());
 }
+
+/// 18.3: Phone Security Profiles, Enterprise Parameters and the cluster's nodes and call
+/// manager groups through their pages: what the CLI then shows agrees; refusals carry the
+/// store's and the cluster's messages; changes that alter what phones trust or are told
+/// need their box; read-only sees the pages without forms and is refused a change.
+#[test]
+fn web_profiles_parameters_and_cluster() {
+    if !phonetrust_testsupport::have_tool("curl", "--version", "curl") {
+        return;
+    }
+    let d = tmp("web-config");
+    init_node(&d);
+    let (_s, base) = web_server(&d, free_port());
+    for (name, role) in [("ada", "admin"), ("reader", "read-only")] {
+        let o = pt_in(
+            &d,
+            &["user", "add", name, "--role", role, "--password-stdin"],
+            "correct horse battery\n",
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let (aj, rj) = (d.join("admin.jar"), d.join("reader.jar"));
+    web_login(&base, &aj, "ada");
+    web_login(&base, &rj, "reader");
+
+    // Profiles.
+    let (code, page) = web(&base, "GET", "/profiles", &rj, None);
+    assert_eq!(code, 200);
+    assert!(page.contains("Standard Non-Secure Profile"), "{page}");
+    assert!(
+        !page.contains("action=\"/profiles\""),
+        "no form for read-only"
+    );
+    let (_, page) = web(&base, "GET", "/profiles", &aj, None);
+    let csrf = csrf_of(&page);
+    let fields = |ec: &str, rsa: &str, enc: bool| {
+        format!(
+            "csrf={csrf}&description=lab&mode=encrypted{}&auth=lsc&key_order=rsa-ec&rsa_bits={rsa}&ec_curve={ec}",
+            if enc { "&encrypted_config=on" } else { "" }
+        )
+    };
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/profiles",
+        &rj,
+        Some(&format!(
+            "name=Secure+8845&{}",
+            fields("p384", "2048", true)
+        )),
+    );
+    assert_eq!(code, 403, "{page}");
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/profiles",
+        &aj,
+        Some(&format!(
+            "name=Secure+8845&{}",
+            fields("p384", "2048", true)
+        )),
+    );
+    assert_eq!(code, 303, "{page}");
+    assert!(page.contains("location: /profiles/Secure%208845"), "{page}");
+    let show = || stdout(&pt(&d, &["profile", "show", "Secure 8845"]));
+    let s = show();
+    assert!(
+        s.contains("Device Security Mode: Encrypted")
+            && s.contains("TFTP Encrypted Config: On")
+            && s.contains("EC Key Size (Bits): 384"),
+        "{s}"
+    );
+    let (_, page) = web(&base, "GET", "/profiles/Secure%208845", &aj, None);
+    assert!(
+        page.contains("<th>TFTP Encrypted Config</th><td>On</td>"),
+        "{page}"
+    );
+    // The same name again: the store's refusal, on the page.
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/profiles",
+        &aj,
+        Some(&format!(
+            "name=Secure+8845&{}",
+            fields("p384", "2048", true)
+        )),
+    );
+    assert_eq!(code, 400);
+    assert!(page.contains("Secure 8845"), "{page}");
+    // The box unticked: TFTP Encrypted Config Off; a bad key size refused.
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/profiles/Secure%208845",
+        &aj,
+        Some(&fields("p256", "2048", false)),
+    );
+    assert_eq!(code, 303, "{page}");
+    assert!(show().contains("TFTP Encrypted Config: Off"), "{}", show());
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/profiles/Secure%208845",
+        &aj,
+        Some(&fields("p256", "lots", false)),
+    );
+    assert_eq!(code, 400);
+    assert!(page.contains("is not a valid RSA key size"), "{page}");
+    // Delete: the box first.
+    let del = format!("csrf={csrf}");
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/profiles/Secure%208845/delete",
+        &aj,
+        Some(&del),
+    );
+    assert_eq!(code, 400);
+    assert!(page.contains("Tick the box to delete it"), "{page}");
+    let (code, _) = web(
+        &base,
+        "POST",
+        "/profiles/Secure%208845/delete",
+        &aj,
+        Some(&format!("{del}&confirm=yes")),
+    );
+    assert_eq!(code, 303);
+    assert!(!pt(&d, &["profile", "show", "Secure 8845"]).status.success());
+
+    // Enterprise Parameters.
+    let (code, page) = web(&base, "GET", "/parameters", &rj, None);
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("CAPF Operation Expires in (days)")
+            && !page.contains("action=\"/parameters/"),
+        "{page}"
+    );
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/parameters/CapfOperationExpiresInDays",
+        &aj,
+        Some(&format!("csrf={csrf}&value=5")),
+    );
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains(
+            "CAPF Operation Expires in (days) (CapfOperationExpiresInDays) changed from 10 to 5"
+        ),
+        "{page}"
+    );
+    let params = stdout(&pt(&d, &["show", "param"]));
+    assert!(
+        params
+            .lines()
+            .any(|l| l.contains("CapfOperationExpiresInDays")
+                && l.split_whitespace().rev().nth(1) == Some("5")),
+        "{params}"
+    );
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/parameters/CapfOperationExpiresInDays",
+        &aj,
+        Some(&format!("csrf={csrf}&value=999")),
+    );
+    assert_eq!(code, 400);
+    assert!(page.contains("999"), "{page}");
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/parameters/ItlSigner",
+        &aj,
+        Some(&format!("csrf={csrf}&value=1")),
+    );
+    assert_eq!(code, 400);
+    assert!(
+        page.contains("Aborted: ITL Signer (ItlSigner) changes what phones trust and is unchanged"),
+        "{page}"
+    );
+
+    // The cluster: the publisher, a subscriber added, a group, the guards.
+    let (code, page) = web(&base, "GET", "/cluster", &rj, None);
+    assert_eq!(code, 200);
+    assert!(
+        page.contains("<td>pub.example.test</td>") && page.contains("publisher"),
+        "{page}"
+    );
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/cluster/nodes",
+        &aj,
+        Some(&format!(
+            "csrf={csrf}&name=sub1.example.test&host=127.0.0.2&services=tftp%2Ctvs"
+        )),
+    );
+    assert_eq!(code, 200, "{page}");
+    assert!(
+        page.contains("Node sub1.example.test defined as subscriber at 127.0.0.2"),
+        "{page}"
+    );
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/cluster/nodes",
+        &aj,
+        Some(&format!("csrf={csrf}&name=bad_name&host=127.0.0.3")),
+    );
+    assert_eq!(code, 400);
+    assert!(page.contains("is not a valid node name"), "{page}");
+    let net = stdout(&pt(&d, &["show", "network", "cluster"]));
+    assert!(
+        net.contains("sub1.example.test") && net.contains("127.0.0.2"),
+        "{net}"
+    );
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/cluster/groups",
+        &aj,
+        Some(&format!(
+            "csrf={csrf}&name=G1&nodes=sub1.example.test%2C+pub.example.test"
+        )),
+    );
+    assert_eq!(code, 303, "{page}");
+    let groups = || stdout(&pt(&d, &["cluster", "group", "list"]));
+    assert!(
+        groups().contains("sub1.example.test, pub.example.test"),
+        "{}",
+        groups()
+    );
+    let set = format!("csrf={csrf}&nodes=pub.example.test%2Csub1.example.test");
+    let (code, page) = web(&base, "POST", "/cluster/groups/G1", &aj, Some(&set));
+    assert_eq!(code, 400);
+    assert!(
+        page.contains("Aborted: this changes the nodes of call manager group G1"),
+        "{page}"
+    );
+    let (code, _) = web(
+        &base,
+        "POST",
+        "/cluster/groups/G1",
+        &aj,
+        Some(&format!("{set}&confirm=yes")),
+    );
+    assert_eq!(code, 303);
+    assert!(
+        groups().contains("pub.example.test, sub1.example.test"),
+        "{}",
+        groups()
+    );
+    let (_, page) = web(&base, "GET", "/cluster", &aj, None);
+    assert!(
+        page.contains("<td>G1</td><td>pub.example.test, sub1.example.test</td>"),
+        "{page}"
+    );
+    // The node is still in G1: refused with the cluster's message.
+    let rm = format!("csrf={csrf}&confirm=yes");
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/cluster/nodes/sub1.example.test/delete",
+        &aj,
+        Some(&rm),
+    );
+    assert_eq!(code, 400);
+    assert!(
+        page.contains("node sub1.example.test is still in call manager group(s) Default, G1"),
+        "{page}"
+    );
+    let (code, _) = web(&base, "POST", "/cluster/groups/G1/delete", &aj, Some(&rm));
+    assert_eq!(code, 303);
+    let (code, _) = web(
+        &base,
+        "POST",
+        "/cluster/groups/Default",
+        &aj,
+        Some(&format!("{rm}&nodes=pub.example.test")),
+    );
+    assert_eq!(code, 303);
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/cluster/nodes/sub1.example.test/delete",
+        &aj,
+        Some(&format!("csrf={csrf}")),
+    );
+    assert_eq!(code, 400);
+    assert!(page.contains("the node stays defined"), "{page}");
+    let (code, page) = web(
+        &base,
+        "POST",
+        "/cluster/nodes/sub1.example.test/delete",
+        &aj,
+        Some(&rm),
+    );
+    assert_eq!(code, 200, "{page}");
+    assert!(!stdout(&pt(&d, &["show", "network", "cluster"])).contains("sub1.example.test"));
+
+    let audit = stdout(&pt(&d, &["show", "audit"]));
+    for a in [
+        "web profile add",
+        "web profile set",
+        "web profile delete",
+        "web set param",
+        "web cluster add-node",
+        "web cluster group set",
+        "web cluster remove-node",
+    ] {
+        assert!(audit.contains(a), "{a}: {audit}");
+    }
+}
