@@ -6,8 +6,9 @@
 use std::collections::HashSet;
 
 use phonetrust_proto::rand::RandomSource;
+use phonetrust_store::StoreError;
 use phonetrust_store::devices::{CapfChange, DeviceFilter};
-use phonetrust_store::model::{CertOperation, Device, OpState};
+use phonetrust_store::model::{CertOperation, Device, OpState, format_time};
 
 pub use phonetrust_proto::device::{MAX_NAMES, names_from_csv};
 
@@ -89,6 +90,91 @@ pub fn plan(
         out.push((d.name.clone(), p));
     }
     Ok(out)
+}
+
+/// Phones per transaction (and per step of a progress report).
+pub const STEP: usize = 500;
+
+/// A plan split into the changes to make and the phones left alone with why.
+pub type Split = (Vec<(String, CapfChange)>, Vec<(String, &'static str)>);
+
+/// The changes of `plan` and its skipped phones.
+pub fn split(plan: &[(String, Planned)]) -> Split {
+    let mut changes = Vec::new();
+    let mut skipped = Vec::new();
+    for (n, p) in plan {
+        match p {
+            Planned::Change(c) => changes.push((n.clone(), c.clone())),
+            Planned::Skip(why) => skipped.push((n.clone(), *why)),
+        }
+    }
+    (changes, skipped)
+}
+
+/// Make `changes` in transactions of [`STEP`] phones, telling `progress` how many are
+/// done after each; every phone's result.
+pub async fn apply(
+    db: &phonetrust_store::Db,
+    changes: &[(String, CapfChange)],
+    now: i64,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<(String, Result<Device, StoreError>)>, StoreError> {
+    let mut results = Vec::with_capacity(changes.len());
+    for chunk in changes.chunks(STEP) {
+        results.extend(db.set_capf_many(chunk, now).await?);
+        progress(results.len());
+    }
+    Ok(results)
+}
+
+/// The per-phone report's header.
+pub const REPORT_HEADER: [&str; 7] = [
+    "phone",
+    "result",
+    "operation",
+    "authentication mode",
+    "authentication string",
+    "completes by",
+    "status",
+];
+
+/// The per-phone report of a bulk command as CSV: each changed phone with its new
+/// operation (its authentication string only when `strings`, i.e. drawn at random for
+/// it), each failure with why, each phone left alone with why.
+pub fn report_csv(
+    results: &[(String, Result<Device, StoreError>)],
+    skipped: &[(String, &str)],
+    strings: bool,
+) -> String {
+    let mut rows: Vec<Vec<String>> = results
+        .iter()
+        .map(|(name, r)| match r {
+            Ok(d) => vec![
+                name.clone(),
+                "ok".into(),
+                d.capf.operation.to_string(),
+                d.capf.auth_mode.to_string(),
+                if strings {
+                    d.capf.auth_string.clone().unwrap_or_default()
+                } else {
+                    String::new()
+                },
+                d.capf.completes_by.map(format_time).unwrap_or_default(),
+                d.capf.status.clone(),
+            ],
+            Err(e) => {
+                let mut v = vec![name.clone(), format!("failed: {e}")];
+                v.resize(REPORT_HEADER.len(), String::new());
+                v
+            }
+        })
+        .collect();
+    for (n, why) in skipped {
+        let mut v = vec![n.clone(), format!("skipped: {why}")];
+        v.resize(REPORT_HEADER.len(), String::new());
+        rows.push(v);
+    }
+    crate::reports::csv(&REPORT_HEADER, &rows)
 }
 
 /// `n` random decimal digits, without bias.

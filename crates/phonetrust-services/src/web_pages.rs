@@ -68,12 +68,21 @@ impl Web {
 
 /// A multipart form's fields: text fields by name, and the one file.
 #[derive(Default)]
-struct Upload {
-    fields: std::collections::HashMap<String, String>,
-    file: Vec<u8>,
+pub(super) struct Upload {
+    pub(super) fields: std::collections::HashMap<String, String>,
+    pub(super) file: Vec<u8>,
 }
 
-async fn read_upload(mut m: Multipart) -> Result<Upload, String> {
+async fn read_upload(m: Multipart) -> Result<Upload, String> {
+    read_upload_max(m, MAX_UPLOAD, "give the certificate (or chain) alone").await
+}
+
+/// A multipart form whose file may be `max` bytes (`fix` says what to do when larger).
+pub(super) async fn read_upload_max(
+    mut m: Multipart,
+    max: usize,
+    fix: &str,
+) -> Result<Upload, String> {
     let mut u = Upload::default();
     loop {
         let f = match m.next_field().await {
@@ -87,10 +96,8 @@ async fn read_upload(mut m: Multipart) -> Result<Upload, String> {
             .bytes()
             .await
             .map_err(|e| format!("the form could not be read: {e}"))?;
-        if bytes.len() > MAX_UPLOAD {
-            return Err(format!(
-                "the file is larger than {MAX_UPLOAD} bytes: give the certificate (or chain) alone"
-            ));
+        if bytes.len() > max {
+            return Err(format!("the file is larger than {max} bytes: {fix}"));
         }
         if is_file || name == "file" {
             if !bytes.is_empty() {

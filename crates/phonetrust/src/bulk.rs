@@ -10,15 +10,14 @@ use std::process::ExitCode;
 use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use phonetrust_proto::rand::OsRandom;
-use phonetrust_rules::fleet::{self, BulkAction, Planned, Selection};
+use phonetrust_rules::fleet::{self, BulkAction, Selection};
 use phonetrust_store::devices::{CapfChange, DeviceFilter, LscFilter};
-use phonetrust_store::model::{AuthMode, CertOperation, EcCurve, KeyOrder, OpState, format_time};
+use phonetrust_store::model::{AuthMode, CertOperation, EcCurve, KeyOrder, OpState};
 
 use crate::fsutil::now;
 use crate::phones::{parse, parse_when};
 
-/// Phones per transaction (and per step of the progress bar).
-const STEP: usize = 500;
+use fleet::STEP;
 
 /// `phonetrust phone bulk ...`
 #[derive(Debug, Subcommand)]
@@ -253,20 +252,7 @@ pub(crate) async fn run(db: &phonetrust_store::Db, cmd: BulkCmd) -> Result<ExitC
     let sel = select.selection(now)?;
     let devices = fleet::select(db, &sel).await.map_err(anyhow::Error::msg)?;
     let plan = fleet::plan(&action, &devices, random, &OsRandom).map_err(anyhow::Error::msg)?;
-    let changes: Vec<(String, CapfChange)> = plan
-        .iter()
-        .filter_map(|(n, p)| match p {
-            Planned::Change(c) => Some((n.clone(), c.clone())),
-            Planned::Skip(_) => None,
-        })
-        .collect();
-    let skipped: Vec<(&String, &str)> = plan
-        .iter()
-        .filter_map(|(n, p)| match p {
-            Planned::Skip(why) => Some((n, *why)),
-            Planned::Change(_) => None,
-        })
-        .collect();
+    let (changes, skipped) = fleet::split(&plan);
     outln!(
         "{} phone(s) match; {} to {verb}, {} left alone (no operation pending).",
         devices.len(),
@@ -292,48 +278,9 @@ pub(crate) async fn run(db: &phonetrust_store::Db, cmd: BulkCmd) -> Result<ExitC
         return Ok(ExitCode::FAILURE);
     }
     let progress = Progress::new(changes.len());
-    let mut results = Vec::with_capacity(changes.len());
-    for chunk in changes.chunks(STEP) {
-        let r = db.set_capf_many(chunk, now).await?;
-        results.extend(r);
-        progress.show(results.len());
-    }
+    let results = fleet::apply(db, &changes, now, |n| progress.show(n)).await?;
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
-    let mut report = String::from(
-        "phone,result,operation,authentication mode,authentication string,completes by,status\n",
-    );
-    for (name, r) in &results {
-        let row: Vec<String> = match r {
-            Ok(d) => vec![
-                name.clone(),
-                "ok".into(),
-                d.capf.operation.to_string(),
-                d.capf.auth_mode.to_string(),
-                if random {
-                    d.capf.auth_string.clone().unwrap_or_default()
-                } else {
-                    String::new()
-                },
-                d.capf.completes_by.map(format_time).unwrap_or_default(),
-                d.capf.status.clone(),
-            ],
-            Err(e) => vec![
-                name.clone(),
-                format!("failed: {e}"),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-            ],
-        };
-        let f: Vec<String> = row.iter().map(|c| crate::report::csv_field(c)).collect();
-        report.push_str(&f.join(","));
-        report.push('\n');
-    }
-    for (n, why) in &skipped {
-        report.push_str(&format!("{n},skipped: {why},,,,,\n"));
-    }
+    let report = fleet::report_csv(&results, &skipped, random);
     for (name, r) in &results {
         if let Err(e) = r {
             outln!("{name}: {e}");
