@@ -54,7 +54,10 @@ async fn one_webhook_and_one_mail_per_certificate_per_day() {
         .map(|(_, c)| phonetrust_store::trust::unix_time(c.cert.not_after()))
         .min()
         .unwrap();
-    let day = first - 10 * 86_400;
+    // Ten days before the first expiry, taken at the start of that UTC day (plus a minute)
+    // so that "later the same day" (an hour on) is still that day at whatever hour the
+    // certificates were made.
+    let day = (first - 10 * 86_400).div_euclid(86_400) * 86_400 + 60;
     let r = check(
         &node.db,
         &node.data,
