@@ -289,6 +289,29 @@ pub struct NodeStatus {
     pub certs: Vec<(String, String)>,
 }
 
+impl NodeStatus {
+    /// The serial of its published certificate `kind` (`CallManager`, `TVS`, `CAPF`), or
+    /// "-".
+    pub fn serial(&self, kind: &str) -> String {
+        self.certs
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map(|(_, s)| s.clone())
+            .unwrap_or_else(|| "-".into())
+    }
+
+    /// `up`, `down` (joined, no recent heartbeat) or `not joined`.
+    pub fn status(&self) -> &'static str {
+        if self.alive {
+            "up"
+        } else if self.joined {
+            "down"
+        } else {
+            "not joined"
+        }
+    }
+}
+
 /// What to define: `cluster add-node NAME --host HOST [--services …]`.
 #[derive(Clone, Debug)]
 pub struct NewNode<'a> {

@@ -19,6 +19,7 @@ use phonetrust_store::model::{
 };
 use serde::Deserialize;
 
+use super::pages::ConfirmForm;
 use super::{Ctx, Shared, Web, now, redirect, urlencode};
 
 /// The choices of one of the store's enums, as (value, label) for a `<select>`.
@@ -215,13 +216,6 @@ pub(super) async fn profile_change(
     }
 }
 
-#[derive(Deserialize)]
-pub(super) struct ConfirmForm {
-    csrf: String,
-    #[serde(default)]
-    confirm: Option<String>,
-}
-
 /// POST `/profiles/{name}/delete`: with its box (the store refuses while phones use it).
 pub(super) async fn profile_delete(
     State(w): State<Shared>,
@@ -361,20 +355,13 @@ async fn cluster_page(w: &Web, c: &Ctx, status: StatusCode, error: Option<String
     let nodes: Vec<_> = view
         .iter()
         .map(|v| {
-            let serial = |k: &str| {
-                v.certs
-                    .iter()
-                    .find(|(w, _)| w == k)
-                    .map(|(_, s)| s.clone())
-                    .unwrap_or_else(|| "-".into())
-            };
             minijinja::context! {
                 name => v.name, host => v.host,
                 role => v.role.map_or("unknown", |r| r.as_str()),
                 services => v.services.map_or("unknown".into(), |s| s.to_string()),
-                status => if v.alive { "up" } else if v.joined { "down" } else { "not joined" },
+                status => v.status(),
                 heartbeat => if v.heartbeat_at > 0 { format_time(v.heartbeat_at) } else { "never".into() },
-                callmanager => serial("CallManager"), tvs => serial("TVS"), capf => serial("CAPF"),
+                callmanager => v.serial("CallManager"), tvs => v.serial("TVS"), capf => v.serial("CAPF"),
             }
         })
         .collect();

@@ -284,11 +284,11 @@ fn download(cert: &openssl::x509::X509Ref, base: &str, form: Option<&str>) -> Re
 
 #[derive(Deserialize)]
 pub(super) struct ConfirmForm {
-    csrf: String,
+    pub(super) csrf: String,
     #[serde(default)]
-    confirm: Option<String>,
+    pub(super) confirm: Option<String>,
     #[serde(default)]
-    force: Option<String>,
+    pub(super) force: Option<String>,
 }
 
 /// Regenerate an own certificate (administrators; the warning's box ticked).

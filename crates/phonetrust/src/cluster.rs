@@ -385,34 +385,20 @@ pub(crate) async fn show(node: &Node) -> Result<ExitCode> {
         "CAPF",
     ]);
     for v in &view {
-        let serial = |w: &str| {
-            v.certs
-                .iter()
-                .find(|(k, _)| k == w)
-                .map(|(_, s)| s.clone())
-                .unwrap_or_else(|| "-".into())
-        };
-        let status = if v.alive {
-            "up"
-        } else if v.joined {
-            "down"
-        } else {
-            "not joined"
-        };
         t.row(vec![
             v.name.clone(),
             v.host.clone(),
             v.role.map_or("unknown", |r| r.as_str()).to_string(),
             v.services.map_or("unknown".into(), |s| s.to_string()),
-            status.to_string(),
+            v.status().to_string(),
             if v.heartbeat_at > 0 {
                 format_time(v.heartbeat_at)
             } else {
                 "never".into()
             },
-            serial("CallManager"),
-            serial("TVS"),
-            serial("CAPF"),
+            v.serial("CallManager"),
+            v.serial("TVS"),
+            v.serial("CAPF"),
         ]);
     }
     out!("{}", t.render());
